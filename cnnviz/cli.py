@@ -1,0 +1,331 @@
+"""The `cnnviz` command line: parse, call the library, print a summary.
+
+TensorFlow is imported inside the commands that compute, never at module import, so
+`cnnviz --help` and `cnnviz list` stay instant.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from cnnviz import __version__, bundle
+from cnnviz.data import DATASETS, NORMALIZATIONS
+from cnnviz.errors import CnnvizError, UsageError
+from cnnviz.runtime import DEVICES, quiet_tensorflow
+from cnnviz.spec import (ACTIVATIONS, OPTIMIZERS, OUTPUT_ACTIVATIONS, PRESETS, REG_SCOPES,
+                         REGULARIZERS, SCHEDULES)
+
+quiet_tensorflow()
+
+# (flag, setting key, click type, help) for every training setting; keys as in spec.py.
+SETTING_FLAGS = [
+    ("--conv", "conv", str, "filters per conv layer, e.g. 32,64,64"),
+    ("--kernel", "kernel", str, "kernel side: one value or one per conv layer, e.g. 3"),
+    ("--conv-activation", "conv_activation", str,
+     f"one or one per conv layer: {'|'.join(ACTIVATIONS)}"),
+    ("--pools", "pools", str, "max-pool 2x2 after each conv, e.g. 1,1,0 (default: all but last)"),
+    ("--dense", "dense", str, "units per hidden dense layer, e.g. 70 ('none': no hidden layer)"),
+    ("--dense-activation", "dense_activation", str,
+     f"one or one per dense layer: {'|'.join(ACTIVATIONS)}"),
+    ("--output-activation", "output_activation", click.Choice(OUTPUT_ACTIVATIONS), None),
+    ("--optimizer", "optimizer", click.Choice(OPTIMIZERS), None),
+    ("--learning-rate", "learning_rate", float, "initial learning rate"),
+    ("--momentum", "momentum", float, "momentum for rmsprop and sgd"),
+    ("--schedule", "schedule", click.Choice(SCHEDULES), "learning-rate schedule"),
+    ("--decay-steps", "decay_steps", int, "schedule: steps per decay unit"),
+    ("--decay-rate", "decay_rate", float, "schedule: decay rate"),
+    ("--regularizer", "regularizer", click.Choice(REGULARIZERS), "weight penalty"),
+    ("--reg-factor", "reg_factor", float, "weight penalty factor"),
+    ("--reg-scope", "reg_scope", click.Choice(REG_SCOPES), "layers the penalty applies to"),
+    ("--epochs", "epochs", int, None),
+    ("--batch-size", "batch_size", int, None),
+    ("--seed", "seed", int, "seed of weights and batch order"),
+    ("--normalize", "normalize", click.Choice(NORMALIZATIONS),
+     "standardize: per-pixel, fitted on the training split; unit: /255"),
+]
+
+
+def trained_dir_option(func):
+    return click.option("--trained-dir", type=click.Path(file_okay=False, path_type=Path),
+                        envvar="CNNVIZ_TRAINED", default="trained", show_default=True,
+                        help="folder of model bundles (env CNNVIZ_TRAINED)")(func)
+
+
+def outputs_dir_option(func):
+    return click.option("--outputs-dir", type=click.Path(file_okay=False, path_type=Path),
+                        envvar="CNNVIZ_OUTPUTS", default="outputs", show_default=True,
+                        help="folder of galleries (env CNNVIZ_OUTPUTS)")(func)
+
+
+def setting_options(func):
+    for flag, key, kind, text in reversed(SETTING_FLAGS):
+        func = click.option(flag, key, type=kind, default=None, help=text)(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="cnnviz")
+def cli() -> None:
+    """Train a small CNN on MNIST-style digits and look inside it.
+
+    \b
+    Start with:  cnnviz train            (article2 network on MNIST, ~1 min on 2 cores)
+    then:        cnnviz info             (layers, receptive fields, run metadata)
+    """
+
+
+@cli.command()
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
+              help="starting settings (default article2; flags override)")
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON or TOML file of settings (keys as the flags, e.g. learning_rate)")
+@setting_options
+@click.option("--name", help="bundle name (default DATASET-PRESET, e.g. mnist-article2)")
+@click.option("--dataset", type=click.Choice(DATASETS), default=None, help="default: mnist")
+@click.option("--data", "data_path", type=click.Path(path_type=Path),
+              help="a .npz (x_train, y_train, x_test, y_test) or a folder of IDX files")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="continue an interrupted run from its last epoch")
+@click.option("--from-initial", "from_initial", metavar="BUNDLE",
+              help="start from another bundle's initial weights")
+@click.option("--force", is_flag=True, help="replace an existing bundle of the same name")
+@click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path),
+              help="also write TensorBoard logs here")
+@click.option("--quiet", is_flag=True, help="no per-step progress bar")
+@trained_dir_option
+def train(preset, config, name, dataset, data_path, device, resume, from_initial, force,
+          tensorboard, quiet, trained_dir, **overrides) -> None:
+    """Train a network and save it as a model bundle in trained/NAME/.
+
+    \b
+    Examples:
+      cnnviz train                                   # article2 on MNIST, 5 epochs
+      cnnviz train --dataset fashion --epochs 10
+      cnnviz train --preset article3 --data ~/mnist.npz
+      cnnviz train --conv 16,32 --dense 64 --optimizer adam --learning-rate 3e-4 --name small
+      cnnviz train --name mnist-article2 --resume    # after Ctrl-C
+    """
+    from cnnviz.spec import resolve_settings, specs_from_settings
+
+    if resume:
+        name = bundle.check_name(name or f"{dataset or 'mnist'}-{preset or 'article2'}")
+        folder = trained_dir / name
+        run, network, training = _resume_plan(folder, preset, config, dataset, from_initial,
+                                              force, overrides)
+        dataset, data_path = run["data"]["dataset"], data_path or run["data"].get("path")
+        preset = run.get("preset", "")
+    else:
+        preset, settings = resolve_settings(preset, config, overrides)
+        network, training = specs_from_settings(settings)
+        dataset = dataset or "mnist"
+        name = bundle.check_name(name or f"{dataset}-{preset}")
+        folder = trained_dir / name
+        if folder.exists() and not force:
+            raise UsageError(f"bundle {folder} exists; pass --force to replace it, "
+                             "--resume to continue it, or choose another --name")
+    initial = _initial_weights(from_initial, trained_dir) if from_initial else None
+    if tensorboard is not None and not _has_module("tensorboard"):
+        raise CnnvizError("--tensorboard needs the tensorboard package: "
+                          "pip install 'cnnviz[tensorboard]'")
+
+    from cnnviz.runtime import select_device
+
+    used_device = select_device(device)
+    from cnnviz.data import load_dataset
+    from cnnviz.train import train_bundle
+
+    data = load_dataset(dataset, data_path)
+    click.echo(f"data: {data.describe()}")
+    if resume:
+        _check_same_data(run, data)
+    elif folder.exists():
+        shutil.rmtree(folder)
+    click.echo(f"model: {name} ({preset or 'custom'}), device {used_device}, "
+               f"{training.epochs} epochs, batch {training.batch_size}")
+    result = train_bundle(folder, network, training, data, preset=preset, device=used_device,
+                          resume=resume, initial_weights=initial, tensorboard_dir=tensorboard,
+                          verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
+                          log=click.echo)
+    metrics, seconds = result.run["metrics"], result.history.get("seconds", [])
+    click.echo(
+        f"done: {name}: {len(seconds)} epochs on {data.name} ({data.source}); test accuracy "
+        f"{metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; "
+        f"{sum(seconds) / max(len(seconds), 1):.1f} s/epoch; bundle: {folder}")
+
+
+def _resume_plan(folder: Path, preset, config, dataset, from_initial, force, overrides):
+    """The run, network and training specs of the bundle to resume (only --epochs may change)."""
+    from cnnviz.spec import TrainSpec, network_from_json
+
+    changed = [f"--{k.replace('_', '-')}" for k, v in overrides.items()
+               if v is not None and k != "epochs"]
+    changed += [flag for flag, value in (("--preset", preset), ("--config", config),
+                                         ("--dataset", dataset), ("--from-initial", from_initial),
+                                         ("--force", force)) if value]
+    if changed:
+        raise UsageError(f"--resume continues with the bundle's own settings; only --epochs may "
+                         f"change (got {', '.join(changed)})")
+    if not (folder / bundle.RUN_FILE).is_file():
+        raise UsageError(f"nothing to resume: no bundle {folder}; start it without --resume")
+    run = bundle.read_run(folder)
+    if not (folder / bundle.MODEL_FILE).is_file():
+        raise UsageError(f"nothing to resume: {folder} finished no epoch yet; "
+                         "start again with --force")
+    try:
+        network = network_from_json(run["network"])
+        training = TrainSpec(**(run["training"] | {"epochs": overrides.get("epochs")
+                                                  or run["training"]["epochs"]}))
+    except (KeyError, TypeError) as exc:
+        raise CnnvizError(f"{folder / bundle.RUN_FILE} is incomplete ({exc}); retrain with --force") from None
+    done = int(run.get("epochs_completed", 0))
+    if done >= training.epochs:
+        raise UsageError(f"{folder.name} has finished {done} of {training.epochs} epochs; "
+                         f"pass --epochs N with N > {done} to train further")
+    return run, network, training
+
+
+def _check_same_data(run: dict, data) -> None:
+    want = (run["data"].get("train_images"), run["data"].get("test_images"))
+    if want != (len(data.x_train), len(data.x_test)):
+        raise UsageError(f"--resume: the run trained on {want[0]} train / {want[1]} test images "
+                         f"but {data.describe()}; pass the same --data")
+
+
+def _initial_weights(other: str, trained_dir: Path) -> Path:
+    found = bundle.resolve(other, trained_dir)
+    path = (found.bundle_dir / bundle.INITIAL_WEIGHTS_FILE) if found.bundle_dir else None
+    if path is None or not path.is_file():
+        raise UsageError(f"--from-initial {other}: no {bundle.INITIAL_WEIGHTS_FILE} there; "
+                         "name a bundle trained by cnnviz")
+    return path
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+@cli.command()
+@click.argument("model", required=False)
+@trained_dir_option
+@outputs_dir_option
+def info(model, trained_dir, outputs_dir) -> None:
+    """Layers, shapes, parameters, receptive fields and run metadata of a model.
+
+    MODEL is a bundle name, a bundle folder or a .keras file (default: the newest bundle).
+
+    \b
+    Examples:
+      cnnviz info
+      cnnviz info mnist-article2
+      cnnviz info path/to/any_model.keras
+    """
+    from cnnviz.runtime import import_tensorflow
+
+    import_tensorflow()
+    from cnnviz.model import layer_table, load_model, parameter_count
+
+    loaded = load_model(model, trained_dir)
+    if loaded.ref.note:
+        click.echo(loaded.ref.note)
+    where = loaded.ref.bundle_dir or loaded.ref.model_path
+    click.echo(f"model: {loaded.name} ({where})\n")
+    click.echo(f"{'layer':<10} {'kind':<14} {'output shape':<14} {'params':>8}  "
+               f"{'receptive field':>15}  {'stride':>6}")
+    for row in layer_table(loaded.model):
+        shape = "x".join(str(d) for d in row.output_shape[1:])
+        field = f"{row.receptive_field}x{row.receptive_field}" if row.receptive_field else "image"
+        stride = str(row.stride) if row.stride else "-"
+        click.echo(f"{row.name:<10} {row.kind:<14} {shape:<14} {row.params:>8,}  "
+                   f"{field:>15}  {stride:>6}")
+    click.echo(f"\ntotal parameters: {parameter_count(loaded.model):,}")
+    for line in run_summary(loaded.run):
+        click.echo(line)
+    if loaded.preprocessing.kind == "unit" and not loaded.run:
+        click.echo("preprocessing: none recorded; assuming pixels / 255")
+    gallery = outputs_dir / loaded.name
+    click.echo(f"galleries: {gallery}" + ("" if gallery.is_dir() else " (none yet)"))
+
+
+def run_summary(run: dict) -> list[str]:
+    """Human lines about a bundle's run.json."""
+    if not run:
+        return []
+    t, d, m = run.get("training", {}), run.get("data", {}), run.get("metrics", {})
+    lines = [f"\nstatus: {run.get('status', '?')}, {run.get('epochs_completed', 0)} of "
+             f"{t.get('epochs', '?')} epochs, updated {run.get('updated', '?')}"]
+    if m:
+        lines.append(f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f}; "
+                     f"last-epoch train accuracy {m.get('train_accuracy') or 0:.4f}")
+    lines.append(f"data: {d.get('dataset', '?')} from {d.get('source', '?')} "
+                 f"({d.get('train_images', 0):,} train / {d.get('test_images', 0):,} test)")
+    prep = run.get("preprocessing", {}).get("kind", "unit")
+    lines.append("preprocessing: " + ("per-pixel standardisation fitted on the training split"
+                                      if prep == "standardize" else "pixels / 255"))
+    schedule = t.get("schedule", "none")
+    lines.append(
+        f"training: {t.get('optimizer')} lr {t.get('learning_rate')} momentum {t.get('momentum')}"
+        f", schedule {schedule}" + (f" (steps {t.get('decay_steps')}, rate {t.get('decay_rate')})"
+                                    if schedule != "none" else "")
+        + f", regularizer {t.get('regularizer')}"
+        + (f" {t.get('reg_factor')} on {t.get('reg_scope')}" if t.get("regularizer") != "none" else "")
+        + f", batch {t.get('batch_size')}, seed {t.get('seed')}, preset {run.get('preset') or '-'}")
+    secs = run.get("epoch_seconds") or []
+    if secs:
+        lines.append(f"seconds per epoch: {sum(secs) / len(secs):.1f} (device {run.get('device')})")
+    v = run.get("versions", {})
+    lines.append("versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    return lines
+
+
+@cli.command(name="list")
+@trained_dir_option
+def list_(trained_dir) -> None:
+    """The model bundles in trained/ with dataset, epochs, test accuracy and date.
+
+    \b
+    Example:
+      cnnviz list
+    """
+    rows = bundle.list_bundles(trained_dir)
+    if not rows:
+        click.echo(f"no bundles in {trained_dir}; run `cnnviz train` to make one")
+        return
+    width = max(len(r.name) for r in rows)
+    click.echo(f"{'name':<{width}}  {'dataset':<8} {'epochs':>6}  {'test acc':>8}  "
+               f"{'status':<11} updated")
+    for r in rows:
+        acc = f"{r.test_accuracy:.4f}" if r.test_accuracy is not None else "-"
+        click.echo(f"{r.name:<{width}}  {r.dataset:<8} {r.epochs:>6}  {acc:>8}  "
+                   f"{r.status:<11} {r.updated[:16].replace('T', ' ')}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors, exit 2 for usage errors, 1 for failures, 130 for Ctrl-C."""
+    try:
+        code = cli.main(args=argv, prog_name="cnnviz", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        _fail(f"{exc.format_message()}{hint}", 2)
+    except CnnvizError as exc:
+        _fail(str(exc), exc.exit_code)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except (KeyboardInterrupt, click.Abort):
+        _fail("interrupted", 130)
+    except Exception as exc:  # a bug: still one line, traceback on request
+        if os.environ.get("CNNVIZ_DEBUG"):
+            raise
+        _fail(f"unexpected {type(exc).__name__}: {exc} (set CNNVIZ_DEBUG=1 for the traceback)", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    sys.exit(code)

@@ -1,0 +1,1 @@
+"""Arrays → pictures. No TensorFlow here."""

@@ -1,0 +1,44 @@
+"""Matplotlib figures (Agg backend, written atomically)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cnnviz.atomic import atomic_path  # noqa: E402
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save and close a figure atomically; returns the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return path
+
+
+def training_curves(history: dict[str, list[float]], path: str | os.PathLike,
+                    title: str = "") -> Path:
+    """Accuracy and loss per epoch, train vs validation (test split), side by side."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric in zip(axes, ("accuracy", "loss")):
+        for key, label, style in ((metric, "train", "o-"), (f"val_{metric}", "test", "s--")):
+            values = history.get(key, [])
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, label=label, markersize=4)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        epochs = len(history.get(metric, []))
+        if epochs:
+            ax.set_xticks(range(1, epochs + 1, max(1, epochs // 10)))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,74 @@
+"""Importing TensorFlow quietly and choosing the device; imported only by commands that compute."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import warnings
+
+from cnnviz.errors import CnnvizError, UsageError
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Redirect the process-level stderr (fd 2) to /dev/null inside the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up chatter (oneDNN, CUDA, CPU features) before import."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def import_tensorflow():
+    """Import TensorFlow with its start-up messages and Python warnings quieted.
+
+    Some messages (e.g. "Could not find cuda drivers") are written to file descriptor 2
+    before TensorFlow's log level applies, so stderr is pointed at /dev/null meanwhile.
+    """
+    quiet_tensorflow()
+    with warnings.catch_warnings(), _stderr_silenced():
+        warnings.simplefilter("ignore")
+        import tensorflow as tf
+        import keras  # noqa: F401  (first import of Keras prints too)
+    tf.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    return tf
+
+
+def select_device(choice: str = "auto") -> str:
+    """Make TensorFlow use the chosen device; returns `cpu` or `gpu` (what is used).
+
+    Must run before TensorFlow has placed any operation.
+    """
+    if choice not in DEVICES:
+        raise UsageError(f"unknown device {choice!r}; valid: {', '.join(DEVICES)}")
+    tf = import_tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")
+    if choice == "gpu" and not gpus:
+        raise CnnvizError("--device gpu: TensorFlow sees no GPU here; install the gpu extra "
+                          "(pip install 'cnnviz[gpu]') on a machine with an NVIDIA GPU, or use "
+                          "--device cpu / auto")
+    try:
+        if choice == "cpu" and gpus:
+            tf.config.set_visible_devices([], "GPU")
+            gpus = []
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # TensorFlow already initialised in this process: keep its devices
+        pass
+    return "gpu" if gpus else "cpu"

@@ -1,0 +1,239 @@
+"""Training: the input pipeline, fit with per-epoch checkpoints into the bundle, resume, NaN guard."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import cnnviz
+from cnnviz import bundle
+from cnnviz.atomic import atomic_path
+from cnnviz.data import Dataset, Preprocessing
+from cnnviz.errors import CnnvizError
+from cnnviz.model import build_model, compile_model, current_learning_rate, read_keras
+from cnnviz.render.figures import training_curves
+from cnnviz.spec import NetworkSpec, TrainSpec, network_to_json
+
+# Steps run inside one compiled call: this tiny network is dominated by per-step overhead
+# (see benchmarks/bench_train.py for the measured effect).
+STEPS_PER_EXECUTION = 32
+EVAL_BATCH = 1000
+
+
+class TrainingInterrupted(CnnvizError):
+    """Ctrl-C: the bundle keeps the last completed epoch and can be resumed."""
+
+    exit_code = 130
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled image order of one epoch: a pure function of (seed, epoch), so a resumed
+    run sees exactly the batches an uninterrupted one would."""
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+
+
+def training_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
+                     first_epoch: int, last_epoch: int) -> tf.data.Dataset:
+    """Batches for epochs first_epoch..last_epoch-1, reshuffled every epoch, prefetched.
+
+    The preprocessed images stay in one tensor; each batch is a gather of its indices.
+    """
+    orders = np.stack([epoch_order(len(x), seed, e) for e in range(first_epoch, last_epoch)])
+    images, labels = tf.constant(x), tf.constant(y)
+    return (tf.data.Dataset.from_tensor_slices(orders)
+            .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+            .map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)),
+                 num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def evaluation_dataset(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(EVAL_BATCH).cache().prefetch(2)
+
+
+def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+        *, batch_size: int, seed: int, epochs: int, initial_epoch: int = 0,
+        callbacks: Sequence[keras.callbacks.Callback] = (), verbose: int | str = "auto"):
+    """cnnviz's training path: model.fit over `training_dataset`, validating every epoch."""
+    return model.fit(training_dataset(x, y, batch_size, seed, initial_epoch, epochs),
+                     steps_per_epoch=math.ceil(len(x) / batch_size),
+                     epochs=epochs, initial_epoch=initial_epoch,
+                     validation_data=evaluation_dataset(x_val, y_val),
+                     callbacks=list(callbacks), verbose=verbose, shuffle=False)
+
+
+@dataclass
+class RunState:
+    """What run.json says about a run while it trains."""
+
+    run: dict
+    history: dict[str, list[float]] = field(default_factory=dict)
+    diverged_epoch: int | None = None
+
+
+class BundleCheckpoint(keras.callbacks.Callback):
+    """After every good epoch: model.keras, history.csv, run.json and curves.png, atomically.
+
+    A NaN or infinite loss stops training without saving, so the bundle keeps the last
+    good epoch.
+    """
+
+    def __init__(self, folder: Path, state: RunState):
+        super().__init__()
+        self.folder, self.state = folder, state
+        self._start = 0.0
+        self._rate = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._rate = current_learning_rate(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs and not math.isfinite(float(logs.get("loss", 0.0))):
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if not all(math.isfinite(float(v)) for v in logs.values()):
+            self.state.diverged_epoch = epoch + 1
+            self.model.stop_training = True
+            return
+        seconds = time.perf_counter() - self._start
+        row = {k: float(v) for k, v in logs.items()} | {"learning_rate": self._rate,
+                                                         "seconds": seconds}
+        for key, value in row.items():
+            self.state.history.setdefault(key, []).append(value)
+        with atomic_path(self.folder / bundle.MODEL_FILE) as tmp:
+            self.model.save(tmp)
+        bundle.write_history(self.folder, self.state.history)
+        run = self.state.run
+        run.update(status="running", epochs_completed=epoch + 1, updated=_now(),
+                   epoch_seconds=self.state.history["seconds"])
+        bundle.write_run(self.folder, run)
+        training_curves(self.state.history, self.folder / bundle.CURVES_FILE,
+                        title=f"{self.folder.name}: epoch {epoch + 1}")
+
+
+@dataclass
+class TrainResult:
+    folder: Path
+    run: dict
+    history: dict[str, list[float]]
+
+
+def train_bundle(folder: Path, network: NetworkSpec, training: TrainSpec, data: Dataset, *,
+                 preset: str = "", device: str = "cpu", resume: bool = False,
+                 initial_weights: Path | None = None, tensorboard_dir: Path | None = None,
+                 callbacks: Sequence[keras.callbacks.Callback] = (),
+                 verbose: int | str = "auto", log: Callable[[str], None] = print) -> TrainResult:
+    """Train into the bundle folder (created if needed), or resume the run it holds.
+
+    Raises:
+        TrainingInterrupted: on Ctrl-C; the bundle keeps the last completed epoch.
+        CnnvizError: when the loss becomes NaN; the bundle keeps the last good epoch.
+    """
+    keras.utils.set_random_seed(training.seed)
+    if resume:
+        run = bundle.read_run(folder)
+        prep = Preprocessing.from_json(run["preprocessing"])
+        model = read_keras(folder / bundle.MODEL_FILE, compile=True)
+        start = int(run.get("epochs_completed", 0))
+        history = bundle.read_history(folder)
+        run["training"]["epochs"] = training.epochs
+        log(f"resuming {folder.name} after epoch {start} of {training.epochs}")
+    else:
+        prep = Preprocessing.fit(training.normalize, data.x_train)
+        model = build_model(network, training)
+        compile_model(model, training, STEPS_PER_EXECUTION)
+        if initial_weights is not None:
+            load_initial_weights(model, initial_weights)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_initial_weights(model, folder / bundle.INITIAL_WEIGHTS_FILE)
+        start, history = 0, {}
+        run = new_run(folder.name, network, training, data, prep, preset, device, initial_weights)
+        bundle.write_run(folder, run)
+    state = RunState(run, history)
+    extra = [keras.callbacks.TensorBoard(str(tensorboard_dir))] if tensorboard_dir else []
+    x_train, x_test = prep.apply(data.x_train), prep.apply(data.x_test)
+    try:
+        fit(model, x_train, data.y_train, x_test, data.y_test, batch_size=training.batch_size,
+            seed=training.seed, epochs=training.epochs, initial_epoch=start,
+            callbacks=[BundleCheckpoint(folder, state), *extra, *callbacks], verbose=verbose)
+    except KeyboardInterrupt:
+        run.update(status="interrupted", updated=_now())
+        bundle.write_run(folder, run)
+        done = run.get("epochs_completed", 0)
+        raise TrainingInterrupted(
+            f"interrupted: {folder} keeps epoch {done} of {training.epochs}; continue with "
+            f"`cnnviz train --name {folder.name} --resume`") from None
+    if state.diverged_epoch is not None or _weights_not_finite(model):
+        epoch = state.diverged_epoch or run.get("epochs_completed", 0) + 1
+        run.update(status="diverged", updated=_now())
+        bundle.write_run(folder, run)
+        raise CnnvizError(
+            f"loss became NaN in epoch {epoch}: training stopped; {folder} keeps epoch "
+            f"{run.get('epochs_completed', 0)} (try a lower --learning-rate)")
+    test_loss, test_accuracy = model.evaluate(evaluation_dataset(x_test, data.y_test), verbose=0)
+    run.update(status="complete", updated=_now(), metrics={
+        "test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
+        "train_accuracy": history_last(state.history, "accuracy"),
+        "train_loss": history_last(state.history, "loss"),
+        "train_metrics_note": "train values are the running mean over the last epoch",
+    })
+    bundle.write_run(folder, run)
+    return TrainResult(folder, run, state.history)
+
+
+def new_run(name: str, network: NetworkSpec, training: TrainSpec, data: Dataset,
+            prep: Preprocessing, preset: str, device: str, initial_weights: Path | None) -> dict:
+    """The run.json of a fresh run."""
+    return {
+        "name": name, "status": "running", "created": _now(), "updated": _now(),
+        "epochs_completed": 0, "preset": preset,
+        "network": network_to_json(network), "training": asdict(training),
+        "seed": training.seed,
+        "data": {"dataset": data.name, "source": data.source, "path": data.path,
+                 "train_images": int(len(data.x_train)), "test_images": int(len(data.x_test))},
+        "preprocessing": prep.to_json(),
+        "initial_weights_from": str(initial_weights) if initial_weights else None,
+        "device": device, "epoch_seconds": [], "metrics": {},
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "numpy": np.__version__,
+                     "cnnviz": cnnviz.__version__},
+    }
+
+
+def save_initial_weights(model: keras.Model, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        model.save_weights(tmp)
+
+
+def load_initial_weights(model: keras.Model, path: Path) -> None:
+    """Start from another bundle's initial weights; the architectures must match."""
+    try:
+        model.load_weights(path)
+    except (ValueError, OSError, KeyError) as exc:
+        raise CnnvizError(f"--from-initial: {path} does not fit this architecture "
+                          f"({str(exc).splitlines()[0][:160]})") from None
+
+
+def history_last(history: dict[str, list[float]], key: str) -> float | None:
+    values = history.get(key)
+    return float(values[-1]) if values else None
+
+
+def _weights_not_finite(model: keras.Model) -> bool:
+    return not all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -1,0 +1,76 @@
+"""Shared fixtures: offline data sources, a small real slice of MNIST, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ["CNNVIZ_OFFLINE"] = "1"  # never try a download from the tests
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from cnnviz.data import EMBEDDED_SAMPLE  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_keras_home(tmp_path, monkeypatch):
+    """No test sees the machine's ~/.keras cache."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+
+
+@pytest.fixture(scope="session")
+def sample() -> dict[str, np.ndarray]:
+    with np.load(EMBEDDED_SAMPLE) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+@pytest.fixture(scope="session")
+def small_npz(tmp_path_factory, sample) -> Path:
+    """The first 1,000 train and 300 test images of the embedded real sample."""
+    path = tmp_path_factory.mktemp("data") / "small.npz"
+    np.savez(path, x_train=sample["x_train"][:1000], y_train=sample["y_train"][:1000],
+             x_test=sample["x_test"][:300], y_test=sample["y_test"][:300])
+    return path
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def output(self) -> str:
+        return self.out + self.err
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run `cnnviz ARGS…` in-process through the real entry point; returns code and output."""
+    from cnnviz.cli import main
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:
+    """Exit code, a single `error:` line on stderr naming the problem, no traceback."""
+    assert result.code == code, result.output
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert re.search(fragment, lines[0]), (fragment, lines[0])
