@@ -120,7 +120,7 @@ def write_history(folder: Path, history: dict[str, list]) -> None:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["epoch", *keys])
     for i in range(len(history[keys[0]]) if keys else 0):
-        writer.writerow([i + 1, *(f"{history[k][i]:.6g}" for k in keys)])
+        writer.writerow([i + 1, *(f"{history[k][i]:.8g}" for k in keys)])
     write_text(folder / HISTORY_FILE, buf.getvalue())
 
 

@@ -35,25 +35,38 @@ class TrainingInterrupted(CnnvizError):
     exit_code = 130
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+def epoch_order(n: int, seed: int, epoch) -> tf.Tensor:
     """The shuffled image order of one epoch: a pure function of (seed, epoch), so a resumed
     run sees exactly the batches an uninterrupted one would."""
-    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=key)
 
 
-def training_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
-                     first_epoch: int, last_epoch: int) -> tf.data.Dataset:
-    """Batches for epochs first_epoch..last_epoch-1, reshuffled every epoch, prefetched.
+class ShuffledEpochs(keras.callbacks.Callback):
+    """The training batches: one finite epoch, reshuffled at every epoch start.
 
     The preprocessed images stay in one tensor; each batch is a gather of its indices.
+    Keras re-iterates a finite dataset every epoch, so an epoch ends exactly at its last
+    batch even when several steps run per compiled call.
     """
-    orders = np.stack([epoch_order(len(x), seed, e) for e in range(first_epoch, last_epoch)])
-    images, labels = tf.constant(x), tf.constant(y)
-    return (tf.data.Dataset.from_tensor_slices(orders)
-            .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        images, labels, n = tf.constant(x), tf.constant(y), len(x)
+        self.steps = math.ceil(n / batch_size)
+        self.dataset = (
+            tf.data.Dataset.from_tensors(0)
+            .flat_map(lambda _: tf.data.Dataset.from_tensor_slices(
+                epoch_order(n, seed, self.epoch.read_value())))
+            .batch(batch_size)
             .map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)),
                  num_parallel_calls=tf.data.AUTOTUNE)
+            .apply(tf.data.experimental.assert_cardinality(self.steps))
             .prefetch(tf.data.AUTOTUNE))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
 
 
 def evaluation_dataset(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
@@ -63,12 +76,11 @@ def evaluation_dataset(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
 def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
         *, batch_size: int, seed: int, epochs: int, initial_epoch: int = 0,
         callbacks: Sequence[keras.callbacks.Callback] = (), verbose: int | str = "auto"):
-    """cnnviz's training path: model.fit over `training_dataset`, validating every epoch."""
-    return model.fit(training_dataset(x, y, batch_size, seed, initial_epoch, epochs),
-                     steps_per_epoch=math.ceil(len(x) / batch_size),
-                     epochs=epochs, initial_epoch=initial_epoch,
+    """cnnviz's training path: model.fit over `ShuffledEpochs`, validating every epoch."""
+    batches = ShuffledEpochs(x, y, batch_size, seed)
+    return model.fit(batches.dataset, epochs=epochs, initial_epoch=initial_epoch,
                      validation_data=evaluation_dataset(x_val, y_val),
-                     callbacks=list(callbacks), verbose=verbose, shuffle=False)
+                     callbacks=[batches, *callbacks], verbose=verbose, shuffle=False)
 
 
 @dataclass

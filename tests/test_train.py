@@ -47,9 +47,26 @@ def poison(model):
 
 
 def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
-    a = epoch_order(100, 3, 2)
-    np.testing.assert_array_equal(a, epoch_order(100, 3, 2))
-    assert sorted(a) == list(range(100)) and not np.array_equal(a, epoch_order(100, 3, 1))
+    a = epoch_order(100, 3, 2).numpy()
+    np.testing.assert_array_equal(a, epoch_order(100, 3, 2).numpy())
+    assert sorted(a) == list(range(100)) and not np.array_equal(a, epoch_order(100, 3, 1).numpy())
+    assert not np.array_equal(a, epoch_order(100, 4, 2).numpy())
+
+
+def test_every_epoch_sees_every_image_once_in_its_own_order(tiny_data):
+    """Also with more steps per compiled call than batches per epoch (8 here, 32 per call)."""
+    from cnnviz.train import ShuffledEpochs
+
+    x = np.arange(100, dtype=np.float32).reshape(100, 1)
+    batches = ShuffledEpochs(x, np.zeros(100, np.int32), batch_size=32, seed=5)
+    seen = []
+    for epoch in (0, 1, 0):
+        batches.on_epoch_begin(epoch)
+        seen.append(np.concatenate([b.numpy()[:, 0] for b, _ in batches.dataset]))
+    assert [len(s) for s in seen] == [100, 100, 100] and sorted(seen[0]) == list(range(100))
+    assert not np.array_equal(seen[0], seen[1])
+    np.testing.assert_array_equal(seen[0], seen[2])
+    np.testing.assert_array_equal(seen[1], epoch_order(100, 5, 1).numpy())
 
 
 def test_interrupted_run_resumes_where_it_stopped(tmp_path, tiny_data):
@@ -66,6 +83,7 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, tiny_data):
     resumed = train_bundle(folder, network, training, tiny_data, resume=True, verbose=0)
     assert resumed.run["status"] == "complete" and resumed.run["epochs_completed"] == 2
     assert len(resumed.history["loss"]) == 2
+    np.testing.assert_allclose(resumed.history["loss"], straight.history["loss"], rtol=1e-4)
     a = read_keras(straight.folder / "model.keras").get_weights()
     b = read_keras(folder / "model.keras").get_weights()
     for wa, wb in zip(a, b):  # same batches, same optimizer state: same weights (CPU float32)

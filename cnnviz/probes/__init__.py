@@ -1,1 +1,0 @@
-"""Pure computations on a model → numpy arrays + metadata. No plotting here."""
