@@ -80,6 +80,12 @@ def read_run(folder: Path) -> dict:
     return data
 
 
+def dataset_of(run: dict) -> tuple[str, str | None]:
+    """(dataset name, explicit data path or None) a bundle was trained on; mnist for plain models."""
+    data = run.get("data", {})
+    return data.get("dataset", "mnist"), data.get("path")
+
+
 def write_run(folder: Path, run: dict) -> None:
     write_json(folder / RUN_FILE, run)
 

@@ -284,6 +284,101 @@ def run_summary(run: dict) -> list[str]:
     return lines
 
 
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--layer", "layer_specs", multiple=True, metavar="NAMES",
+              help="a layer, a comma list, or all (default: all); repeatable")
+@click.option("--image", "image_list", metavar="N[,N…]",
+              help="dataset index of the image(s) to show (default 0)")
+@click.option("--digit", type=int, help="show the first --count images of this class")
+@click.option("--count", type=int, help="how many images with --digit (default 6)")
+@click.option("--input", "input_file", type=click.Path(path_type=Path),
+              help="your own PNG/JPEG of a digit instead of a dataset image")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--scale", type=click.Choice(["map", "layer"]), default="map", show_default=True,
+              help="map: each map on its own range; layer: one range per layer, colour bar")
+@click.option("--class-mean", is_flag=True,
+              help="also the mean activation per class over the whole split")
+@click.option("--save-arrays", is_flag=True, help="also write the arrays as .npz")
+@click.option("--dataset", type=click.Choice(DATASETS), default=None,
+              help="default: the bundle's own dataset")
+@click.option("--data", "data_path", type=click.Path(path_type=Path),
+              help="default: the bundle's own data source")
+@trained_dir_option
+@outputs_dir_option
+def activations(model, layer_specs, image_list, digit, count, input_file, split, scale,
+                class_mean, save_arrays, dataset, data_path, trained_dir, outputs_dir) -> None:
+    """What every map of a layer outputs for an image, a class, or your own drawing.
+
+    Writes outputs/NAME/activations/LAYER/*.png and records them in
+    outputs/NAME/manifest.json.
+
+    \b
+    Examples:
+      cnnviz activations --layer conv2 --image 17
+      cnnviz activations --layer all --digit 4 --count 6 --scale layer
+      cnnviz activations --layer conv1,pool1 --input my_digit.png
+      cnnviz activations --class-mean --save-arrays
+    """
+    chosen = [flag for flag, value in (("--image", image_list), ("--digit", digit),
+                                       ("--input", input_file)) if value is not None]
+    if len(chosen) > 1:
+        raise UsageError(f"{' and '.join(chosen)} exclude each other: choose one way to pick images")
+    if count is not None and digit is None:
+        raise UsageError("--count goes with --digit (how many images of that class)")
+    images = _int_list("--image", image_list) if image_list is not None else None
+    if input_file is not None and not Path(input_file).is_file():
+        raise UsageError(f"--input {input_file}: no such file; give a PNG or JPEG of one digit")
+
+    from cnnviz.runtime import import_tensorflow
+
+    import_tensorflow()
+    from cnnviz.data import class_names, load_dataset
+    from cnnviz.galleries import activations as gallery
+    from cnnviz.manifest import add_entries
+    from cnnviz.model import load_model, resolve_layers
+
+    loaded = load_model(model, trained_dir)
+    if loaded.ref.note:
+        click.echo(loaded.ref.note)
+    layers = resolve_layers(loaded.model, ",".join(layer_specs) or "all")
+    name, path = bundle.dataset_of(loaded.run)
+    name, path = dataset or name, data_path or path
+    selection = gallery.select_file(input_file) if input_file is not None else None
+    wants_images = selection is not None or images is not None or digit is not None or not class_mean
+    data = None
+    if selection is None and wants_images or class_mean:
+        data = load_dataset(name, path)
+        click.echo(f"data: {data.describe()}")
+    if selection is None and wants_images:
+        selection = gallery.select_images(data, split, images, digit, 6 if count is None else count)
+    out = outputs_dir / loaded.name
+    names = class_names(name)
+    entries = []
+    if wants_images:
+        entries += gallery.write_image_activations(loaded, layers, selection, out, scale,
+                                                   save_arrays, names)
+    if class_mean:
+        entries += gallery.write_class_means(loaded, layers, data, split, out, names)
+    manifest = add_entries(out, entries, model=_model_card(loaded))
+    click.echo(f"wrote {len(entries)} files for {', '.join(layers)} to {out / gallery.FOLDER} "
+               f"(listed in {manifest})")
+
+
+def _model_card(loaded) -> dict:
+    return {"name": loaded.name, "path": str(loaded.ref.bundle_dir or loaded.ref.model_path)}
+
+
+def _int_list(flag: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} takes integers separated by commas, got {text!r}") from None
+    if not values:
+        raise UsageError(f"{flag} takes integers separated by commas, got {text!r}")
+    return values
+
+
 @cli.command(name="list")
 @trained_dir_option
 def list_(trained_dir) -> None:

@@ -31,6 +31,9 @@ DOWNLOAD_HOST = ("storage.googleapis.com", 443)
 # would otherwise turn a single lit test pixel into a huge input value.
 STD_FLOOR = 1.0
 
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")
+
 _IDX_PARTS = {
     "x_train": "train-images*idx3*",
     "y_train": "train-labels*idx1*",
@@ -64,6 +67,11 @@ class Dataset:
         if name == "test":
             return self.x_test, self.y_test
         raise UsageError(f"unknown split {name!r}; valid: train, test")
+
+
+def class_names(dataset: str) -> tuple[str, ...]:
+    """Names of the ten classes: digits for mnist, garment names for fashion."""
+    return FASHION_CLASSES if dataset == "fashion" else tuple(str(d) for d in range(NUM_CLASSES))
 
 
 @dataclass(frozen=True)
@@ -279,6 +287,37 @@ def _from_embedded(name: str, _download) -> tuple[tuple, str] | None:
     if name != "mnist":
         return None
     return read_npz(EMBEDDED_SAMPLE), "embedded sample of real MNIST digits (no full MNIST found)"
+
+
+def read_image_file(path: str | os.PathLike) -> np.ndarray:
+    """A photo or scan of one digit → 28×28 uint8, white digit on black like MNIST.
+
+    Read with scikit-image, converted to gray, resized with anti-aliasing, and inverted
+    when the background (the border pixels) is light.
+    """
+    from skimage import color, io, transform, util
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--input {path}: no such file; give a PNG or JPEG of one digit")
+    try:
+        image = io.imread(path)
+    except Exception as exc:  # imageio raises many kinds for files that are not images
+        raise CnnvizError(f"--input {path}: not a readable image ({_first_line(exc)})") from None
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = color.rgba2rgb(image)
+    if image.ndim == 3 and image.shape[-1] == 3:
+        image = color.rgb2gray(image)
+    if image.ndim != 2 or min(image.shape) < 2:
+        raise CnnvizError(f"--input {path}: expected a 2-D gray or colour image, got shape "
+                          f"{image.shape}")
+    gray = util.img_as_float(image)
+    small = transform.resize(gray, (IMAGE_SIDE, IMAGE_SIDE), anti_aliasing=True)
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    if border.mean() > 0.5:
+        small = 1.0 - small
+    return np.rint(np.clip(small, 0, 1) * 255).astype(np.uint8)
 
 
 def network_answers(host: str, port: int, timeout: float = 3.0) -> bool:

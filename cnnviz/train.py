@@ -194,9 +194,10 @@ def train_bundle(folder: Path, network: NetworkSpec, training: TrainSpec, data: 
         raise CnnvizError(
             f"loss became NaN in epoch {epoch}: training stopped; {folder} keeps epoch "
             f"{run.get('epochs_completed', 0)} (try a lower --learning-rate)")
-    test_loss, test_accuracy = model.evaluate(evaluation_dataset(x_test, data.y_test), verbose=0)
+    # validation runs on the test split after every epoch: its last values are the test metrics
     run.update(status="complete", updated=_now(), metrics={
-        "test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
+        "test_accuracy": history_last(state.history, "val_accuracy"),
+        "test_loss": history_last(state.history, "val_loss"),
         "train_accuracy": history_last(state.history, "accuracy"),
         "train_loss": history_last(state.history, "loss"),
         "train_metrics_note": "train values are the running mean over the last epoch",

@@ -130,7 +130,9 @@ def test_config_errors(tmp_path):
 
 def test_specs_are_frozen():
     network, training = specs()
-    with pytest.raises(Exception):
+    from dataclasses import FrozenInstanceError
+
+    with pytest.raises(FrozenInstanceError):
         training.epochs = 3  # type: ignore[misc]
     assert isinstance(network, NetworkSpec) and isinstance(training, TrainSpec)
     assert set(PRESETS) == {"article2", "article3"}

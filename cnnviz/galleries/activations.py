@@ -1,0 +1,142 @@
+"""`cnnviz activations`: choose images, one forward pass, figures, arrays, manifest entries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnviz.atomic import atomic_path
+from cnnviz.data import Dataset, read_image_file
+from cnnviz.errors import UsageError
+from cnnviz.model import LoadedModel
+from cnnviz.probes.activations import activations, class_means
+from cnnviz.render.activations import class_heatmap, image_activation_figure, rows_figure
+
+FOLDER = "activations"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The images to probe, in pixel space, with where they came from."""
+
+    name: str                 # file stem: test-image-00017, test-digit-4-first6, input-my_digit
+    pixels: np.ndarray        # (N, 28, 28) uint8
+    index: np.ndarray         # dataset indices, -1 for a file
+    labels: np.ndarray | None  # true labels (None for a file)
+    split: str | None
+    digit: int | None = None
+
+    def stem(self, i: int) -> str:
+        """File stem of image i alone."""
+        if self.index[i] < 0:
+            return self.name
+        return f"{self.split}-image-{self.index[i]:05d}"
+
+
+def select_images(data: Dataset, split: str, images: list[int] | None = None,
+                  digit: int | None = None, count: int = 6) -> Selection:
+    """Images by dataset index, or the first `count` images of class `digit`, in dataset order."""
+    x, y = data.split(split)
+    if digit is not None:
+        if not 0 <= digit <= 9:
+            raise UsageError(f"--digit {digit}: classes are 0–9")
+        if count < 1:
+            raise UsageError(f"--count must be ≥ 1, got {count}")
+        found = np.flatnonzero(y == digit)
+        if len(found) == 0:
+            raise UsageError(f"--digit {digit}: no image of class {digit} in the {split} split")
+        index = found[:count]
+        return Selection(f"{split}-digit-{digit}-first{len(index)}", x[index], index, y[index],
+                         split, digit)
+    images = images if images else [0]
+    bad = [i for i in images if not 0 <= i < len(x)]
+    if bad:
+        raise UsageError(f"--image {bad[0]} out of range: the {split} split has {len(x):,} "
+                         f"images (0–{len(x) - 1})")
+    index = np.asarray(images, dtype=np.int64)
+    name = f"{split}-image-{index[0]:05d}" + (f"-and-{len(index) - 1}-more" if len(index) > 1 else "")
+    return Selection(name, x[index], index, y[index], split)
+
+
+def select_file(path: str | Path) -> Selection:
+    """One image file of the user's own (read, grayed, resized, inverted if light)."""
+    pixels = read_image_file(path)[np.newaxis]
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(path).stem)
+    return Selection(f"input-{stem}", pixels, np.array([-1]), None, None)
+
+
+def write_image_activations(loaded: LoadedModel, layers: list[str], selection: Selection,
+                            out: Path, scale: str, save_arrays: bool,
+                            class_names: tuple[str, ...]) -> list[dict]:
+    """Figures (and optionally an .npz) of every layer for the selected images."""
+    inputs = loaded.preprocessing.apply(selection.pixels)
+    result = activations(loaded.model, layers, inputs)
+    predicted = result.probabilities.argmax(axis=1)
+    top_classes, top_probs = result.top(3)
+    entries = []
+    for layer in layers:
+        folder = out / FOLDER / layer
+        folder.mkdir(parents=True, exist_ok=True)
+        values = result.layers[layer]
+        if selection.digit is not None:
+            rel = f"{FOLDER}/{layer}/{selection.name}-{layer}.png"
+            labels = [f"#{i} → {class_names[p]}" for i, p in zip(selection.index, predicted)]
+            title = (f"{layer}: {len(values)} {selection.split} images of class "
+                     f"{class_names[selection.digit]} (rows) × maps")
+            rows_figure(values, labels, layer, title, "layer" if scale == "layer" else "map",
+                        out / rel, images=selection.pixels)
+            entries.append(_entry(rel, title, "activations-by-image", layer,
+                                  selection.index.tolist()))
+            continue
+        for i in range(len(values)):
+            stem = selection.stem(i)
+            rel = f"{FOLDER}/{layer}/{stem}-{layer}.png"
+            truth = class_names[selection.labels[i]] if selection.labels is not None else "?"
+            lines = [f"true {truth}, predicted {class_names[predicted[i]]}",
+                     "top-3: " + ", ".join(f"{class_names[c]} {p:.2f}"
+                                           for c, p in zip(top_classes[i], top_probs[i]))]
+            title = (f"{selection.split} image {selection.index[i]}" if selection.index[i] >= 0
+                     else selection.name.removeprefix("input-") + " (your image)")
+            image_activation_figure(values[i], selection.pixels[i], layer, title, lines, scale,
+                                    out / rel)
+            entries.append(_entry(rel, f"{layer} for {title}: {lines[0]}", "activations",
+                                  layer, int(selection.index[i])))
+    if save_arrays:
+        rel = f"{FOLDER}/{selection.name}.npz"
+        with atomic_path(out / rel) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, input=inputs, index=selection.index,
+                         probabilities=result.probabilities, **result.layers)
+        entries.append(_entry(rel, f"activation arrays of {', '.join(layers)} for "
+                                   f"{selection.name}", "arrays", None, selection.index.tolist()))
+    return entries
+
+
+def write_class_means(loaded: LoadedModel, layers: list[str], data: Dataset, split: str,
+                      out: Path, class_names: tuple[str, ...]) -> list[dict]:
+    """Per layer: maps × classes heat map, and for spatial layers the mean maps per class."""
+    x, y = data.split(split)
+    means = class_means(loaded.model, layers, x, y, loaded.preprocessing)
+    entries = []
+    for layer in layers:
+        folder = out / FOLDER / layer
+        folder.mkdir(parents=True, exist_ok=True)
+        rel = f"{FOLDER}/{layer}/class-mean-{split}-heatmap-{layer}.png"
+        class_heatmap(means.per_map(layer), layer, out / rel, class_names)
+        entries.append(_entry(rel, f"{layer}: mean activation of every map per class over the "
+                                   f"{len(x):,} {split} images", "class-mean-heatmap", layer, None))
+        if means.layers[layer].ndim == 4:
+            rel = f"{FOLDER}/{layer}/class-mean-{split}-maps-{layer}.png"
+            title = f"{layer}: mean map per class ({split} split)"
+            rows_figure(means.layers[layer], [f"{c} (n={n})" for c, n in
+                                              zip(class_names, means.counts)],
+                        layer, title, "layer", out / rel)
+            entries.append(_entry(rel, title, "class-mean-maps", layer, None))
+    return entries
+
+
+def _entry(path: str, caption: str, kind: str, layer: str | None, image) -> dict:
+    return {"path": path, "caption": caption, "kind": kind, "command": "activations",
+            "layer": layer, "image": image}

@@ -1,0 +1,1 @@
+"""Pure computations on a model → numpy arrays + metadata. No plotting here."""

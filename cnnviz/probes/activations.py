@@ -1,0 +1,85 @@
+"""Per-map outputs of any layers for chosen images, and class averages over a split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnviz.data import NUM_CLASSES, Preprocessing
+
+
+@dataclass(frozen=True)
+class Activations:
+    """Layer outputs (float32, N × …) and the network's class probabilities for N inputs."""
+
+    layers: dict[str, np.ndarray]
+    probabilities: np.ndarray
+
+    def top(self, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """(classes, probabilities) of the k most probable classes per image, best first."""
+        order = np.argsort(-self.probabilities, axis=1)[:, :k]
+        return order, np.take_along_axis(self.probabilities, order, axis=1)
+
+
+def layer_outputs_model(model: keras.Model, layers: list[str],
+                        with_predictions: bool = True) -> keras.Model:
+    """One intermediate model whose outputs are the layers (then the network's output)."""
+    outputs = [model.get_layer(name).output for name in layers]
+    return keras.Model(model.input, outputs + ([model.outputs[0]] if with_predictions else []))
+
+
+def activations(model: keras.Model, layers: list[str], inputs: np.ndarray,
+                batch_size: int = 1000) -> Activations:
+    """All requested layers for all inputs from one forward pass of one intermediate model."""
+    probe = tf.function(layer_outputs_model(model, layers))
+    chunks = [[] for _ in range(len(layers) + 1)]
+    for start in range(0, len(inputs), batch_size):
+        for store, out in zip(chunks, probe(inputs[start:start + batch_size], training=False)):
+            store.append(out.numpy())
+    arrays = [np.concatenate(c).astype(np.float32) for c in chunks]
+    return Activations(dict(zip(layers, arrays[:-1])), arrays[-1])
+
+
+@dataclass(frozen=True)
+class ClassMeans:
+    """Mean activation per class: for each layer an array (classes, …) of the layer's shape."""
+
+    layers: dict[str, np.ndarray]
+    counts: np.ndarray  # images per class
+
+    def per_map(self, layer: str) -> np.ndarray:
+        """(classes, maps): the class means averaged over spatial positions."""
+        means = self.layers[layer]
+        return means.reshape(means.shape[0], -1, means.shape[-1]).mean(axis=1)
+
+
+def class_means(model: keras.Model, layers: list[str], images: np.ndarray, labels: np.ndarray,
+                preprocessing: Preprocessing, batch_size: int = 1000) -> ClassMeans:
+    """Mean of every layer's output over the images of each class, streamed in batches.
+
+    Only one batch of preprocessed input and per-class sums are held, so memory does not
+    grow with the number of images.
+    """
+    probe = layer_outputs_model(model, layers, with_predictions=False)
+
+    @tf.function
+    def class_sums(x, y):
+        outputs = probe(x, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return [tf.math.unsorted_segment_sum(tf.cast(o, tf.float64), y, NUM_CLASSES)
+                for o in outputs]
+
+    sums = None
+    for start in range(0, len(images), batch_size):
+        x = preprocessing.apply(images[start:start + batch_size])
+        y = np.asarray(labels[start:start + batch_size], np.int32)
+        batch = [s.numpy() for s in class_sums(x, y)]
+        sums = batch if sums is None else [a + b for a, b in zip(sums, batch)]
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=NUM_CLASSES)
+    divisor = np.maximum(counts, 1).astype(np.float64)
+    means = {name: (s / divisor.reshape(-1, *[1] * (s.ndim - 1))).astype(np.float32)
+             for name, s in zip(layers, sums)}
+    return ClassMeans(means, counts)
