@@ -345,9 +345,10 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
     name, path = bundle.dataset_of(loaded.run)
     name, path = dataset or name, data_path or path
     selection = gallery.select_file(input_file) if input_file is not None else None
-    wants_images = selection is not None or images is not None or digit is not None or not class_mean
+    wants_images = (selection is not None or images is not None or digit is not None
+                    or not class_mean)
     data = None
-    if selection is None and wants_images or class_mean:
+    if (selection is None and wants_images) or class_mean:
         data = load_dataset(name, path)
         click.echo(f"data: {data.describe()}")
     if selection is None and wants_images:

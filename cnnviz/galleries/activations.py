@@ -124,10 +124,12 @@ def write_class_means(loaded: LoadedModel, layers: list[str], data: Dataset, spl
         folder = out / FOLDER / layer
         folder.mkdir(parents=True, exist_ok=True)
         rel = f"{FOLDER}/{layer}/class-mean-{split}-heatmap-{layer}.png"
-        class_heatmap(means.per_map(layer), layer, out / rel, class_names)
+        spatial = means.layers[layer].ndim == 4
+        class_heatmap(means.per_map(layer), layer, out / rel, class_names,
+                      "map" if spatial else "unit")
         entries.append(_entry(rel, f"{layer}: mean activation of every map per class over the "
                                    f"{len(x):,} {split} images", "class-mean-heatmap", layer, None))
-        if means.layers[layer].ndim == 4:
+        if spatial:
             rel = f"{FOLDER}/{layer}/class-mean-{split}-maps-{layer}.png"
             title = f"{layer}: mean map per class ({split} split)"
             rows_figure(means.layers[layer], [f"{c} (n={n})" for c, n in

@@ -143,8 +143,8 @@ def rows_figure(values: np.ndarray, row_labels: Sequence[str], layer: str, title
 
 
 def class_heatmap(per_map: np.ndarray, layer: str, path: str | os.PathLike,
-                  class_names: Sequence[str]) -> Path:
-    """Mean activation of every map (rows) for every class (columns)."""
+                  class_names: Sequence[str], row_kind: str = "map") -> Path:
+    """Mean activation of every map or unit (rows, `row_kind`) for every class (columns)."""
     maps, classes = per_map.shape[1], per_map.shape[0]
     fig, ax = plt.subplots(figsize=(6.5, float(np.clip(maps * 0.16 + 1.5, 3, 24))))
     shown = ax.imshow(per_map.T, cmap="magma", aspect="auto", interpolation="nearest")
@@ -152,7 +152,7 @@ def class_heatmap(per_map: np.ndarray, layer: str, path: str | os.PathLike,
                   ha="right" if len(class_names[0]) > 2 else "center")
     step = max(1, maps // 32)
     ax.set_yticks(range(0, maps, step))
-    ax.set_ylabel("map" if layer != "dense1" else "unit")
+    ax.set_ylabel(row_kind)
     ax.set_title(f"{layer}: mean activation per class")
     fig.colorbar(shown, ax=ax, fraction=0.05, label="mean activation")
     fig.tight_layout()

@@ -17,7 +17,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save and close a figure atomically; returns the path."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")
     plt.close(fig)
     return path
 
