@@ -187,13 +187,12 @@ def train_bundle(folder: Path, network: NetworkSpec, training: TrainSpec, data: 
         raise TrainingInterrupted(
             f"interrupted: {folder} keeps epoch {done} of {training.epochs}; continue with "
             f"`cnnviz train --name {folder.name} --resume`") from None
-    if state.diverged_epoch is not None or _weights_not_finite(model):
-        epoch = state.diverged_epoch or run.get("epochs_completed", 0) + 1
+    if state.diverged_epoch is not None:
         run.update(status="diverged", updated=_now())
         bundle.write_run(folder, run)
         raise CnnvizError(
-            f"loss became NaN in epoch {epoch}: training stopped; {folder} keeps epoch "
-            f"{run.get('epochs_completed', 0)} (try a lower --learning-rate)")
+            f"loss became NaN in epoch {state.diverged_epoch}: training stopped; {folder} "
+            f"keeps epoch {run.get('epochs_completed', 0)} (try a lower --learning-rate)")
     # validation runs on the test split after every epoch: its last values are the test metrics
     run.update(status="complete", updated=_now(), metrics={
         "test_accuracy": history_last(state.history, "val_accuracy"),
@@ -242,10 +241,6 @@ def load_initial_weights(model: keras.Model, path: Path) -> None:
 def history_last(history: dict[str, list[float]], key: str) -> float | None:
     values = history.get(key)
     return float(values[-1]) if values else None
-
-
-def _weights_not_finite(model: keras.Model) -> bool:
-    return not all(np.isfinite(w).all() for w in model.get_weights())
 
 
 def _now() -> str:

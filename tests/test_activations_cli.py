@@ -7,20 +7,13 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, train_with_cli
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, small_npz):
     """article2 trained for one epoch on 1,000 real digits."""
-    from cnnviz.cli import main
-
-    root = tmp_path_factory.mktemp("trained")
-    with pytest.raises(SystemExit) as done:
-        main(["train", "--data", str(small_npz), "--name", "a2", "--epochs", "1", "--quiet",
-              "--trained-dir", str(root)])
-    assert done.value.code == 0
-    return root
+    return train_with_cli(tmp_path_factory.mktemp("trained"), small_npz, "a2")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, train_with_cli
 
 SMALL_RUN = ["--conv", "8,16,16", "--dense", "16", "--epochs", "1", "--quiet"]
 
@@ -16,14 +16,7 @@ SMALL_RUN = ["--conv", "8,16,16", "--dense", "16", "--epochs", "1", "--quiet"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, small_npz):
     """One real `cnnviz train` of one epoch on a slice of the embedded sample."""
-    from cnnviz.cli import main
-
-    root = tmp_path_factory.mktemp("trained")
-    with pytest.raises(SystemExit) as done:
-        main(["train", "--data", str(small_npz), "--name", "e2e", "--epochs", "1", "--quiet",
-              "--trained-dir", str(root)])
-    assert done.value.code == 0
-    return root
+    return train_with_cli(tmp_path_factory.mktemp("trained"), small_npz, "e2e")
 
 
 def test_help_does_not_import_tensorflow():
