@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from cnnviz import __version__, bundle
 from cnnviz.data import DATASETS, NORMALIZATIONS
@@ -364,6 +365,122 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
     manifest = add_entries(out, entries, model=_model_card(loaded))
     click.echo(f"wrote {len(entries)} files for {', '.join(layers)} to {out / gallery.FOLDER} "
                f"(listed in {manifest})")
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--layer", "layer_specs", multiple=True, metavar="NAMES",
+              help="a layer, a comma list, or all (default: every conv layer)")
+@click.option("--maps", help="map indices and ranges, e.g. 0-15,31 (default: all)")
+@click.option("--steps", type=int, default=100, show_default=True)
+@click.option("--step-size", type=float, default=0.1, show_default=True,
+              help="RMS change of the input per step (standardised units)")
+@click.option("--scales", default="3,7,14,28", show_default=True,
+              help="length scales of the start noise, in pixels")
+@click.option("--starts", type=int, default=2, show_default=True, help="random starts per scale")
+@click.option("--pre-activation", type=click.Choice(["auto", "on", "off"]), default="auto",
+              show_default=True, help="auto: climb the pre-activation while a map is silent")
+@click.option("--objective", type=click.Choice(["mean", "center"]), default="mean",
+              show_default=True, help="mean over all positions of a map, or its centre only")
+@click.option("--snapshots", metavar="STEPS", help="also draw the patterns at these steps, e.g. 0,10,50,100")
+@click.option("--per-scale", is_flag=True, help="also one gallery per length scale")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--save-arrays", is_flag=True, help="also write the patterns as .npz")
+@trained_dir_option
+@outputs_dir_option
+def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_activation,
+            objective, snapshots, per_scale, seed, save_arrays, trained_dir, outputs_dir) -> None:
+    """The input pattern that excites each map most (gradient ascent from noise).
+
+    All maps × scales × starts of a layer run as one batch. Writes
+    outputs/NAME/filters/LAYER/*.png and records them in outputs/NAME/manifest.json.
+
+    \b
+    Examples:
+      cnnviz filters                                # every conv layer
+      cnnviz filters --layer conv3 --maps 0-15,31 --snapshots 0,10,50,100
+      cnnviz filters --layer all --steps 200 --scales 7,14 --starts 4 --save-arrays
+    """
+    from cnnviz.runtime import import_tensorflow
+
+    import_tensorflow()
+    from cnnviz.data import class_names
+    from cnnviz.galleries.filters import write_patterns
+    from cnnviz.manifest import add_entries
+    from cnnviz.model import load_model, resolve_layers
+    from cnnviz.probes.kernels import conv_layers
+    from cnnviz.probes.patterns import PatternSettings, parse_maps, pattern_layers, response
+
+    settings = PatternSettings(steps=steps, step_size=step_size,
+                               scales=tuple(_int_list("--scales", scales)), starts=starts,
+                               pre_activation=pre_activation, objective=objective,
+                               snapshots=tuple(_int_list("--snapshots", snapshots)) if snapshots else (),
+                               seed=seed)
+    loaded = load_model(model, trained_dir)
+    if loaded.ref.note:
+        click.echo(loaded.ref.note)
+    spec = ",".join(layer_specs) or ",".join(conv_layers(loaded.model))
+    layers = resolve_layers(loaded.model, spec)
+    if spec.strip().lower() == "all":
+        layers = [name for name in layers if name in pattern_layers(loaded.model)]
+    plan = []
+    for layer in layers:
+        response(loaded.model, layer)  # says now, before any work, if a layer has no maps
+        count = loaded.model.get_layer(layer).output.shape[-1]
+        plan.append((layer, parse_maps(maps, count)))
+    out = outputs_dir / loaded.name
+    names = class_names(bundle.dataset_of(loaded.run)[0])
+    entries = []
+    for layer, chosen in plan:
+        with click.progressbar(length=settings.steps, label=f"{layer}: {len(chosen)} maps × "
+                               f"{len(settings.scales) * settings.starts} starts",
+                               file=sys.stderr) as bar:
+            written, result = write_patterns(loaded, layer, chosen, settings, out, names,
+                                             per_scale, save_arrays, bar.update)
+        entries += written
+        reached = result.best_objective
+        click.echo(f"{layer}: {int((reached > 0).sum())}/{len(reached)} maps with a positive "
+                   f"objective, median {float(np.median(reached)):.3g}, {result.seconds:.1f} s")
+    manifest = add_entries(out, entries, model=_model_card(loaded))
+    click.echo(f"wrote {len(entries)} files to {out / 'filters'} (listed in {manifest})")
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--layer", "layer_specs", multiple=True, metavar="NAMES",
+              help="a conv layer, a comma list, or all (default: all conv layers)")
+@trained_dir_option
+@outputs_dir_option
+def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
+    """The kernels of conv layers on a colour map centred on zero.
+
+    \b
+    Examples:
+      cnnviz kernels --layer conv1
+      cnnviz kernels
+    """
+    from cnnviz.runtime import import_tensorflow
+
+    import_tensorflow()
+    from cnnviz.galleries.filters import write_kernels
+    from cnnviz.manifest import add_entries
+    from cnnviz.model import load_model, resolve_layers
+    from cnnviz.probes.kernels import conv_kernels, conv_layers
+
+    loaded = load_model(model, trained_dir)
+    if loaded.ref.note:
+        click.echo(loaded.ref.note)
+    spec = ",".join(layer_specs) or "all"
+    layers = resolve_layers(loaded.model, spec)
+    if spec.strip().lower() == "all":
+        layers = [name for name in layers if name in conv_layers(loaded.model)]
+    for layer in layers:
+        conv_kernels(loaded.model, layer)  # a non-conv layer is refused before anything is written
+    out = outputs_dir / loaded.name
+    entries = [entry for layer in layers for entry in write_kernels(loaded, layer, out)]
+    manifest = add_entries(out, entries, model=_model_card(loaded))
+    click.echo(f"wrote {len(entries)} kernel galleries ({', '.join(layers)}) to "
+               f"{out / 'kernels'} (listed in {manifest})")
 
 
 def _model_card(loaded) -> dict:

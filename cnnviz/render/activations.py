@@ -21,9 +21,9 @@ def _cmap():
     return plt.get_cmap(MAP_CMAP).with_extremes(bad="white")  # white gaps between tiles
 
 
-def draw_mosaic(ax, tiles: Mosaic, labels: Sequence[str] | None = None) -> None:
+def draw_mosaic(ax, tiles: Mosaic, labels: Sequence[str] | None = None, cmap=None) -> None:
     """Show a mosaic on one axes, each tile labelled at its top-left corner."""
-    ax.imshow(tiles.image, cmap=_cmap(), vmin=0, vmax=1, interpolation="nearest")
+    ax.imshow(tiles.image, cmap=cmap or _cmap(), vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     if labels is None:
         return

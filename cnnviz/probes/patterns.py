@@ -1,0 +1,261 @@
+"""Optimal input patterns: gradient ascent on the input until a map (or unit) responds most.
+
+All maps × all length scales × all starts of a layer form ONE batch, optimised by ONE
+compiled step function (batch item i maximises map m(i)). A map whose output is zero for a
+start has zero gradient; in `auto` mode such an item climbs the pre-activation (the layer's
+output before its activation) until the map wakes up, so every map gets a pattern.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnviz.data import IMAGE_SIDE, Preprocessing
+from cnnviz.errors import UsageError
+
+PRE_ACTIVATION = ("auto", "on", "off")
+OBJECTIVES = ("mean", "center")
+PATTERN_LAYERS = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.MaxPooling2D,
+                  keras.layers.AveragePooling2D)
+
+
+@dataclass(frozen=True)
+class PatternSettings:
+    """How the ascent runs. The defaults work for the article networks (see README)."""
+
+    steps: int = 100
+    step_size: float = 0.1     # per step, RMS change of the input (standardised units)
+    scales: tuple[int, ...] = (3, 7, 14, 28)
+    starts: int = 2            # random starts per scale
+    pre_activation: str = "auto"
+    objective: str = "mean"    # mean over positions, or the central position only
+    snapshots: tuple[int, ...] = ()
+    seed: int = 0
+    start_contrast: float = 40.0  # grey levels of the start fluctuations around mid-grey
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise UsageError(f"--steps must be ≥ 1, got {self.steps}")
+        if not self.step_size > 0:
+            raise UsageError(f"--step-size must be > 0, got {self.step_size}")
+        bad = [s for s in self.scales if not 1 <= s <= IMAGE_SIDE]
+        if bad or not self.scales:
+            raise UsageError(f"--scales: each length scale must be 1–{IMAGE_SIDE} pixels "
+                             f"(the input side), got {bad[0] if bad else 'none'}")
+        if self.starts < 1:
+            raise UsageError(f"--starts must be ≥ 1, got {self.starts}")
+        if self.pre_activation not in PRE_ACTIVATION:
+            raise UsageError(f"--pre-activation must be one of {', '.join(PRE_ACTIVATION)}")
+        if self.objective not in OBJECTIVES:
+            raise UsageError(f"--objective must be one of {', '.join(OBJECTIVES)}")
+        late = [s for s in self.snapshots if not 0 <= s <= self.steps]
+        if late:
+            raise UsageError(f"--snapshots: step {late[0]} is outside 0–{self.steps} (--steps)")
+
+
+@dataclass
+class Patterns:
+    """Result for one layer: every start's pattern and objective, and the best per map."""
+
+    layer: str
+    maps: np.ndarray            # (M,) map (or unit) indices
+    scales: tuple[int, ...]
+    inputs: np.ndarray          # (M, S, K, 28, 28, 1) final patterns as fed to the network
+    objective: np.ndarray       # (M, S, K) post-activation objective of each final pattern
+    start_objective: np.ndarray  # (M, S, K) the same for the starting images
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # step → (M, S, K, 28, 28, 1)
+    seconds: float = 0.0
+
+    @property
+    def best(self) -> np.ndarray:
+        """(M,) flat index into (S, K) of each map's best start."""
+        return self.objective.reshape(len(self.maps), -1).argmax(axis=1)
+
+    def best_of(self, array: np.ndarray) -> np.ndarray:
+        """Pick each map's best start out of an (M, S, K, …) array."""
+        flat = array.reshape(len(self.maps), -1, *array.shape[3:])
+        return flat[np.arange(len(self.maps)), self.best]
+
+    @property
+    def best_inputs(self) -> np.ndarray:
+        return self.best_of(self.inputs)
+
+    @property
+    def best_objective(self) -> np.ndarray:
+        return self.best_of(self.objective)
+
+
+def pattern_layers(model: keras.Model) -> list[str]:
+    """Layers that have maps or units to optimise (conv, pool, dense)."""
+    return [layer.name for layer in model.layers if isinstance(layer, PATTERN_LAYERS)]
+
+
+def response(model: keras.Model, name: str) -> Callable:
+    """x → (pre-activation, post-activation) output of a layer.
+
+    Conv and dense layers: the linear part, then the layer's activation. Pool layers: the
+    pool applied to both outputs of the conv layer feeding them (max-pooling commutes with
+    a monotone activation, so the post value is exactly the pool layer's output).
+    """
+    layer = model.get_layer(name)
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+        feed = keras.Model(model.input, layer.input)
+
+        def linear(x):
+            inputs = feed(x, training=False)
+            if isinstance(layer, keras.layers.Conv2D):
+                pre = layer.convolution_op(inputs, layer.kernel)
+            else:
+                pre = keras.ops.matmul(inputs, layer.kernel)
+            if layer.use_bias:
+                pre = pre + layer.bias
+            activation = layer.activation or keras.activations.linear
+            return pre, activation(pre)
+
+        return linear
+    if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+        source = layer.input._keras_history.operation
+        if not isinstance(source, keras.layers.Conv2D):
+            raise UsageError(f"{name}: patterns of a pool layer need a conv layer before it")
+        below = response(model, source.name)
+
+        def pooled(x):
+            pre, post = below(x)
+            return layer(pre), layer(post)
+
+        return pooled
+    valid = ", ".join(pattern_layers(model))
+    raise UsageError(f"{name} has no maps or units to optimise (it only reshapes); "
+                     f"patterns need one of: {valid}")
+
+
+def starting_images(maps: np.ndarray, settings: PatternSettings) -> np.ndarray:
+    """(M, S, K, 28, 28) start images in pixel space: noise drawn on an s×s grid, upsampled.
+
+    Each item's noise depends only on (seed, map, scale, start), so a map gets the same
+    starts whether it is optimised alone or with others.
+    """
+    from skimage.transform import resize
+
+    out = np.empty((len(maps), len(settings.scales), settings.starts, IMAGE_SIDE, IMAGE_SIDE),
+                   np.float32)
+    for i, m in enumerate(maps):
+        for j, s in enumerate(settings.scales):
+            for k in range(settings.starts):
+                rng = np.random.default_rng([settings.seed, int(m), s, k])
+                coarse = rng.normal(size=(s, s))
+                fine = resize(coarse, (IMAGE_SIDE, IMAGE_SIDE), order=3, mode="reflect",
+                              anti_aliasing=False)
+                fine = (fine - fine.mean()) / (fine.std() + 1e-8)
+                out[i, j, k] = np.clip(127.5 + settings.start_contrast * fine, 0, 255)
+    return out
+
+
+def optimal_patterns(model: keras.Model, layer: str, maps: np.ndarray,
+                     preprocessing: Preprocessing, settings: PatternSettings,
+                     progress: Callable[[int], None] | None = None) -> Patterns:
+    """Gradient ascent for every map in `maps` × every scale × every start, as one batch."""
+    import time
+
+    begin = time.perf_counter()
+    maps = np.asarray(maps, dtype=np.int32)
+    m, s, k = len(maps), len(settings.scales), settings.starts
+    starts = starting_images(maps, settings)
+    x0 = preprocessing.apply(starts.reshape(-1, IMAGE_SIDE, IMAGE_SIDE))
+    low = preprocessing.apply(np.zeros((1, IMAGE_SIDE, IMAGE_SIDE)))
+    high = preprocessing.apply(np.full((1, IMAGE_SIDE, IMAGE_SIDE), 255.0))
+    targets = tf.constant(np.repeat(maps, s * k))
+    respond = response(model, layer)
+    step = _compiled_step(respond, settings.objective, settings.pre_activation)
+    objective = _compiled_objective(respond, settings.objective)
+
+    x = tf.Variable(x0)
+    lo, hi = tf.constant(np.minimum(low, high)), tf.constant(np.maximum(low, high))
+    rate = tf.constant(settings.step_size, tf.float32)
+    snapshots = {}
+    start_objective = objective(x, targets).numpy()
+    for i in range(settings.steps + 1):
+        if i in settings.snapshots:
+            snapshots[i] = x.numpy().reshape(m, s, k, IMAGE_SIDE, IMAGE_SIDE, 1)
+        if i == settings.steps:
+            break
+        step(x, targets, lo, hi, rate)
+        if progress:
+            progress(1)
+    final = objective(x, targets).numpy()
+    return Patterns(layer, maps, tuple(settings.scales),
+                    x.numpy().reshape(m, s, k, IMAGE_SIDE, IMAGE_SIDE, 1),
+                    final.reshape(m, s, k), start_objective.reshape(m, s, k), snapshots,
+                    time.perf_counter() - begin)
+
+
+def _select(values: tf.Tensor, targets: tf.Tensor, objective: str) -> tf.Tensor:
+    """Per item i: the objective of map targets[i] (mean over positions, the centre, or the
+    maximum: the quickest way to wake a silent map, used by the pre-activation fallback)."""
+    if values.shape.rank == 2:  # dense units
+        return tf.gather(values, targets, axis=1, batch_dims=1)
+    chosen = tf.gather(values, targets, axis=3, batch_dims=1)  # (B, h, w)
+    if objective == "center":
+        h, w = chosen.shape[1], chosen.shape[2]
+        return chosen[:, h // 2, w // 2]
+    if objective == "max":
+        return tf.reduce_max(chosen, axis=[1, 2])
+    return tf.reduce_mean(chosen, axis=[1, 2])
+
+
+def _compiled_objective(respond: Callable, objective: str) -> Callable:
+    @tf.function
+    def value(x, targets):
+        return _select(respond(x)[1], targets, objective)
+
+    return value
+
+
+def _compiled_step(respond: Callable, objective: str, mode: str) -> Callable:
+    @tf.function
+    def step(x, targets, lo, hi, rate):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            pre, post = respond(x)
+            post_value = _select(post, targets, objective)
+            wake = "max" if objective == "mean" else objective
+            if mode == "off":
+                goal = post_value
+            elif mode == "on":
+                goal = _select(pre, targets, objective)
+            else:  # auto: while the map is silent, raise its strongest pre-activation
+                goal = tf.where(post_value > 0, post_value, _select(pre, targets, wake))
+            total = tf.reduce_sum(goal)
+        grad = tape.gradient(total, x)
+        rms = tf.sqrt(tf.reduce_mean(tf.square(grad), axis=[1, 2, 3], keepdims=True)) + 1e-12
+        x.assign(tf.clip_by_value(x + rate * grad / rms, lo, hi))
+
+    return step
+
+
+def parse_maps(text: str | None, count: int) -> np.ndarray:
+    """'0-15,31' → [0, …, 15, 31]; None → all `count` maps. Errors name the valid range."""
+    if text is None or text.strip().lower() == "all":
+        return np.arange(count)
+    chosen = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                first, last = (int(v) for v in part.split("-", 1))
+                if last < first:
+                    raise ValueError
+                chosen.extend(range(first, last + 1))
+            else:
+                chosen.append(int(part))
+        except ValueError:
+            raise UsageError(f"--maps {text!r}: use indices and ranges like 0-15,31") from None
+    bad = [c for c in chosen if not 0 <= c < count]
+    if bad:
+        raise UsageError(f"--maps: map {bad[0]} out of range; this layer has maps 0–{count - 1}")
+    return np.array(sorted(set(chosen)), dtype=np.int32)

@@ -1,0 +1,75 @@
+"""Figures of optimal input patterns (pixel space, grey) and conv kernels (diverging, zero-centred)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import colors
+from matplotlib.cm import ScalarMappable
+
+from cnnviz.render.activations import draw_mosaic
+from cnnviz.render.figures import save_figure
+from cnnviz.render.mosaic import mosaic
+
+PATTERN_CMAP = plt.get_cmap("gray").with_extremes(bad="white")
+KERNEL_CMAP = plt.get_cmap("RdBu_r").with_extremes(bad="white")
+
+
+def _figure_for(image_shape: tuple[int, int], width: float = 10.0):
+    height = width * image_shape[0] / image_shape[1]
+    return plt.subplots(figsize=(width, height + 0.7))
+
+
+def pattern_gallery(pixels: np.ndarray, labels: Sequence[str], title: str,
+                    path: str | os.PathLike) -> Path:
+    """Patterns (N, 28, 28) in pixel space on one fixed 0–255 grey scale, labelled tiles."""
+    tiles = mosaic(pixels, pad=2, scale="layer", low=0, high=255)
+    fig, ax = _figure_for(tiles.image.shape, 10.0 if tiles.cols > 4 else 6.0)
+    draw_mosaic(ax, tiles, labels, cmap=PATTERN_CMAP)
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def evolution_gallery(frames: np.ndarray, maps: Sequence[int], steps: Sequence[int],
+                      title: str, path: str | os.PathLike) -> Path:
+    """Frames (M, T, 28, 28) in pixel space: one row per map, one column per snapshot step."""
+    m, t = frames.shape[:2]
+    tiles = mosaic(frames.reshape(m * t, *frames.shape[2:]), cols=t, pad=2, scale="layer",
+                   low=0, high=255)
+    fig, ax = _figure_for(tiles.image.shape, float(np.clip(1.3 * t, 4, 14)))
+    draw_mosaic(ax, tiles, cmap=PATTERN_CMAP)
+    ax.set_axis_on()
+    h, w = tiles.tile_shape
+    ax.set_xticks([c * (w + 2) + w / 2 for c in range(t)], [f"step {s}" for s in steps], fontsize=8)
+    ax.set_yticks([r * (h + 2) + h / 2 for r in range(m)], [f"map {i}" for i in maps], fontsize=7)
+    ax.tick_params(length=0)
+    ax.set_title(title, fontsize=10)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return save_figure(fig, path)
+
+
+def kernel_gallery(kernels: np.ndarray, layer: str, path: str | os.PathLike) -> Path:
+    """Conv kernels (kh, kw, in, out) on a diverging map centred on zero.
+
+    One input channel: one tile per output map. Several: an in × out grid (rows: input
+    channels, columns: output maps).
+    """
+    kh, kw, n_in, n_out = kernels.shape
+    limit = float(np.abs(kernels).max()) or 1.0
+    tiles_array = np.transpose(kernels, (2, 3, 0, 1)).reshape(n_in * n_out, kh, kw)
+    cols = None if n_in == 1 else n_out
+    tiles = mosaic(tiles_array, cols=cols, pad=1, scale="layer", low=-limit, high=limit)
+    fig, ax = _figure_for(tiles.image.shape, 8.0 if n_in == 1 else 14.0)
+    draw_mosaic(ax, tiles, [str(i) for i in range(n_out)] if n_in == 1 else None,
+                cmap=KERNEL_CMAP)
+    layout = (f"{n_out} kernels of {kh}x{kw}" if n_in == 1 else
+              f"{n_in} input channels (rows) × {n_out} maps (columns), {kh}x{kw} each")
+    ax.set_title(f"{layer}: {layout}", fontsize=10)
+    fig.colorbar(ScalarMappable(colors.Normalize(-limit, limit), KERNEL_CMAP), ax=ax,
+                 fraction=0.03, pad=0.02, label="weight")
+    return save_figure(fig, path)
