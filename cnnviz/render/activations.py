@@ -70,16 +70,20 @@ def image_activation_figure(values: np.ndarray, image: np.ndarray, layer: str, t
         fig.tight_layout()
         return save_figure(fig, path)
     tiles = mosaic(maps_to_tiles(values), scale=scale)
-    width = 9.5 if tiles.cols > 6 else 7.5
-    fig = plt.figure(figsize=(width + 2.5, width * tiles.image.shape[0] / tiles.image.shape[1] + 0.8))
-    grid = fig.add_gridspec(1, 2, width_ratios=[2.5, width])
+    side = 7.0 if tiles.cols > 6 else 5.0  # inches of mosaic width
+    height = side * tiles.image.shape[0] / tiles.image.shape[1]
+    bar = 1.0 if scale == "layer" else 0.0
+    fig = plt.figure(figsize=(side + 2.6 + bar, height + 0.6))
+    grid = fig.add_gridspec(1, 2, width_ratios=[2.3, side], wspace=0.06, left=0.02,
+                            right=1 - (0.1 + bar) / (side + 2.6 + bar), bottom=0.02,
+                            top=1 - 0.45 / (height + 0.6))
     _draw_input(fig.add_subplot(grid[0]), image, title, lines)
     ax = fig.add_subplot(grid[1])
     draw_mosaic(ax, tiles, [str(i) for i in range(values.shape[-1])])
     note = _scale_note(ax, tiles, scale, fig)
     ax.set_title(f"{layer}: {values.shape[-1]} maps of {values.shape[0]}x{values.shape[1]} "
                  f"({note})", fontsize=10)
-    return save_figure(fig, path)
+    return save_figure(fig, path, tight=False)
 
 
 def _unit_bars(ax, values: np.ndarray, layer: str) -> None:

@@ -13,11 +13,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from cnnviz.atomic import atomic_path  # noqa: E402
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Save and close a figure atomically; returns the path."""
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110, tight: bool = True) -> Path:
+    """Save and close a figure atomically; returns the path.
+
+    `tight` crops the margins, at the price of drawing the figure twice: figures that lay
+    themselves out exactly pass False.
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png",
+                    bbox_inches="tight" if tight else None)
     plt.close(fig)
     return path
 
