@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--model")
     parser.add_argument("--trained-dir", default="trained")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         trained, name = Path(args.trained_dir), args.model
@@ -48,8 +49,10 @@ def main() -> None:
                             "--name", name, "--trained-dir", str(trained)], check=True,
                            env=dict(os.environ, CNNVIZ_OFFLINE="1"), stdout=subprocess.DEVNULL)
         loaded = load_model(name, trained)
-        quality(loaded)
-        speed(loaded, args.repeats)
+        if not args.skip_quality:
+            quality(loaded)
+        speed(loaded, args.repeats, PatternSettings())
+        speed(loaded, args.repeats, PatternSettings(scales=(7,), starts=1))
 
 
 def quality(loaded) -> None:
@@ -74,8 +77,7 @@ def quality(loaded) -> None:
               f"{result.seconds:.1f} s")
 
 
-def speed(loaded, repeats: int) -> None:
-    settings = PatternSettings()
+def speed(loaded, repeats: int, settings: PatternSettings) -> None:
     maps = np.arange(64)
     prep = loaded.preprocessing
     per_map = len(settings.scales) * settings.starts
@@ -90,6 +92,7 @@ def speed(loaded, repeats: int) -> None:
 
     def one_at_a_time() -> None:
         step = _compiled_step(respond, "mean", "auto")  # compiled once, reused for every map
+        step(tf.Variable(starts[0]), tf.zeros(per_map, tf.int32), lo, hi, rate)  # warm-up trace
         for m in maps:
             x = tf.Variable(starts[m])
             targets = tf.constant(np.full(per_map, m, np.int32))
