@@ -483,6 +483,81 @@ def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
                f"{out / 'kernels'} (listed in {manifest})")
 
 
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--layer", "layer_specs", multiple=True, metavar="NAMES",
+              help="a layer, a comma list, or all (default: all)")
+@click.option("--split", default="test", show_default=True, help="test or train")
+@click.option("--limit", type=int, help="only the first N images of the split, in dataset order")
+@click.option("--top", type=int, default=9, show_default=True,
+              help="how many top-activating images to keep per map")
+@click.option("--compare", "other", metavar="BUNDLE", help="also the same statistics of another bundle")
+@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option("--dataset", type=click.Choice(DATASETS), default=None,
+              help="default: the bundle's own dataset")
+@click.option("--data", "data_path", type=click.Path(path_type=Path),
+              help="default: the bundle's own data source")
+@trained_dir_option
+@outputs_dir_option
+def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, data_path,
+          trained_dir, outputs_dir) -> None:
+    """How every layer behaves over a whole split, and which images excite each map.
+
+    Writes outputs/NAME/stats/ (stats.json, stats.csv, top_examples.npz, figures) and records
+    every file in outputs/NAME/manifest.json.
+
+    \b
+    Examples:
+      cnnviz stats
+      cnnviz stats --layer conv3,dense1 --split train --limit 20000 --top 16
+      cnnviz stats mnist-article2 --compare mnist-article3
+    """
+    if split not in ("test", "train"):
+        raise UsageError(f"unknown split {split!r}; valid: test, train")
+    for flag, value in (("--limit", limit), ("--top", top), ("--batch-size", batch_size)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be ≥ 1, got {value}")
+    from cnnviz.runtime import import_tensorflow
+
+    import_tensorflow()
+    from cnnviz.data import class_names, load_dataset
+    from cnnviz.galleries import stats as gallery
+    from cnnviz.manifest import add_entries
+    from cnnviz.model import load_model, resolve_layers
+
+    loaded = load_model(model, trained_dir)
+    if loaded.ref.note:
+        click.echo(loaded.ref.note)
+    layers = resolve_layers(loaded.model, ",".join(layer_specs) or "all")
+    second = load_model(other, trained_dir) if other is not None else None
+    name, path = bundle.dataset_of(loaded.run)
+    data = load_dataset(dataset or name, data_path or path)
+    click.echo(f"data: {data.describe()}")
+    count = min(limit or len(data.split(split)[0]), len(data.split(split)[0]))
+    if top > count:
+        raise UsageError(f"--top {top} is larger than the {count:,} images used; "
+                         f"choose --top ≤ {count}")
+    if second is not None and second.preprocessing.kind != loaded.preprocessing.kind:
+        click.echo(f"note: {second.name} normalises with {second.preprocessing.kind}, "
+                   f"{loaded.name} with {loaded.preprocessing.kind}: each gets its own")
+    out = outputs_dir / loaded.name
+    result = gallery.compute(loaded, layers, data, split, limit, top, batch_size)
+    entries = gallery.write_stats(loaded, result, data, split, out, class_names(data.name))
+    for layer, s in result.items():
+        click.echo(f"{layer:<8} {len(s.mean):>4} {'maps' if len(s.shape) == 3 else 'units'}: "
+                   f"{s.active_fraction.mean():6.1%} of values > 0, {int(s.dead.sum())} dead, "
+                   f"{int(s.always_on.sum())} always on")
+    if second is not None:
+        shared = [n for n in layers if n in {layer.name for layer in second.model.layers}]
+        theirs = gallery.compute(second, shared, data, split, limit, top, batch_size)
+        written, notes = gallery.write_comparison((loaded.name, second.name), result, theirs, out)
+        entries += written
+        for note in notes:
+            click.echo(f"note: {note}")
+    manifest = add_entries(out, entries, model=_model_card(loaded))
+    click.echo(f"wrote {len(entries)} files to {out / gallery.FOLDER} (listed in {manifest})")
+
+
 def _model_card(loaded) -> dict:
     return {"name": loaded.name, "path": str(loaded.ref.bundle_dir or loaded.ref.model_path)}
 

@@ -11,7 +11,7 @@ from cnnviz.atomic import atomic_path
 from cnnviz.model import LoadedModel
 from cnnviz.probes.kernels import conv_kernels
 from cnnviz.probes.patterns import PatternSettings, Patterns, optimal_patterns
-from cnnviz.render.patterns import evolution_gallery, kernel_gallery, pattern_gallery
+from cnnviz.render.patterns import image_grid, kernel_gallery, pattern_gallery
 
 FILTERS, KERNELS = "filters", "kernels"
 
@@ -49,7 +49,8 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
         frames = np.stack([_pixels(loaded, result.best_of(result.snapshots[s])) for s in steps], 1)
         rel = f"{FILTERS}/{layer}/evolution-{layer}.png"
         caption = f"{layer}: how each map's best pattern evolves over the steps"
-        evolution_gallery(frames, result.maps.tolist(), steps, caption, out / rel)
+        image_grid(frames, [f"map {m}" for m in result.maps], [f"step {s}" for s in steps],
+                   caption, out / rel)
         entries.append(_entry(rel, caption, "patterns-evolution", layer, result.maps))
     if save_arrays:
         rel = f"{FILTERS}/{layer}/patterns-{layer}.npz"

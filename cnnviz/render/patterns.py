@@ -34,9 +34,10 @@ def pattern_gallery(pixels: np.ndarray, labels: Sequence[str], title: str,
     return save_figure(fig, path)
 
 
-def evolution_gallery(frames: np.ndarray, maps: Sequence[int], steps: Sequence[int],
-                      title: str, path: str | os.PathLike) -> Path:
-    """Frames (M, T, 28, 28) in pixel space: one row per map, one column per snapshot step."""
+def image_grid(frames: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str],
+               title: str, path: str | os.PathLike) -> Path:
+    """Images (R, C, 28, 28) in pixel space on one 0–255 grey scale, rows and columns labelled
+    (pattern evolution: maps × steps; top examples: maps × ranks)."""
     m, t = frames.shape[:2]
     tiles = mosaic(frames.reshape(m * t, *frames.shape[2:]), cols=t, pad=2, scale="layer",
                    low=0, high=255)
@@ -44,8 +45,8 @@ def evolution_gallery(frames: np.ndarray, maps: Sequence[int], steps: Sequence[i
     draw_mosaic(ax, tiles, cmap=PATTERN_CMAP)
     ax.set_axis_on()
     h, w = tiles.tile_shape
-    ax.set_xticks([c * (w + 2) + w / 2 for c in range(t)], [f"step {s}" for s in steps], fontsize=8)
-    ax.set_yticks([r * (h + 2) + h / 2 for r in range(m)], [f"map {i}" for i in maps], fontsize=7)
+    ax.set_xticks([c * (w + 2) + w / 2 for c in range(t)], list(col_labels), fontsize=8)
+    ax.set_yticks([r * (h + 2) + h / 2 for r in range(m)], list(row_labels), fontsize=7)
     ax.tick_params(length=0)
     ax.set_title(title, fontsize=10)
     for side in ax.spines.values():

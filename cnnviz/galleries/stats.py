@@ -1,0 +1,159 @@
+"""`cnnviz stats`: layer and weight statistics, top examples, figures and tables in outputs/NAME/stats/."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from cnnviz.atomic import atomic_path, write_json, write_text
+from cnnviz.data import Dataset
+from cnnviz.model import LoadedModel
+from cnnviz.probes.stats import LayerStats, layer_stats, weight_stats
+from cnnviz.render.activations import class_heatmap
+from cnnviz.render.patterns import image_grid
+from cnnviz.render.stats import comparison, histograms, map_means, overview
+
+FOLDER = "stats"
+CSV_COLUMNS = ("layer", "map", "mean", "std", "max", "active_fraction", "image_active_fraction",
+               "dead", "always_on", "preferred_class", "weight_mean", "weight_std", "weight_min",
+               "weight_max", "weight_l2", "weight_near_zero")
+
+
+def compute(loaded: LoadedModel, layers: list[str], data: Dataset, split: str, limit: int | None,
+            top: int, batch_size: int = 500) -> dict[str, LayerStats]:
+    x, y = data.split(split)
+    return layer_stats(loaded.model, layers, x[:limit], y[:limit], loaded.preprocessing, top=top,
+                       batch_size=batch_size)
+
+
+def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset, split: str,
+                out: Path, class_names: tuple[str, ...]) -> list[dict]:
+    """stats.json, stats.csv, top_examples.npz and the figures; returns manifest entries."""
+    folder = out / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = {name: weight_stats(loaded.model, name) for name in stats}
+    entries = []
+    write_json(folder / "stats.json", _as_json(stats, weights, data, split))
+    entries.append(_entry("stats/stats.json", f"statistics of every layer over {_n(stats)} "
+                          f"{split} images of {data.name} (JSON)", "stats-table", None))
+    write_text(folder / "stats.csv", _as_csv(stats, weights))
+    entries.append(_entry("stats/stats.csv", "one row per layer × map", "stats-table", None))
+    with atomic_path(folder / "top_examples.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **{name: s.top_index for name, s in stats.items()},
+                 **{f"{name}_score": s.top_score for name, s in stats.items()})
+    entries.append(_entry("stats/top_examples.npz", "per layer: dataset indices of the top "
+                          "images of every map (key = layer), and their scores", "arrays", None))
+    x, _ = data.split(split)
+    for name, s in stats.items():
+        unit = "map" if len(s.shape) == 3 else "unit"
+        (folder / name).mkdir(exist_ok=True)
+        w = weights[name]
+        rel = f"{name}/histograms-{name}.png"
+        histograms(s.sample, w.values if w else None, name, folder / rel)
+        entries.append(_entry(f"stats/{rel}", f"{name}: histograms of activations"
+                              + (" and weights" if w else ""), "stats-histogram", name))
+        rel = f"{name}/map-means-{name}.png"
+        map_means(s.mean, s.dead, s.always_on, name, folder / rel, unit)
+        entries.append(_entry(f"stats/{rel}", f"{name}: mean activation per {unit}, dead marked",
+                              "stats-map-means", name))
+        rel = f"{name}/class-heatmap-{name}.png"
+        class_heatmap(s.class_mean, name, folder / rel, class_names, unit)
+        entries.append(_entry(f"stats/{rel}", f"{name}: mean activation per class × {unit}",
+                              "stats-class-heatmap", name))
+        rel = f"{name}/top-examples-{name}.png"
+        k = s.top_index.shape[1]
+        image_grid(x[s.top_index], [f"{unit} {m}" for m in range(len(s.mean))],
+                   [f"#{r + 1}" for r in range(k)], f"{name}: top {split} images per {unit}",
+                   folder / rel)
+        entries.append(_entry(f"stats/{rel}", f"{name}: the {k} {split} images with the highest "
+                              f"mean activation of each {unit} (rows)", "stats-top-examples", name))
+    overview(list(stats), [float(s.active_fraction.mean()) for s in stats.values()],
+             [int(s.dead.sum()) for s in stats.values()], [len(s.mean) for s in stats.values()],
+             folder / "overview.png")
+    entries.append(_entry("stats/overview.png", "all layers: activity and dead maps", "stats-overview", None))
+    return entries
+
+
+def write_comparison(names: tuple[str, str], first: dict[str, LayerStats],
+                     second: dict[str, LayerStats], out: Path) -> tuple[list[dict], list[str]]:
+    """Side-by-side table and figure of two models' layer statistics; notes on skipped layers."""
+    shared, notes = [], []
+    for name, a in first.items():
+        b = second.get(name)
+        if b is None or b.shape != a.shape:
+            notes.append(f"{name}: skipped, " + ("absent from " + names[1] if b is None else
+                                                 f"shape {a.shape} vs {b.shape}"))
+        else:
+            shared.append(name)
+    notes += [f"{name}: skipped, absent from {names[0]}" for name in second if name not in first]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["layer", "maps", *(f"{k}_{m}" for k in ("mean", "active_fraction",
+                                                             "image_active_fraction", "dead")
+                                         for m in ("a", "b"))])
+    for name in shared:
+        a, b = first[name], second[name]
+        writer.writerow([name, len(a.mean)] + [v for pair in (
+            (a.mean.mean(), b.mean.mean()), (a.active_fraction.mean(), b.active_fraction.mean()),
+            (a.image_active_fraction.mean(), b.image_active_fraction.mean()),
+            (int(a.dead.sum()), int(b.dead.sum()))) for v in pair])
+    folder = out / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"compare-{names[1]}"
+    write_text(folder / f"{stem}.csv", buf.getvalue())
+    comparison(shared, names, ([first[n].active_fraction.mean() for n in shared],
+                               [second[n].active_fraction.mean() for n in shared]),
+               ([first[n].dead.mean() for n in shared], [second[n].dead.mean() for n in shared]),
+               folder / f"{stem}.png")
+    caption = f"{names[0]} (a) vs {names[1]} (b), layer by layer"
+    return [_entry(f"stats/{stem}.csv", caption, "stats-compare", None),
+            _entry(f"stats/{stem}.png", caption, "stats-compare", None)], notes
+
+
+def _as_json(stats, weights, data: Dataset, split: str) -> dict:
+    layers = {}
+    for name, s in stats.items():
+        w = weights[name]
+        layers[name] = {
+            "shape": list(s.shape), "images": s.images,
+            "dead": int(s.dead.sum()), "always_on": int(s.always_on.sum()),
+            "active_fraction": float(s.active_fraction.mean()),
+            "maps": {k: v.tolist() for k, v in (
+                ("mean", s.mean), ("std", s.std), ("max", s.max),
+                ("active_fraction", s.active_fraction),
+                ("image_active_fraction", s.image_active_fraction), ("dead", s.dead),
+                ("always_on", s.always_on), ("preferred_class", s.preferred_class))},
+            "class_mean": s.class_mean.tolist(), "class_counts": s.class_counts.tolist(),
+            "top_index": s.top_index.tolist(),
+            "weights": None if w is None else {"layer": w.layer, "per_filter": {
+                k: v.tolist() for k, v in w.per_filter.items()}},
+        }
+    return {"dataset": data.name, "source": data.source, "split": split,
+            "images": _n(stats), "layers": layers}
+
+
+def _as_csv(stats, weights) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for name, s in stats.items():
+        w = weights[name]
+        for m in range(len(s.mean)):
+            weight_cells = ([f"{w.per_filter[k][m]:.6g}" for k in
+                             ("mean", "std", "min", "max", "l2", "near_zero")] if w else [""] * 6)
+            writer.writerow([name, m, f"{s.mean[m]:.6g}", f"{s.std[m]:.6g}", f"{s.max[m]:.6g}",
+                             f"{s.active_fraction[m]:.6g}", f"{s.image_active_fraction[m]:.6g}",
+                             int(s.dead[m]), int(s.always_on[m]), int(s.preferred_class[m]),
+                             *weight_cells])
+    return buf.getvalue()
+
+
+def _n(stats) -> int:
+    return next(iter(stats.values())).images
+
+
+def _entry(path: str, caption: str, kind: str, layer: str | None) -> dict:
+    return {"path": path, "caption": caption, "kind": kind, "command": "stats", "layer": layer}

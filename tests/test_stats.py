@@ -1,0 +1,132 @@
+"""`cnnviz stats`: every statistic against NumPy, batch-size invariance, dead maps, top-k, CLI."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error, train_with_cli
+from cnnviz.probes.activations import activations
+from cnnviz.probes.stats import NEAR_ZERO, layer_stats, weight_stats
+
+LAYERS = ["conv1", "pool2", "conv3", "dense1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, small_npz):
+    return train_with_cli(tmp_path_factory.mktemp("trained"), small_npz, "a2")
+
+
+@pytest.fixture(scope="module")
+def loaded(trained):
+    from cnnviz.model import load_model
+
+    return load_model("a2", trained)
+
+
+@pytest.fixture(scope="module")
+def data(small_npz):
+    from cnnviz.data import load_dataset
+
+    return load_dataset("mnist", small_npz)
+
+
+def test_every_statistic_equals_numpy(loaded, data):
+    x, y = data.x_test, data.y_test
+    stats = layer_stats(loaded.model, LAYERS, x, y, loaded.preprocessing, top=5, batch_size=64)
+    direct = activations(loaded.model, LAYERS, loaded.preprocessing.apply(x))
+    for name in LAYERS:
+        a = direct.layers[name].astype(np.float64)
+        flat = a.reshape(len(a), -1, a.shape[-1])  # (N, positions, C)
+        s = stats[name]
+        np.testing.assert_allclose(s.mean, flat.mean(axis=(0, 1)), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(s.std, flat.std(axis=(0, 1)), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(s.max, flat.max(axis=(0, 1)), rtol=1e-6)
+        np.testing.assert_allclose(s.active_fraction, (flat > 0).mean(axis=(0, 1)))
+        np.testing.assert_allclose(s.image_active_fraction, (flat > 0).any(axis=1).mean(axis=0))
+        per_image = flat.mean(axis=1)
+        for c in range(10):
+            np.testing.assert_allclose(s.class_mean[c], per_image[y == c].mean(axis=0), rtol=1e-6,
+                                       atol=1e-9)
+        for m in range(a.shape[-1]):  # top-k: brute-force sort by score, ties by index
+            order = sorted(range(len(x)), key=lambda i: (-per_image[i, m], i))[:5]
+            np.testing.assert_array_equal(s.top_index[m], order)
+        assert s.images == len(x)
+
+
+def test_streaming_does_not_depend_on_the_batch_size(loaded, data):
+    small = layer_stats(loaded.model, LAYERS, data.x_test, data.y_test, loaded.preprocessing, top=4,
+                        batch_size=7)
+    large = layer_stats(loaded.model, LAYERS, data.x_test, data.y_test, loaded.preprocessing, top=4,
+                        batch_size=512)
+    for name in LAYERS:
+        for field in ("mean", "std", "max", "active_fraction", "image_active_fraction", "class_mean",
+                      "top_score"):
+            # equal up to float32 rounding of the forward pass, which varies with batch shape
+            np.testing.assert_allclose(getattr(small[name], field), getattr(large[name], field),
+                                       rtol=1e-4, atol=1e-6, err_msg=f"{name} {field}")
+        np.testing.assert_array_equal(small[name].top_index, large[name].top_index)
+
+
+def test_a_map_that_can_never_fire_is_dead(loaded, data):
+    model = keras.models.clone_model(loaded.model)
+    model.set_weights(loaded.model.get_weights())
+    kernel, bias = model.get_layer("conv2").get_weights()
+    kernel[..., 5], bias[5] = 0.0, -1.0  # relu(0·x − 1) = 0 for every input
+    model.get_layer("conv2").set_weights([kernel, bias])
+    stats = layer_stats(model, ["conv2", "pool2"], data.x_test, data.y_test, loaded.preprocessing)
+    assert stats["conv2"].dead[5] and stats["pool2"].dead[5]
+    assert stats["conv2"].dead.sum() == 1 + layer_stats(
+        loaded.model, ["conv2"], data.x_test, data.y_test, loaded.preprocessing)["conv2"].dead.sum()
+
+
+def test_weight_statistics(loaded):
+    w = weight_stats(loaded.model, "conv2")
+    kernel = loaded.model.get_layer("conv2").get_weights()[0].astype(np.float64)
+    per = kernel.reshape(-1, 64)
+    np.testing.assert_allclose(w.per_filter["l2"], np.sqrt((per ** 2).sum(0)), rtol=1e-9)
+    np.testing.assert_allclose(w.per_filter["std"], per.std(0), rtol=1e-9)
+    limit = NEAR_ZERO * np.abs(kernel).max()
+    np.testing.assert_allclose(w.per_filter["near_zero"], (np.abs(per) < limit).mean(0))
+    assert w.layer["min"] == pytest.approx(kernel.min()) and w.layer["max"] == pytest.approx(kernel.max())
+    assert weight_stats(loaded.model, "pool1") is None
+
+
+def test_stats_command(trained, run_cli, tmp_path):
+    result = run_cli("stats", "--layer", "conv2,dense1", "--limit", "120", "--top", "6",
+                     "--compare", "a2", "--trained-dir", trained, "--outputs-dir", tmp_path)
+    assert result.code == 0, result.output
+    assert "conv2" in result.out and "dead" in result.out
+    folder = tmp_path / "a2" / "stats"
+    rows = list(csv.DictReader((folder / "stats.csv").read_text().splitlines()))
+    assert len(rows) == 64 + 70 and set(rows[0]) >= {"layer", "map", "mean", "std", "max",
+                                                     "active_fraction", "image_active_fraction", "dead"}
+    top = np.load(folder / "top_examples.npz")
+    assert top["conv2"].shape == (64, 6) and top["conv2"].max() < 120
+    summary = json.loads((folder / "stats.json").read_text())
+    assert summary["images"] == 120 and set(summary["layers"]) == {"conv2", "dense1"}
+    manifest = json.loads((tmp_path / "a2" / "manifest.json").read_text())
+    listed = {e["path"] for e in manifest["entries"]}
+    on_disk = {str(p.relative_to(tmp_path / "a2")) for p in folder.rglob("*") if p.is_file()}
+    assert listed == on_disk and "stats/conv2/top-examples-conv2.png" in listed
+    assert "stats/compare-a2.csv" in listed
+
+
+BAD = [
+    (["--split", "val"], 2, r"unknown split 'val'; valid: test, train"),
+    (["--limit", "0"], 2, r"--limit must be ≥ 1, got 0"),
+    (["--top", "0"], 2, r"--top must be ≥ 1, got 0"),
+    (["--limit", "5", "--top", "9"], 2, r"--top 9 is larger than the 5 images used"),
+    (["--layer", "conv7"], 2, r"unknown layer conv7; valid: conv1"),
+    (["--compare", "ghost"], 2, r"no model bundle 'ghost'"),
+]
+
+
+@pytest.mark.parametrize("args, code, message", BAD, ids=[" ".join(a) for a, *_ in BAD])
+def test_bad_input(args, code, message, trained, run_cli, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("stats", *args, "--trained-dir", trained, "--outputs-dir", out)
+    assert_one_line_error(result, code, message)
+    assert not out.exists()
