@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from cnnviz.atomic import atomic_path  # noqa: E402
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110, tight: bool = True) -> Path:
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110, tight: bool = False) -> Path:
     """Save and close a figure atomically; returns the path.
 
     `tight` crops the margins, at the price of drawing the figure twice: figures that lay

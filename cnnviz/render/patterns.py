@@ -19,16 +19,18 @@ PATTERN_CMAP = plt.get_cmap("gray").with_extremes(bad="white")
 KERNEL_CMAP = plt.get_cmap("RdBu_r").with_extremes(bad="white")
 
 
-def _figure_for(image_shape: tuple[int, int], width: float = 10.0):
+def _figure_for(image_shape: tuple[int, int], screen_px_per_pixel: float = 3.0, dpi: int = 110):
+    """A figure sized so each mosaic pixel takes about `screen_px_per_pixel` pixels."""
+    width = max(4.0, image_shape[1] * screen_px_per_pixel / dpi)
     height = width * image_shape[0] / image_shape[1]
-    return plt.subplots(figsize=(width, height + 0.7))
+    return plt.subplots(figsize=(width + 0.6, height + 0.7))
 
 
 def pattern_gallery(pixels: np.ndarray, labels: Sequence[str], title: str,
                     path: str | os.PathLike) -> Path:
     """Patterns (N, 28, 28) in pixel space on one fixed 0–255 grey scale, labelled tiles."""
     tiles = mosaic(pixels, pad=2, scale="layer", low=0, high=255)
-    fig, ax = _figure_for(tiles.image.shape, 10.0 if tiles.cols > 4 else 6.0)
+    fig, ax = _figure_for(tiles.image.shape, 3.6)
     draw_mosaic(ax, tiles, labels, cmap=PATTERN_CMAP)
     ax.set_title(title, fontsize=10)
     return save_figure(fig, path)
@@ -41,7 +43,7 @@ def image_grid(frames: np.ndarray, row_labels: Sequence[str], col_labels: Sequen
     m, t = frames.shape[:2]
     tiles = mosaic(frames.reshape(m * t, *frames.shape[2:]), cols=t, pad=2, scale="layer",
                    low=0, high=255)
-    fig, ax = _figure_for(tiles.image.shape, float(np.clip(1.3 * t, 4, 14)))
+    fig, ax = _figure_for(tiles.image.shape, 2.0)
     draw_mosaic(ax, tiles, cmap=PATTERN_CMAP)
     ax.set_axis_on()
     h, w = tiles.tile_shape
@@ -65,7 +67,7 @@ def kernel_gallery(kernels: np.ndarray, layer: str, path: str | os.PathLike) -> 
     tiles_array = np.transpose(kernels, (2, 3, 0, 1)).reshape(n_in * n_out, kh, kw)
     cols = None if n_in == 1 else n_out
     tiles = mosaic(tiles_array, cols=cols, pad=1, scale="layer", low=-limit, high=limit)
-    fig, ax = _figure_for(tiles.image.shape, 8.0 if n_in == 1 else 14.0)
+    fig, ax = _figure_for(tiles.image.shape, 24.0 if n_in == 1 else 5.0)
     draw_mosaic(ax, tiles, [str(i) for i in range(n_out)] if n_in == 1 else None,
                 cmap=KERNEL_CMAP)
     layout = (f"{n_out} kernels of {kh}x{kw}" if n_in == 1 else

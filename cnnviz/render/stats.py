@@ -18,14 +18,16 @@ def histograms(activations: np.ndarray, weights: np.ndarray | None, layer: str,
     fig, axes = plt.subplots(1, 2 if weights is not None else 1, figsize=(10, 3.4), squeeze=False)
     ax = axes[0, 0]
     zero = float(np.mean(activations == 0))
-    ax.hist(activations[activations != 0], bins=80, color="tab:blue")
+    counts, edges = np.histogram(activations[activations != 0], bins=80)
+    ax.stairs(counts, edges, fill=True, color="tab:blue")
     ax.set_yscale("log")
     ax.set_title(f"{layer}: activations ≠ 0 ({zero:.0%} of a {len(activations):,}-value sample "
                  "are exactly 0)", fontsize=9)
     ax.set_xlabel("activation")
     if weights is not None:
         ax = axes[0, 1]
-        ax.hist(weights, bins=80, color="tab:orange")
+        counts, edges = np.histogram(weights, bins=80)
+        ax.stairs(counts, edges, fill=True, color="tab:orange")
         ax.set_title(f"{layer}: all {len(weights):,} weights", fontsize=9)
         ax.set_xlabel("weight")
     fig.tight_layout()
