@@ -143,7 +143,7 @@ def rows_figure(values: np.ndarray, row_labels: Sequence[str], layer: str, title
         side.set_visible(False)
     note = _scale_note(ax, tiles, scale, fig)
     ax.set_title(f"{title} ({note})", fontsize=10)
-    return save_figure(fig, path)
+    return save_figure(fig, path, tight=True)
 
 
 def class_heatmap(per_map: np.ndarray, layer: str, path: str | os.PathLike,

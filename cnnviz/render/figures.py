@@ -16,8 +16,9 @@ from cnnviz.atomic import atomic_path  # noqa: E402
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110, tight: bool = False) -> Path:
     """Save and close a figure atomically; returns the path.
 
-    `tight` crops the margins, at the price of drawing the figure twice: figures that lay
-    themselves out exactly pass False.
+    `tight` crops the margins at the price of drawing the figure twice: used by figures
+    whose size follows their content (mosaics with outer labels); the others lay
+    themselves out with `tight_layout` or explicit margins.
     """
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -33,7 +33,7 @@ def pattern_gallery(pixels: np.ndarray, labels: Sequence[str], title: str,
     fig, ax = _figure_for(tiles.image.shape, 3.6)
     draw_mosaic(ax, tiles, labels, cmap=PATTERN_CMAP)
     ax.set_title(title, fontsize=10)
-    return save_figure(fig, path)
+    return save_figure(fig, path, tight=True)
 
 
 def image_grid(frames: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str],
@@ -53,7 +53,7 @@ def image_grid(frames: np.ndarray, row_labels: Sequence[str], col_labels: Sequen
     ax.set_title(title, fontsize=10)
     for side in ax.spines.values():
         side.set_visible(False)
-    return save_figure(fig, path)
+    return save_figure(fig, path, tight=True)
 
 
 def kernel_gallery(kernels: np.ndarray, layer: str, path: str | os.PathLike) -> Path:
@@ -75,4 +75,4 @@ def kernel_gallery(kernels: np.ndarray, layer: str, path: str | os.PathLike) -> 
     ax.set_title(f"{layer}: {layout}", fontsize=10)
     fig.colorbar(ScalarMappable(colors.Normalize(-limit, limit), KERNEL_CMAP), ax=ax,
                  fraction=0.03, pad=0.02, label="weight")
-    return save_figure(fig, path)
+    return save_figure(fig, path, tight=True)
