@@ -227,14 +227,9 @@ def info(model, trained_dir, outputs_dir) -> None:
       cnnviz info mnist-article2
       cnnviz info path/to/any_model.keras
     """
-    from cnnviz.runtime import import_tensorflow
+    loaded = _load(model, trained_dir)
+    from cnnviz.model import layer_table, parameter_count
 
-    import_tensorflow()
-    from cnnviz.model import layer_table, load_model, parameter_count
-
-    loaded = load_model(model, trained_dir)
-    if loaded.ref.note:
-        click.echo(loaded.ref.note)
     where = loaded.ref.bundle_dir or loaded.ref.model_path
     click.echo(f"model: {loaded.name} ({where})\n")
     click.echo(f"{'layer':<10} {'kind':<14} {'output shape':<14} {'params':>8}  "
@@ -331,31 +326,23 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
     if input_file is not None and not Path(input_file).is_file():
         raise UsageError(f"--input {input_file}: no such file; give a PNG or JPEG of one digit")
 
-    from cnnviz.runtime import import_tensorflow
-
-    import_tensorflow()
-    from cnnviz.data import class_names, load_dataset
+    loaded = _load(model, trained_dir)
+    from cnnviz.data import class_names
     from cnnviz.galleries import activations as gallery
     from cnnviz.manifest import add_entries
-    from cnnviz.model import load_model, resolve_layers
+    from cnnviz.model import resolve_layers
 
-    loaded = load_model(model, trained_dir)
-    if loaded.ref.note:
-        click.echo(loaded.ref.note)
     layers = resolve_layers(loaded.model, ",".join(layer_specs) or "all")
-    name, path = bundle.dataset_of(loaded.run)
-    name, path = dataset or name, data_path or path
     selection = gallery.select_file(input_file) if input_file is not None else None
     wants_images = (selection is not None or images is not None or digit is not None
                     or not class_mean)
     data = None
     if (selection is None and wants_images) or class_mean:
-        data = load_dataset(name, path)
-        click.echo(f"data: {data.describe()}")
+        data = _load_data(loaded, dataset, data_path)
     if selection is None and wants_images:
         selection = gallery.select_images(data, split, images, digit, 6 if count is None else count)
     out = outputs_dir / loaded.name
-    names = class_names(name)
+    names = class_names(dataset or bundle.dataset_of(loaded.run)[0])
     entries = []
     if wants_images:
         entries += gallery.write_image_activations(loaded, layers, selection, out, scale,
@@ -401,24 +388,21 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
       cnnviz filters --layer conv3 --maps 0-15,31 --snapshots 0,10,50,100
       cnnviz filters --layer all --steps 200 --scales 7,14 --starts 4 --save-arrays
     """
-    from cnnviz.runtime import import_tensorflow
-
-    import_tensorflow()
-    from cnnviz.data import class_names
-    from cnnviz.galleries.filters import write_patterns
-    from cnnviz.manifest import add_entries
-    from cnnviz.model import load_model, resolve_layers
-    from cnnviz.probes.kernels import conv_layers
-    from cnnviz.probes.patterns import PatternSettings, parse_maps, pattern_layers, response
+    from cnnviz.probes.patterns import PatternSettings
 
     settings = PatternSettings(steps=steps, step_size=step_size,
                                scales=tuple(_int_list("--scales", scales)), starts=starts,
                                pre_activation=pre_activation, objective=objective,
                                snapshots=tuple(_int_list("--snapshots", snapshots)) if snapshots else (),
                                seed=seed)
-    loaded = load_model(model, trained_dir)
-    if loaded.ref.note:
-        click.echo(loaded.ref.note)
+    loaded = _load(model, trained_dir)
+    from cnnviz.data import class_names
+    from cnnviz.galleries.filters import write_patterns
+    from cnnviz.manifest import add_entries
+    from cnnviz.model import resolve_layers
+    from cnnviz.probes.kernels import conv_layers
+    from cnnviz.probes.patterns import parse_maps, pattern_layers, response
+
     spec = ",".join(layer_specs) or ",".join(conv_layers(loaded.model))
     layers = resolve_layers(loaded.model, spec)
     if spec.strip().lower() == "all":
@@ -459,17 +443,12 @@ def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
       cnnviz kernels --layer conv1
       cnnviz kernels
     """
-    from cnnviz.runtime import import_tensorflow
-
-    import_tensorflow()
+    loaded = _load(model, trained_dir)
     from cnnviz.galleries.filters import write_kernels
     from cnnviz.manifest import add_entries
-    from cnnviz.model import load_model, resolve_layers
+    from cnnviz.model import resolve_layers
     from cnnviz.probes.kernels import conv_kernels, conv_layers
 
-    loaded = load_model(model, trained_dir)
-    if loaded.ref.note:
-        click.echo(loaded.ref.note)
     spec = ",".join(layer_specs) or "all"
     layers = resolve_layers(loaded.model, spec)
     if spec.strip().lower() == "all":
@@ -517,22 +496,15 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
     for flag, value in (("--limit", limit), ("--top", top), ("--batch-size", batch_size)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be ≥ 1, got {value}")
-    from cnnviz.runtime import import_tensorflow
-
-    import_tensorflow()
-    from cnnviz.data import class_names, load_dataset
+    loaded = _load(model, trained_dir)
+    from cnnviz.data import class_names
     from cnnviz.galleries import stats as gallery
     from cnnviz.manifest import add_entries
     from cnnviz.model import load_model, resolve_layers
 
-    loaded = load_model(model, trained_dir)
-    if loaded.ref.note:
-        click.echo(loaded.ref.note)
     layers = resolve_layers(loaded.model, ",".join(layer_specs) or "all")
     second = load_model(other, trained_dir) if other is not None else None
-    name, path = bundle.dataset_of(loaded.run)
-    data = load_dataset(dataset or name, data_path or path)
-    click.echo(f"data: {data.describe()}")
+    data = _load_data(loaded, dataset, data_path)
     count = min(limit or len(data.split(split)[0]), len(data.split(split)[0]))
     if top > count:
         raise UsageError(f"--top {top} is larger than the {count:,} images used; "
@@ -556,6 +528,30 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
             click.echo(f"note: {note}")
     manifest = add_entries(out, entries, model=_model_card(loaded))
     click.echo(f"wrote {len(entries)} files to {out / gallery.FOLDER} (listed in {manifest})")
+
+
+def _load(model: str | None, trained_dir: Path):
+    """Import TensorFlow quietly, load the model (a bundle, a .keras file, or the newest
+    bundle) and say which one was taken when none was named."""
+    from cnnviz.runtime import import_tensorflow
+
+    import_tensorflow()
+    from cnnviz.model import load_model
+
+    loaded = load_model(model, trained_dir)
+    if loaded.ref.note:
+        click.echo(loaded.ref.note)
+    return loaded
+
+
+def _load_data(loaded, dataset: str | None, data_path: Path | None):
+    """The data the model was trained on (or the one given), with a line saying which."""
+    from cnnviz.data import load_dataset
+
+    name, path = bundle.dataset_of(loaded.run)
+    data = load_dataset(dataset or name, data_path or path)
+    click.echo(f"data: {data.describe()}")
+    return data
 
 
 def _model_card(loaded) -> dict:

@@ -48,6 +48,19 @@ def train_with_cli(root: Path, data: Path, name: str) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, small_npz) -> Path:
+    """article2 trained for one epoch on 1,000 real digits as bundle `a2` (one per module)."""
+    return train_with_cli(tmp_path_factory.mktemp("trained"), small_npz, "a2")
+
+
+@pytest.fixture(scope="module")
+def loaded(trained):
+    from cnnviz.model import load_model
+
+    return load_model("a2", trained)
+
+
 @dataclass
 class Result:
     code: int

@@ -7,13 +7,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from conftest import assert_one_line_error, train_with_cli
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, small_npz):
-    """article2 trained for one epoch on 1,000 real digits."""
-    return train_with_cli(tmp_path_factory.mktemp("trained"), small_npz, "a2")
+from conftest import assert_one_line_error
 
 
 @pytest.fixture(scope="module")

@@ -6,21 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, train_with_cli
+from conftest import assert_one_line_error
 from cnnviz.errors import UsageError
 from cnnviz.probes.patterns import PatternSettings, optimal_patterns, parse_maps, response
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, small_npz):
-    return train_with_cli(tmp_path_factory.mktemp("trained"), small_npz, "a2")
-
-
-@pytest.fixture(scope="module")
-def loaded(trained):
-    from cnnviz.model import load_model
-
-    return load_model("a2", trained)
 
 
 def test_one_batch_equals_one_map_at_a_time(loaded):

@@ -7,23 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, train_with_cli
+from conftest import assert_one_line_error
 from cnnviz.probes.activations import activations
 from cnnviz.probes.stats import NEAR_ZERO, layer_stats, weight_stats
 
 LAYERS = ["conv1", "pool2", "conv3", "dense1"]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, small_npz):
-    return train_with_cli(tmp_path_factory.mktemp("trained"), small_npz, "a2")
-
-
-@pytest.fixture(scope="module")
-def loaded(trained):
-    from cnnviz.model import load_model
-
-    return load_model("a2", trained)
 
 
 @pytest.fixture(scope="module")
