@@ -75,8 +75,12 @@ def cli() -> None:
     """Train a small CNN on MNIST-style digits and look inside it.
 
     \b
-    Start with:  cnnviz train            (article2 network on MNIST, ~1 min on 2 cores)
-    then:        cnnviz info             (layers, receptive fields, run metadata)
+    Start with:  cnnviz train                 (article2 network on MNIST, ~1 min on 2 cores)
+    then:        cnnviz info                  (layers, receptive fields, run metadata)
+                 cnnviz activations --image 17  (what every map outputs for a test digit)
+                 cnnviz filters               (the input pattern each map wants)
+                 cnnviz kernels, cnnviz stats (weights; every layer over the test split)
+    Galleries go to outputs/NAME/, listed in outputs/NAME/manifest.json.
     """
 
 
