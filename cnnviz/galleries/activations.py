@@ -85,7 +85,7 @@ def write_image_activations(loaded: LoadedModel, layers: list[str], selection: S
             labels = [f"#{i} → {class_names[p]}" for i, p in zip(selection.index, predicted)]
             title = (f"{layer}: {len(values)} {selection.split} images of class "
                      f"{class_names[selection.digit]} (rows) × maps")
-            rows_figure(values, labels, layer, title, "layer" if scale == "layer" else "map",
+            rows_figure(values, labels, layer, title, scale,
                         out / rel, images=selection.pixels)
             entries.append(_entry(rel, title, "activations-by-image", layer,
                                   selection.index.tolist()))
