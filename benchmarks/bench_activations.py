@@ -13,7 +13,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cnnviz.render.activations import image_activation_figure  # noqa: E402
+from timing import interleaved  # noqa: E402
 
 
 def subplots_grid(values: np.ndarray, image: np.ndarray, path: Path) -> None:
@@ -39,15 +39,6 @@ def subplots_grid(values: np.ndarray, image: np.ndarray, path: Path) -> None:
     plt.close(fig)
 
 
-def timed(func, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -60,10 +51,12 @@ def main() -> None:
         rng = np.random.default_rng(0)
         values = np.maximum(rng.normal(size=(11, 11, 64)), 0).astype(np.float32)
         image = rng.integers(0, 255, size=(28, 28)).astype(np.uint8)
-        mosaic_t = timed(lambda: image_activation_figure(
-            values, image, "conv2", "test image 0", ["true 7, predicted 7", "top-3: …"], "map",
-            tmp / "mosaic.png"), args.repeats)
-        grid_t = timed(lambda: subplots_grid(values, image, tmp / "grid.png"), args.repeats)
+        figures = interleaved({
+            "mosaic": lambda: image_activation_figure(
+                values, image, "conv2", "test image 0", ["true 7, predicted 7", "top-3: …"],
+                "map", tmp / "mosaic.png"),
+            "subplots": lambda: subplots_grid(values, image, tmp / "grid.png")}, args.repeats)
+        mosaic_t, grid_t = figures["mosaic"], figures["subplots"]
         print(f"64-map gallery, median of {args.repeats}: one mosaic {statistics.median(mosaic_t):.3f} s,"
               f" 64 subplots {statistics.median(grid_t):.3f} s, ratio "
               f"{statistics.median(grid_t) / statistics.median(mosaic_t):.1f}x")
@@ -77,8 +70,8 @@ def main() -> None:
                            stdout=subprocess.DEVNULL)
         command = [sys.executable, "-m", "cnnviz", "activations", model, "--layer", "all",
                    "--image", "0", "--trained-dir", str(trained), "--outputs-dir", str(tmp / "out")]
-        end_to_end = timed(lambda: subprocess.run(command, check=True, env=env,
-                                                  stdout=subprocess.DEVNULL), args.repeats)
+        end_to_end = interleaved({"command": lambda: subprocess.run(
+            command, check=True, env=env, stdout=subprocess.DEVNULL)}, args.repeats)["command"]
         print(f"cnnviz activations --layer all --image 0 (new process, TensorFlow import "
               f"included): median {statistics.median(end_to_end):.2f} s, best {min(end_to_end):.2f} s")
 

@@ -18,10 +18,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from cnnviz.runtime import import_tensorflow
+from timing import interleaved
 
 tf = import_tensorflow()
 import keras  # noqa: E402
@@ -118,12 +118,7 @@ def speed(loaded, repeats: int, settings: PatternSettings) -> None:
 
     variants = {"one batch (cnnviz)": batched, "compiled one map at a time": one_at_a_time,
                 "Keras-example style loop": keras_example_style}
-    times = {k: [] for k in variants}
-    for _ in range(repeats):
-        for name, run in variants.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+    times = interleaved(variants, repeats)
     base = statistics.median(times["one batch (cnnviz)"])
     print(f"speed, conv3, 64 maps × {per_map} starts × {settings.steps} steps, median of {repeats}:")
     for name, ts in times.items():

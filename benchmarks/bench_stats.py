@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from cnnviz.runtime import import_tensorflow
+from timing import interleaved
 
 import_tensorflow()
 import keras  # noqa: E402
@@ -75,12 +76,7 @@ def speed(loaded, layers, data: Dataset, repeats: int, tmp: Path) -> None:
     variants = {"model.predict of the same layers": predict,
                 "cnnviz stats, computation only": stats_only,
                 "cnnviz stats, end to end with files": stats}
-    times = {k: [] for k in variants}
-    for _ in range(repeats):
-        for k, run in variants.items():
-            start = time.perf_counter()
-            run()
-            times[k].append(time.perf_counter() - start)
+    times = interleaved(variants, repeats)
     base = statistics.median(times["model.predict of the same layers"])
     n = len(data.x_test)
     print(f"all {len(layers)} layers over {n:,} test images, median of {repeats}:")

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from cnnviz.runtime import import_tensorflow
+from timing import interleaved
 
 import_tensorflow()
 
@@ -67,13 +67,8 @@ def main() -> None:
     for steps in [int(s) for s in args.explore.split(",") if s]:
         variants[f"cnnviz fit (steps_per_execution={steps})"] = pipeline(steps)
 
-    times = {name: [] for name in variants}
-    for rep in range(args.repeats):
-        for name, run in variants.items():  # interleaved, so drift hits every variant alike
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-        print(f"repeat {rep + 1}: " + ", ".join(f"{t[-1]:.1f}s" for t in times.values()))
+    times = interleaved(variants, args.repeats, lambda rep, times: print(
+        f"repeat {rep + 1}: " + ", ".join(f"{t[-1]:.1f}s" for t in times.values())))
 
     base = statistics.median(times["plain model.fit"])
     best_base = min(times["plain model.fit"])

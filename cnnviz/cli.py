@@ -333,10 +333,8 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
     loaded = _load(model, trained_dir)
     from cnnviz.data import class_names
     from cnnviz.galleries import activations as gallery
-    from cnnviz.manifest import add_entries
-    from cnnviz.model import resolve_layers
 
-    layers = resolve_layers(loaded.model, ",".join(layer_specs) or "all")
+    layers = _layers(loaded.model, layer_specs)
     selection = gallery.select_file(input_file) if input_file is not None else None
     wants_images = (selection is not None or images is not None or digit is not None
                     or not class_mean)
@@ -353,9 +351,7 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
                                                    save_arrays, names)
     if class_mean:
         entries += gallery.write_class_means(loaded, layers, data, split, out, names)
-    manifest = add_entries(out, entries, model=_model_card(loaded))
-    click.echo(f"wrote {len(entries)} files for {', '.join(layers)} to {out / gallery.FOLDER} "
-               f"(listed in {manifest})")
+    _record(loaded, out, entries, gallery.FOLDER)
 
 
 @cli.command()
@@ -401,16 +397,12 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
                                seed=seed)
     loaded = _load(model, trained_dir)
     from cnnviz.data import class_names
-    from cnnviz.galleries.filters import write_patterns
-    from cnnviz.manifest import add_entries
-    from cnnviz.model import resolve_layers
+    from cnnviz.galleries.filters import FILTERS, write_patterns
     from cnnviz.probes.kernels import conv_layers
     from cnnviz.probes.patterns import parse_maps, pattern_layers, response
 
-    spec = ",".join(layer_specs) or ",".join(conv_layers(loaded.model))
-    layers = resolve_layers(loaded.model, spec)
-    if spec.strip().lower() == "all":
-        layers = [name for name in layers if name in pattern_layers(loaded.model)]
+    layers = _layers(loaded.model, layer_specs, ",".join(conv_layers(loaded.model)),
+                     pattern_layers(loaded.model))
     plan = []
     for layer in layers:
         response(loaded.model, layer)  # says now, before any work, if a layer has no maps
@@ -429,8 +421,7 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
         reached = result.best_objective
         click.echo(f"{layer}: {int((reached > 0).sum())}/{len(reached)} maps with a positive "
                    f"objective, median {float(np.median(reached)):.3g}, {result.seconds:.1f} s")
-    manifest = add_entries(out, entries, model=_model_card(loaded))
-    click.echo(f"wrote {len(entries)} files to {out / 'filters'} (listed in {manifest})")
+    _record(loaded, out, entries, FILTERS)
 
 
 @cli.command()
@@ -448,22 +439,15 @@ def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
       cnnviz kernels
     """
     loaded = _load(model, trained_dir)
-    from cnnviz.galleries.filters import write_kernels
-    from cnnviz.manifest import add_entries
-    from cnnviz.model import resolve_layers
+    from cnnviz.galleries.filters import KERNELS, write_kernels
     from cnnviz.probes.kernels import conv_kernels, conv_layers
 
-    spec = ",".join(layer_specs) or "all"
-    layers = resolve_layers(loaded.model, spec)
-    if spec.strip().lower() == "all":
-        layers = [name for name in layers if name in conv_layers(loaded.model)]
+    layers = _layers(loaded.model, layer_specs, eligible=conv_layers(loaded.model))
     for layer in layers:
         conv_kernels(loaded.model, layer)  # a non-conv layer is refused before anything is written
     out = outputs_dir / loaded.name
     entries = [entry for layer in layers for entry in write_kernels(loaded, layer, out)]
-    manifest = add_entries(out, entries, model=_model_card(loaded))
-    click.echo(f"wrote {len(entries)} kernel galleries ({', '.join(layers)}) to "
-               f"{out / 'kernels'} (listed in {manifest})")
+    _record(loaded, out, entries, KERNELS)
 
 
 @cli.command()
@@ -503,10 +487,9 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
     loaded = _load(model, trained_dir)
     from cnnviz.data import class_names
     from cnnviz.galleries import stats as gallery
-    from cnnviz.manifest import add_entries
-    from cnnviz.model import load_model, resolve_layers
+    from cnnviz.model import load_model
 
-    layers = resolve_layers(loaded.model, ",".join(layer_specs) or "all")
+    layers = _layers(loaded.model, layer_specs)
     second = load_model(other, trained_dir) if other is not None else None
     data = _load_data(loaded, dataset, data_path)
     count = min(limit or len(data.split(split)[0]), len(data.split(split)[0]))
@@ -530,8 +513,7 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
         entries += written
         for note in notes:
             click.echo(f"note: {note}")
-    manifest = add_entries(out, entries, model=_model_card(loaded))
-    click.echo(f"wrote {len(entries)} files to {out / gallery.FOLDER} (listed in {manifest})")
+    _record(loaded, out, entries, gallery.FOLDER)
 
 
 def _load(model: str | None, trained_dir: Path):
@@ -558,8 +540,25 @@ def _load_data(loaded, dataset: str | None, data_path: Path | None):
     return data
 
 
-def _model_card(loaded) -> dict:
-    return {"name": loaded.name, "path": str(loaded.ref.bundle_dir or loaded.ref.model_path)}
+def _layers(model, layer_specs: tuple[str, ...], default: str = "all",
+            eligible: list[str] | None = None) -> list[str]:
+    """--layer values → layer names in model order; `all` means every eligible layer."""
+    from cnnviz.model import resolve_layers
+
+    spec = ",".join(layer_specs) or default
+    layers = resolve_layers(model, spec)
+    if eligible is not None and spec.strip().lower() == "all":
+        layers = [name for name in layers if name in eligible]
+    return layers
+
+
+def _record(loaded, out: Path, entries: list[dict], folder: str) -> None:
+    """Add the written files to the gallery's manifest and say where they are."""
+    from cnnviz.manifest import add_entries
+
+    card = {"name": loaded.name, "path": str(loaded.ref.bundle_dir or loaded.ref.model_path)}
+    manifest = add_entries(out, entries, model=card)
+    click.echo(f"wrote {len(entries)} files to {out / folder} (listed in {manifest})")
 
 
 def _int_list(flag: str, text: str) -> list[int]:

@@ -21,6 +21,14 @@ MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".manifest.lock"
 
 
+def entry(path: str, caption: str, kind: str, command: str, layer: str | None = None,
+          **meta) -> dict:
+    """One manifest entry: the file's path relative to the gallery folder, its caption,
+    what kind of file it is, which command wrote it, its layer, and any metadata."""
+    return {"path": path, "caption": caption, "kind": kind, "command": command,
+            "layer": layer, **meta}
+
+
 def read_manifest(folder: Path) -> dict:
     """The manifest of a gallery folder ({"entries": []} when there is none yet)."""
     path = folder / MANIFEST_FILE

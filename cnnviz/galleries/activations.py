@@ -10,6 +10,7 @@ import numpy as np
 from cnnviz.atomic import atomic_path
 from cnnviz.data import Dataset, read_image_file
 from cnnviz.errors import UsageError
+from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel
 from cnnviz.probes.activations import activations, class_means
 from cnnviz.render.activations import class_heatmap, image_activation_figure, rows_figure
@@ -140,5 +141,4 @@ def write_class_means(loaded: LoadedModel, layers: list[str], data: Dataset, spl
 
 
 def _entry(path: str, caption: str, kind: str, layer: str | None, image) -> dict:
-    return {"path": path, "caption": caption, "kind": kind, "command": "activations",
-            "layer": layer, "image": image}
+    return entry(path, caption, kind, "activations", layer, image=image)

@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from cnnviz.atomic import atomic_path
+from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel
 from cnnviz.probes.kernels import conv_kernels
 from cnnviz.probes.patterns import PatternSettings, Patterns, optimal_patterns
@@ -80,5 +81,4 @@ def _pixels(loaded: LoadedModel, inputs: np.ndarray) -> np.ndarray:
 
 
 def _entry(path: str, caption: str, kind: str, layer: str, maps, command: str = "filters") -> dict:
-    return {"path": path, "caption": caption, "kind": kind, "command": command, "layer": layer,
-            "maps": [int(m) for m in maps]}
+    return entry(path, caption, kind, command, layer, maps=[int(m) for m in maps])

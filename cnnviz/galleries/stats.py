@@ -10,6 +10,7 @@ import numpy as np
 
 from cnnviz.atomic import atomic_path, write_json, write_text
 from cnnviz.data import Dataset
+from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel
 from cnnviz.probes.stats import LayerStats, layer_stats, weight_stats
 from cnnviz.render.activations import class_heatmap
@@ -156,4 +157,4 @@ def _n(stats) -> int:
 
 
 def _entry(path: str, caption: str, kind: str, layer: str | None) -> dict:
-    return {"path": path, "caption": caption, "kind": kind, "command": "stats", "layer": layer}
+    return entry(path, caption, kind, "stats", layer)

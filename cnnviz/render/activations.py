@@ -35,10 +35,10 @@ def draw_mosaic(ax, tiles: Mosaic, labels: Sequence[str] | None = None, cmap=Non
                       "linewidth": 0})
 
 
-def _scale_note(ax_or_fig, tiles: Mosaic, scale: str, fig) -> str:
+def _scale_note(ax, tiles: Mosaic, scale: str, fig) -> str:
     if scale == "layer":
         norm = colors.Normalize(tiles.low, tiles.high)
-        fig.colorbar(ScalarMappable(norm, _cmap()), ax=ax_or_fig, fraction=0.035, pad=0.02,
+        fig.colorbar(ScalarMappable(norm, _cmap()), ax=ax, fraction=0.035, pad=0.02,
                      label="activation")
         return "one scale for the whole layer"
     return "each map scaled to its own min–max"
