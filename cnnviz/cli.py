@@ -63,6 +63,14 @@ def outputs_dir_option(func):
                         help="folder of galleries (env CNNVIZ_OUTPUTS)")(func)
 
 
+def probe_data_options(func):
+    """--dataset / --data for commands that read images: default, the bundle's own data."""
+    func = click.option("--data", "data_path", type=click.Path(path_type=Path),
+                        help="default: the bundle's own data source")(func)
+    return click.option("--dataset", type=click.Choice(DATASETS), default=None,
+                        help="default: the bundle's own dataset")(func)
+
+
 def setting_options(func):
     for flag, key, kind, text in reversed(SETTING_FLAGS):
         func = click.option(flag, key, type=kind, default=None, help=text)(func)
@@ -300,10 +308,7 @@ def run_summary(run: dict) -> list[str]:
 @click.option("--class-mean", is_flag=True,
               help="also the mean activation per class over the whole split")
 @click.option("--save-arrays", is_flag=True, help="also write the arrays as .npz")
-@click.option("--dataset", type=click.Choice(DATASETS), default=None,
-              help="default: the bundle's own dataset")
-@click.option("--data", "data_path", type=click.Path(path_type=Path),
-              help="default: the bundle's own data source")
+@probe_data_options
 @trained_dir_option
 @outputs_dir_option
 def activations(model, layer_specs, image_list, digit, count, input_file, split, scale,
@@ -460,10 +465,7 @@ def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
               help="how many top-activating images to keep per map")
 @click.option("--compare", "other", metavar="BUNDLE", help="also the same statistics of another bundle")
 @click.option("--batch-size", type=int, default=500, show_default=True)
-@click.option("--dataset", type=click.Choice(DATASETS), default=None,
-              help="default: the bundle's own dataset")
-@click.option("--data", "data_path", type=click.Path(path_type=Path),
-              help="default: the bundle's own data source")
+@probe_data_options
 @trained_dir_option
 @outputs_dir_option
 def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, data_path,
