@@ -141,3 +141,34 @@ def read_history(folder: Path) -> dict[str, list[float]]:
         return {k: [float(r[k]) for r in rows] for k in keys}
     except (ValueError, KeyError, TypeError) as exc:
         raise CnnvizError(f"{path} is corrupt ({exc}); retrain with --force") from None
+
+
+def describe_run(run: dict) -> list[str]:
+    """Human lines about a bundle's run.json."""
+    if not run:
+        return []
+    t, d, m = run.get("training", {}), run.get("data", {}), run.get("metrics", {})
+    lines = [f"\nstatus: {run.get('status', '?')}, {run.get('epochs_completed', 0)} of "
+             f"{t.get('epochs', '?')} epochs, updated {run.get('updated', '?')}"]
+    if m:
+        lines.append(f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f}; "
+                     f"last-epoch train accuracy {m.get('train_accuracy') or 0:.4f}")
+    lines.append(f"data: {d.get('dataset', '?')} from {d.get('source', '?')} "
+                 f"({d.get('train_images', 0):,} train / {d.get('test_images', 0):,} test)")
+    prep = run.get("preprocessing", {}).get("kind", "unit")
+    lines.append("preprocessing: " + ("per-pixel standardisation fitted on the training split"
+                                      if prep == "standardize" else "pixels / 255"))
+    schedule = t.get("schedule", "none")
+    lines.append(
+        f"training: {t.get('optimizer')} lr {t.get('learning_rate')} momentum {t.get('momentum')}"
+        f", schedule {schedule}" + (f" (steps {t.get('decay_steps')}, rate {t.get('decay_rate')})"
+                                    if schedule != "none" else "")
+        + f", regularizer {t.get('regularizer')}"
+        + (f" {t.get('reg_factor')} on {t.get('reg_scope')}" if t.get("regularizer") != "none" else "")
+        + f", batch {t.get('batch_size')}, seed {t.get('seed')}, preset {run.get('preset') or '-'}")
+    secs = run.get("epoch_seconds") or []
+    if secs:
+        lines.append(f"seconds per epoch: {sum(secs) / len(secs):.1f} (device {run.get('device')})")
+    v = run.get("versions", {})
+    lines.append("versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    return lines

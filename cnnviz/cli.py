@@ -6,9 +6,11 @@ TensorFlow is imported inside the commands that compute, never at module import,
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -110,9 +112,11 @@ def cli() -> None:
 @click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path),
               help="also write TensorBoard logs here")
 @click.option("--quiet", is_flag=True, help="no per-step progress bar")
+@click.option("--runs", type=int, default=1, show_default=True,
+              help="train N bundles NAME-1 … NAME-N with seeds SEED … SEED+N-1, all else equal")
 @trained_dir_option
 def train(preset, config, name, dataset, data_path, device, resume, from_initial, force,
-          tensorboard, quiet, trained_dir, **overrides) -> None:
+          tensorboard, quiet, runs, trained_dir, **overrides) -> None:
     """Train a network and save it as a model bundle in trained/NAME/.
 
     \b
@@ -122,8 +126,15 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
       cnnviz train --preset article3 --data ~/mnist.npz
       cnnviz train --conv 16,32 --dense 64 --optimizer adam --learning-rate 3e-4 --name small
       cnnviz train --name mnist-article2 --resume    # after Ctrl-C
+      cnnviz train --runs 3 --name base              # base-1, base-2, base-3: seeds 1, 2, 3
     """
     from cnnviz.spec import resolve_settings, specs_from_settings
+
+    if runs < 1:
+        raise UsageError(f"--runs must be ≥ 1, got {runs}")
+    if runs > 1 and resume:
+        raise UsageError("--runs cannot be combined with --resume; resume each run by its "
+                         "name, e.g. cnnviz train --name base-2 --resume")
 
     if resume:
         name = bundle.check_name(name or f"{dataset or 'mnist'}-{preset or 'article2'}")
@@ -138,9 +149,12 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
         dataset = dataset or "mnist"
         name = bundle.check_name(name or f"{dataset}-{preset}")
         folder = trained_dir / name
-        if folder.exists() and not force:
-            raise UsageError(f"bundle {folder} exists; pass --force to replace it, "
-                             "--resume to continue it, or choose another --name")
+        plan = [(name, training)] if runs == 1 else [
+            (f"{name}-{i}", replace(training, seed=training.seed + i - 1)) for i in range(1, runs + 1)]
+        for run_name, _ in plan:
+            if (trained_dir / run_name).exists() and not force:
+                raise UsageError(f"bundle {trained_dir / run_name} exists; pass --force to replace "
+                                 "it, --resume to continue it, or choose another --name")
     initial = _initial_weights(from_initial, trained_dir) if from_initial else None
     if tensorboard is not None and not _has_module("tensorboard"):
         raise CnnvizError("--tensorboard needs the tensorboard package: "
@@ -156,19 +170,29 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
     click.echo(f"data: {data.describe()}")
     if resume:
         _check_same_data(run, data)
-    elif folder.exists():
-        shutil.rmtree(folder)
-    click.echo(f"model: {name} ({preset or 'custom'}), device {used_device}, "
-               f"{training.epochs} epochs, batch {training.batch_size}")
-    result = train_bundle(folder, network, training, data, preset=preset, device=used_device,
-                          resume=resume, initial_weights=initial, tensorboard_dir=tensorboard,
-                          verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
-                          log=click.echo)
-    metrics, seconds = result.run["metrics"], result.history.get("seconds", [])
-    click.echo(
-        f"done: {name}: {len(seconds)} epochs on {data.name} ({data.source}); test accuracy "
-        f"{metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; "
-        f"{sum(seconds) / max(len(seconds), 1):.1f} s/epoch; bundle: {folder}")
+        plan = [(name, training)]
+    accuracies = []
+    for run_name, run_training in plan:
+        folder = trained_dir / run_name
+        if not resume and folder.exists():
+            shutil.rmtree(folder)
+        click.echo(f"model: {run_name} ({preset or 'custom'}), device {used_device}, "
+                   f"{run_training.epochs} epochs, batch {run_training.batch_size}, "
+                   f"seed {run_training.seed}")
+        result = train_bundle(folder, network, run_training, data, preset=preset,
+                              device=used_device, resume=resume, initial_weights=initial,
+                              tensorboard_dir=tensorboard,
+                              verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
+                              log=click.echo)
+        metrics, seconds = result.run["metrics"], result.history.get("seconds", [])
+        accuracies.append(metrics["test_accuracy"])
+        click.echo(
+            f"done: {run_name}: {len(seconds)} epochs on {data.name} ({data.source}); test "
+            f"accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; "
+            f"{sum(seconds) / max(len(seconds), 1):.1f} s/epoch; bundle: {folder}")
+    if len(plan) > 1:
+        click.echo(f"{len(plan)} runs: test accuracy {min(accuracies):.4f}–{max(accuracies):.4f}; "
+                   f"compare two with: cnnviz compare {plan[0][0]} {plan[1][0]}")
 
 
 def _resume_plan(folder: Path, preset, config, dataset, from_initial, force, overrides):
@@ -253,43 +277,12 @@ def info(model, trained_dir, outputs_dir) -> None:
         click.echo(f"{row.name:<10} {row.kind:<14} {shape:<14} {row.params:>8,}  "
                    f"{field:>15}  {stride:>6}")
     click.echo(f"\ntotal parameters: {parameter_count(loaded.model):,}")
-    for line in run_summary(loaded.run):
+    for line in bundle.describe_run(loaded.run):
         click.echo(line)
     if loaded.preprocessing.kind == "unit" and not loaded.run:
         click.echo("preprocessing: none recorded; assuming pixels / 255")
     gallery = outputs_dir / loaded.name
     click.echo(f"galleries: {gallery}" + ("" if gallery.is_dir() else " (none yet)"))
-
-
-def run_summary(run: dict) -> list[str]:
-    """Human lines about a bundle's run.json."""
-    if not run:
-        return []
-    t, d, m = run.get("training", {}), run.get("data", {}), run.get("metrics", {})
-    lines = [f"\nstatus: {run.get('status', '?')}, {run.get('epochs_completed', 0)} of "
-             f"{t.get('epochs', '?')} epochs, updated {run.get('updated', '?')}"]
-    if m:
-        lines.append(f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f}; "
-                     f"last-epoch train accuracy {m.get('train_accuracy') or 0:.4f}")
-    lines.append(f"data: {d.get('dataset', '?')} from {d.get('source', '?')} "
-                 f"({d.get('train_images', 0):,} train / {d.get('test_images', 0):,} test)")
-    prep = run.get("preprocessing", {}).get("kind", "unit")
-    lines.append("preprocessing: " + ("per-pixel standardisation fitted on the training split"
-                                      if prep == "standardize" else "pixels / 255"))
-    schedule = t.get("schedule", "none")
-    lines.append(
-        f"training: {t.get('optimizer')} lr {t.get('learning_rate')} momentum {t.get('momentum')}"
-        f", schedule {schedule}" + (f" (steps {t.get('decay_steps')}, rate {t.get('decay_rate')})"
-                                    if schedule != "none" else "")
-        + f", regularizer {t.get('regularizer')}"
-        + (f" {t.get('reg_factor')} on {t.get('reg_scope')}" if t.get("regularizer") != "none" else "")
-        + f", batch {t.get('batch_size')}, seed {t.get('seed')}, preset {run.get('preset') or '-'}")
-    secs = run.get("epoch_seconds") or []
-    if secs:
-        lines.append(f"seconds per epoch: {sum(secs) / len(secs):.1f} (device {run.get('device')})")
-    v = run.get("versions", {})
-    lines.append("versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
-    return lines
 
 
 @cli.command()
@@ -518,7 +511,213 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
     _record(loaded, out, entries, gallery.FOLDER)
 
 
-def _load(model: str | None, trained_dir: Path):
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="images for the per-class samples and the statistics")
+@click.option("--limit", type=int, help="statistics over only the first N images of the split")
+@click.option("--top", type=int, default=9, show_default=True, help="top-activating images per map")
+@click.option("--steps", type=int, default=100, show_default=True, help="gradient-ascent steps")
+@click.option("--step-size", type=float, default=0.1, show_default=True)
+@click.option("--scales", default="3,7,14,28", show_default=True, help="length scales of the start noise")
+@click.option("--starts", type=int, default=1, show_default=True,
+              help="random starts per scale (the filters command's default is 2)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@probe_data_options
+@trained_dir_option
+@outputs_dir_option
+def atlas(model, split, limit, top, steps, step_size, scales, starts, seed, dataset, data_path,
+          trained_dir, outputs_dir) -> None:
+    """Everything about a model in one run, then the HTML page to browse it.
+
+    Training curves; every layer for the first test image of each class; the best input
+    pattern (with its evolution) and the kernels of every conv layer; statistics and
+    top-k examples of every layer; then outputs/NAME/index.html with a card per map.
+
+    \b
+    Examples:
+      cnnviz atlas
+      cnnviz atlas mnist-article2 --steps 200 --top 16
+    """
+    import time
+
+    for flag, value in (("--limit", limit), ("--top", top)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be ≥ 1, got {value}")
+    started = time.perf_counter()
+    loaded = _load(model, trained_dir)
+    from cnnviz.galleries.atlas import default_snapshots
+    from cnnviz.probes.patterns import PatternSettings
+
+    settings = PatternSettings(steps=steps, step_size=step_size,
+                               scales=tuple(_int_list("--scales", scales)), starts=starts,
+                               snapshots=default_snapshots(steps) if steps > 0 else (), seed=seed)
+    from cnnviz.data import class_names
+    from cnnviz.galleries import atlas as recipe
+
+    data = _load_data(loaded, dataset, data_path)
+    count = min(limit or len(data.split(split)[0]), len(data.split(split)[0]))
+    if top > count:
+        raise UsageError(f"--top {top} is larger than the {count:,} images used; choose --top ≤ {count}")
+    out = outputs_dir / loaded.name
+    _check_writable(out)
+    names = class_names(data.name)
+    layers = _layers(loaded.model, ())
+    click.echo(f"loaded in {time.perf_counter() - started:.1f} s")
+
+    def stage(label: str, work) -> None:
+        t0 = time.perf_counter()
+        entries = work()
+        _record(loaded, out, entries, None)
+        click.echo(f"{label}: {len(entries)} files in {time.perf_counter() - t0:.1f} s")
+
+    def pattern_line(layer, result) -> None:
+        reached = result.best_objective
+        click.echo(f"  {layer}: {int((reached > 0).sum())}/{len(reached)} maps with a positive "
+                   f"objective, {result.seconds:.1f} s")
+
+    stage("curves", lambda: recipe.write_curves(loaded, out))
+    stage("activations", lambda: recipe.write_class_samples(loaded, layers, data, split, out, names))
+    stage("patterns", lambda: recipe.write_all_patterns(loaded, settings, out, names, pattern_line))
+    stage("kernels", lambda: recipe.write_all_kernels(loaded, out))
+    stage("stats", lambda: recipe.write_all_stats(loaded, layers, data, split, limit, top, out, names))
+    _write_site(out)
+    click.echo(f"atlas done in {time.perf_counter() - started:.1f} s")
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--open", "open_page", is_flag=True, help="open the page in the default browser")
+@trained_dir_option
+@outputs_dir_option
+def gallery(model, open_page, trained_dir, outputs_dir) -> None:
+    """Rebuild outputs/NAME/index.html (and the map cards) from outputs/NAME/manifest.json.
+
+    MODEL is a bundle name or a gallery folder name (default: the newest bundle). No
+    TensorFlow is needed: the page is built from the manifest and the files it lists.
+
+    \b
+    Examples:
+      cnnviz gallery --open
+      cnnviz gallery mnist-article2
+    """
+    if model is not None and (outputs_dir / model).is_dir():
+        name = model
+    else:
+        name = bundle.resolve(model, trained_dir).name
+    site = _write_site(outputs_dir / name)
+    if open_page:
+        import webbrowser
+
+        webbrowser.open(site.index.resolve().as_uri())
+
+
+def _write_site(out: Path, err: bool = False):
+    """Build the HTML page and say where it is (and what it could not show)."""
+    from cnnviz.render.site import build_site
+
+    site = build_site(out)
+    if site.recovered:
+        click.echo(f"note: {out / 'manifest.json'} was missing or corrupt; rebuilt it from the "
+                   f"{site.entries} files on disk", err=err)
+    if site.missing:
+        click.echo(f"note: {len(site.missing)} files listed in the manifest no longer exist "
+                   f"(e.g. {site.missing[0]}); left off the page", err=err)
+    click.echo(f"page: {site.index} ({site.entries} files, {site.cards} map cards); open it "
+               f"in a browser, no server needed", err=err)
+    return site
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before any work when the gallery folder cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CnnvizError(f"cannot write to {folder}: {exc.strerror or exc}; choose another "
+                          "--outputs-dir or fix its permissions") from None
+
+
+@cli.command()
+@click.argument("first")
+@click.argument("second")
+@click.option("--layer", "layer_specs", multiple=True, metavar="NAMES",
+              help="a layer, a comma list, or all (default: conv layers and hidden dense layers)")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--limit", type=int, help="only the first N images of the split")
+@click.option("--json", "as_json", is_flag=True, help="print the per-layer numbers as JSON")
+@probe_data_options
+@trained_dir_option
+@outputs_dir_option
+def compare(first, second, layer_specs, split, limit, as_json, dataset, data_path, trained_dir,
+            outputs_dir) -> None:
+    """Do two models learn the same maps? Match them and measure how similar they are.
+
+    Every map of FIRST is correlated with every map of SECOND over the images of a split
+    (each map's spatial mean per image), matched one to one (Hungarian assignment), and
+    the same is done against an untrained copy of FIRST as the baseline. Writes
+    outputs/compare-FIRST-SECOND/ with figures, summary.json and an index.html.
+
+    \b
+    Examples:
+      cnnviz train --runs 3 --name base && cnnviz compare base-1 base-2
+      cnnviz compare base-1 base-2 --layer conv1,conv3 --json
+    """
+    if limit is not None and limit < 2:
+        raise UsageError(f"--limit must be ≥ 2 (a correlation needs two images), got {limit}")
+    loaded = _load(first, trained_dir, err=as_json)
+    from cnnviz.data import class_names
+    from cnnviz.galleries import compare as recipe
+    from cnnviz.model import load_model
+
+    other = load_model(second, trained_dir)
+    for one in (loaded, other):
+        if not one.run:
+            click.echo(f"note: {one.name} is a plain .keras file without run.json: assuming its "
+                       "input is pixels / 255", err=as_json)
+    default = ",".join(recipe.default_layers(loaded.model))
+    layers = _layers(loaded.model, layer_specs, default)
+    data = _load_data(loaded, dataset, data_path, err=as_json)
+    result = recipe.compare(loaded, other, layers, data, split, limit)
+    for layer, why in result.skipped.items():
+        click.echo(f"note: {layer} skipped: {why}", err=as_json)
+    name = bundle.check_name(f"compare-{loaded.name}-{other.name}")
+    out = outputs_dir / name
+    _check_writable(out)
+    entries = recipe.write_comparison(result, loaded, other, out,
+                                      (outputs_dir / loaded.name, outputs_dir / other.name),
+                                      class_names(data.name))
+    numbers = result.numbers()
+    from cnnviz.galleries.summary import model_card
+    from cnnviz.manifest import add_entries
+
+    card = model_card(loaded) | {"name": name, "summary": [
+        f"{loaded.name} against {other.name} over {result.images:,} {split} images; "
+        "similarity = correlation of each map's spatial mean per image"] + [
+        f"{layer}: matched mean {n['mean_similarity']:.3f}, above 0.8 {n['above_0_8']:.0%}, "
+        f"above 0.5 {n['above_0_5']:.0%}, same index {n['same_index']:.0%}; untrained baseline "
+        f"{n['baseline_mean_similarity']:.3f}" for layer, n in numbers.items()]}
+    add_entries(out, entries, model=card)
+    if as_json:
+        click.echo(json.dumps({"a": loaded.name, "b": other.name, "split": split,
+                               "images": result.images, "layers": numbers,
+                               "skipped": result.skipped}, indent=2))
+        _write_site(out, err=True)
+        return
+    click.echo(f"{'layer':<8} {'maps':>5} {'matched':>8} {'>0.8':>6} {'>0.5':>6} {'same idx':>9} "
+               f"{'untrained':>10}")
+    for layer, n in numbers.items():
+        click.echo(f"{layer:<8} {n['maps']:>5} {n['mean_similarity']:>8.3f} {n['above_0_8']:>6.0%} "
+                   f"{n['above_0_5']:>6.0%} {n['same_index']:>9.0%} "
+                   f"{n['baseline_mean_similarity']:>10.3f}"
+                   + (f"   (kernels: {n['kernel_mean_similarity']:.3f})"
+                      if "kernel_mean_similarity" in n else ""))
+    _write_site(out)
+
+
+def _load(model: str | None, trained_dir: Path, err: bool = False):
     """Import TensorFlow quietly, load the model (a bundle, a .keras file, or the newest
     bundle) and say which one was taken when none was named."""
     from cnnviz.runtime import import_tensorflow
@@ -528,17 +727,17 @@ def _load(model: str | None, trained_dir: Path):
 
     loaded = load_model(model, trained_dir)
     if loaded.ref.note:
-        click.echo(loaded.ref.note)
+        click.echo(loaded.ref.note, err=err)
     return loaded
 
 
-def _load_data(loaded, dataset: str | None, data_path: Path | None):
+def _load_data(loaded, dataset: str | None, data_path: Path | None, err: bool = False):
     """The data the model was trained on (or the one given), with a line saying which."""
     from cnnviz.data import load_dataset
 
     name, path = bundle.dataset_of(loaded.run)
     data = load_dataset(dataset or name, data_path or path)
-    click.echo(f"data: {data.describe()}")
+    click.echo(f"data: {data.describe()}", err=err)
     return data
 
 
@@ -554,13 +753,18 @@ def _layers(model, layer_specs: tuple[str, ...], default: str = "all",
     return layers
 
 
-def _record(loaded, out: Path, entries: list[dict], folder: str) -> None:
-    """Add the written files to the gallery's manifest and say where they are."""
+def _record(loaded, out: Path, entries: list[dict], folder: str | None) -> None:
+    """Add the written files to the gallery's manifest and say where they are (folder None:
+    quietly)."""
+    from cnnviz.galleries.summary import model_card
     from cnnviz.manifest import add_entries
+    from cnnviz.render.site import INDEX_FILE
 
-    card = {"name": loaded.name, "path": str(loaded.ref.bundle_dir or loaded.ref.model_path)}
-    manifest = add_entries(out, entries, model=card)
-    click.echo(f"wrote {len(entries)} files to {out / folder} (listed in {manifest})")
+    manifest = add_entries(out, entries, model=model_card(loaded))
+    if folder is not None:
+        click.echo(f"wrote {len(entries)} files to {out / folder} (listed in {manifest})")
+        if (out / INDEX_FILE).is_file():
+            _write_site(out)  # the page exists: keep it up to date
 
 
 def _int_list(flag: str, text: str) -> list[int]:
@@ -608,6 +812,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(exc.format_message(), exc.exit_code)
     except (KeyboardInterrupt, click.Abort):
         _fail("interrupted", 130)
+    except OSError as exc:  # disk full, permissions, a file vanishing under us
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}", 1)
     except Exception as exc:  # a bug: still one line, traceback on request
         if os.environ.get("CNNVIZ_DEBUG"):
             raise

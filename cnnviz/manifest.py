@@ -61,6 +61,45 @@ def add_entries(folder: Path, entries: list[dict], model: dict | None = None) ->
     return folder / MANIFEST_FILE
 
 
+GENERATED = ("index.html", "cards", MANIFEST_FILE, LOCK_FILE)
+
+
+def recover_manifest(folder: Path) -> tuple[dict, bool]:
+    """The folder's manifest, or, when it is missing or corrupt, one rebuilt from the files
+    on disk (captions from file names; a corrupt file is kept as manifest.json.corrupt).
+
+    Returns (manifest, recovered)."""
+    with contextlib.suppress(CnnvizError):
+        if (folder / MANIFEST_FILE).is_file():
+            return read_manifest(folder), False
+    found = [entry(path.relative_to(folder).as_posix(), _caption_from_name(path), "recovered",
+                   *_command_and_layer(path.relative_to(folder).parts))
+             for path in sorted(folder.rglob("*")) if path.is_file() and _is_gallery_file(folder, path)]
+    if not found:
+        raise CnnvizError(f"{folder} has no manifest.json and no gallery files; run a probe "
+                          "command (or `cnnviz atlas`) first")
+    with _locked(folder / LOCK_FILE):
+        broken = folder / MANIFEST_FILE
+        if broken.is_file():
+            broken.replace(folder / f"{MANIFEST_FILE}.corrupt")
+        write_json(folder / MANIFEST_FILE, {"entries": found, "recovered_from_files": True})
+    return {"entries": found}, True
+
+
+def _is_gallery_file(folder: Path, path: Path) -> bool:
+    parts = path.relative_to(folder).parts
+    return (parts[0] not in GENERATED and not any(p.startswith(".") for p in parts)
+            and not path.name.startswith(f"{MANIFEST_FILE}."))
+
+
+def _command_and_layer(parts: tuple[str, ...]) -> tuple[str, str | None]:
+    return (parts[0] if len(parts) > 1 else "other"), (parts[1] if len(parts) > 2 else None)
+
+
+def _caption_from_name(path: Path) -> str:
+    return path.stem.replace("-", " ").replace("_", " ") + " (recovered: the manifest was lost)"
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     with open(path, "a") as handle:

@@ -87,7 +87,14 @@ def test_filters_and_kernels_commands(trained, run_cli, tmp_path):
 
     result = run_cli("kernels", "--trained-dir", trained, "--outputs-dir", tmp_path)
     assert result.code == 0, result.output
-    assert result_files(gallery, "kernels") == {f"kernels/conv{i}/kernels-conv{i}.png" for i in (1, 2, 3)}
+    assert result_files(gallery, "kernels") == {f"kernels/conv{i}/kernels-conv{i}.{ext}"
+                                                 for i in (1, 2, 3) for ext in ("png", "npz")}
+    from cnnviz.model import load_model
+
+    model = load_model("a2", trained).model
+    for i in (1, 2, 3):
+        with np.load(gallery / "kernels" / f"conv{i}" / f"kernels-conv{i}.npz") as z:
+            np.testing.assert_array_equal(z["kernels"], model.get_layer(f"conv{i}").get_weights()[0])
     manifest = json.loads((gallery / "manifest.json").read_text())
     assert {e["command"] for e in manifest["entries"]} == {"filters", "kernels"}
 

@@ -28,6 +28,7 @@ class Selection:
     labels: np.ndarray | None  # true labels (None for a file)
     split: str | None
     digit: int | None = None
+    rows: bool = False         # one images × maps figure per layer instead of one per image
 
     def stem(self, i: int) -> str:
         """File stem of image i alone."""
@@ -50,7 +51,7 @@ def select_images(data: Dataset, split: str, images: list[int] | None = None,
             raise UsageError(f"--digit {digit}: no image of class {digit} in the {split} split")
         index = found[:count]
         return Selection(f"{split}-digit-{digit}-first{len(index)}", x[index], index, y[index],
-                         split, digit)
+                         split, digit, rows=True)
     images = images if images else [0]
     bad = [i for i in images if not 0 <= i < len(x)]
     if bad:
@@ -59,6 +60,13 @@ def select_images(data: Dataset, split: str, images: list[int] | None = None,
     index = np.asarray(images, dtype=np.int64)
     name = f"{split}-image-{index[0]:05d}" + (f"-and-{len(index) - 1}-more" if len(index) > 1 else "")
     return Selection(name, x[index], index, y[index], split)
+
+
+def select_one_per_class(data: Dataset, split: str) -> Selection:
+    """The first image of every class present in the split, in class order."""
+    x, y = data.split(split)
+    index = np.array([np.flatnonzero(y == c)[0] for c in np.unique(y)], dtype=np.int64)
+    return Selection(f"{split}-one-per-class", x[index], index, y[index], split, rows=True)
 
 
 def select_file(path: str | Path) -> Selection:
@@ -81,11 +89,13 @@ def write_image_activations(loaded: LoadedModel, layers: list[str], selection: S
         folder = out / FOLDER / layer
         folder.mkdir(parents=True, exist_ok=True)
         values = result.layers[layer]
-        if selection.digit is not None:
+        if selection.rows:
             rel = f"{FOLDER}/{layer}/{selection.name}-{layer}.png"
-            labels = [f"#{i} → {class_names[p]}" for i, p in zip(selection.index, predicted)]
+            labels = [f"#{i} {class_names[t]} → {class_names[p]}"
+                      for i, t, p in zip(selection.index, selection.labels, predicted)]
             title = (f"{layer}: {len(values)} {selection.split} images of class "
-                     f"{class_names[selection.digit]} (rows) × maps")
+                     f"{class_names[selection.digit]} (rows) × maps" if selection.digit is not None
+                     else f"{layer}: the first {selection.split} image of each class (rows) × maps")
             rows_figure(values, labels, layer, title, scale,
                         out / rel, images=selection.pixels)
             entries.append(_entry(rel, title, "activations-by-image", layer,
@@ -108,8 +118,10 @@ def write_image_activations(loaded: LoadedModel, layers: list[str], selection: S
         rel = f"{FOLDER}/{selection.name}.npz"
         with atomic_path(out / rel) as tmp:
             with open(tmp, "wb") as handle:
-                np.savez(handle, input=inputs, index=selection.index,
-                         probabilities=result.probabilities, **result.layers)
+                labels = selection.labels if selection.labels is not None else np.array([-1])
+                np.savez(handle, input=inputs, index=selection.index, labels=labels,
+                         pixels=selection.pixels, probabilities=result.probabilities,
+                         **result.layers)
         entries.append(_entry(rel, f"activation arrays of {', '.join(layers)} for "
                                    f"{selection.name}", "arrays", None, selection.index.tolist()))
     return entries

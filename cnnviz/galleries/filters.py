@@ -45,9 +45,10 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
             pattern_gallery(_pixels(loaded, chosen),
                             [f"{m}: {o:.2f}" for m, o in zip(result.maps, reached)], caption, out / rel)
             entries.append(_entry(rel, caption, "patterns-scale", layer, result.maps))
-    if result.snapshots:
-        steps = sorted(result.snapshots)
-        frames = np.stack([_pixels(loaded, result.best_of(result.snapshots[s])) for s in steps], 1)
+    steps = sorted(result.snapshots)
+    frames = (np.stack([_pixels(loaded, result.best_of(result.snapshots[s])) for s in steps], 1)
+              if steps else np.zeros((len(maps), 0, 28, 28), np.float32))
+    if steps:
         rel = f"{FILTERS}/{layer}/evolution-{layer}.png"
         caption = f"{layer}: how each map's best pattern evolves over the steps"
         image_grid(frames, [f"map {m}" for m in result.maps], [f"step {s}" for s in steps],
@@ -60,7 +61,9 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
             np.savez(handle, input=best, pixels=pixels, objective=objective, maps=result.maps,
                      scale=np.asarray(result.scales)[best_flat // settings.starts],
                      start=best_flat % settings.starts, predicted=predicted,
-                     all_objectives=result.objective, start_objectives=result.start_objective)
+                     all_objectives=result.objective, start_objectives=result.start_objective,
+                     snapshot_steps=np.asarray(steps, dtype=np.int64),
+                     snapshot_pixels=frames.astype(np.float32))
         entries.append(_entry(rel, f"{layer}: pattern arrays", "arrays", layer, result.maps))
     return entries, result
 
@@ -73,7 +76,12 @@ def write_kernels(loaded: LoadedModel, layer: str, out: Path) -> list[dict]:
     kernel_gallery(kernels, layer, out / rel)
     caption = (f"{layer}: {kernels.shape[3]} kernels of {kernels.shape[0]}x{kernels.shape[1]} "
                f"over {kernels.shape[2]} input channel(s), red positive, blue negative")
-    return [_entry(rel, caption, "kernels", layer, np.arange(kernels.shape[3]), "kernels")]
+    maps = np.arange(kernels.shape[3])
+    arrays = f"{KERNELS}/{layer}/kernels-{layer}.npz"
+    with atomic_path(out / arrays) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, kernels=kernels)
+    return [_entry(rel, caption, "kernels", layer, maps, "kernels"),
+            _entry(arrays, f"{layer}: kernel array (kh, kw, in, out)", "arrays", layer, maps, "kernels")]
 
 
 def _pixels(loaded: LoadedModel, inputs: np.ndarray) -> np.ndarray:

@@ -42,12 +42,13 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
                           f"{split} images of {data.name} (JSON)", "stats-table", None))
     write_text(folder / "stats.csv", _as_csv(stats, weights))
     entries.append(_entry("stats/stats.csv", "one row per layer × map", "stats-table", None))
+    x, _ = data.split(split)
     with atomic_path(folder / "top_examples.npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **{name: s.top_index for name, s in stats.items()},
-                 **{f"{name}_score": s.top_score for name, s in stats.items()})
+                 **{f"{name}_score": s.top_score for name, s in stats.items()},
+                 **{f"{name}_pixels": x[s.top_index] for name, s in stats.items()})
     entries.append(_entry("stats/top_examples.npz", "per layer: dataset indices of the top "
-                          "images of every map (key = layer), and their scores", "arrays", None))
-    x, _ = data.split(split)
+                          "images of every map (key = layer), their scores and pixels", "arrays", None))
     for name, s in stats.items():
         unit = "map" if len(s.shape) == 3 else "unit"
         (folder / name).mkdir(exist_ok=True)

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib import colors
 from matplotlib.cm import ScalarMappable
 
-from cnnviz.render.figures import save_figure
+from cnnviz.render.figures import save_figure, set_margins
 from cnnviz.render.mosaic import Mosaic, maps_to_tiles, mosaic
 
 MAP_CMAP = "viridis"
@@ -158,6 +158,6 @@ def class_heatmap(per_map: np.ndarray, layer: str, path: str | os.PathLike,
     ax.set_yticks(range(0, maps, step))
     ax.set_ylabel(row_kind)
     ax.set_title(f"{layer}: mean activation per class")
-    fig.colorbar(shown, ax=ax, fraction=0.05, label="mean activation")
-    fig.tight_layout()
+    set_margins(fig, left=0.7, right=1.0, top=0.4, bottom=0.9)
+    fig.colorbar(shown, ax=ax, fraction=0.05, pad=0.03, label="mean activation")
     return save_figure(fig, path)

@@ -28,6 +28,15 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110, tight: bool = Fals
     return path
 
 
+def set_margins(fig, left: float = 0.7, right: float = 0.2, top: float = 0.45,
+                bottom: float = 0.55, wspace: float = 0.25) -> None:
+    """Fixed margins in inches: a layout that costs nothing (tight_layout measures every
+    text, ≈ 0.2 s a figure)."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height,
+                        bottom=bottom / height, wspace=wspace)
+
+
 def training_curves(history: dict[str, list[float]], path: str | os.PathLike,
                     title: str = "") -> Path:
     """Accuracy and loss per epoch, train vs validation (test split), side by side."""

@@ -12,7 +12,7 @@ from matplotlib import colors
 from matplotlib.cm import ScalarMappable
 
 from cnnviz.render.activations import draw_mosaic
-from cnnviz.render.figures import save_figure
+from cnnviz.render.figures import save_figure, set_margins
 from cnnviz.render.mosaic import mosaic
 
 PATTERN_CMAP = plt.get_cmap("gray").with_extremes(bad="white")
@@ -53,7 +53,8 @@ def image_grid(frames: np.ndarray, row_labels: Sequence[str], col_labels: Sequen
     ax.set_title(title, fontsize=10)
     for side in ax.spines.values():
         side.set_visible(False)
-    return save_figure(fig, path, tight=True)
+    set_margins(fig, left=0.75, right=0.1, top=0.35, bottom=0.3)
+    return save_figure(fig, path)
 
 
 def kernel_gallery(kernels: np.ndarray, layer: str, path: str | os.PathLike) -> Path:

@@ -9,7 +9,7 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cnnviz.render.figures import save_figure
+from cnnviz.render.figures import save_figure, set_margins
 
 
 def histograms(activations: np.ndarray, weights: np.ndarray | None, layer: str,
@@ -30,7 +30,7 @@ def histograms(activations: np.ndarray, weights: np.ndarray | None, layer: str,
         ax.stairs(counts, edges, fill=True, color="tab:orange")
         ax.set_title(f"{layer}: all {len(weights):,} weights", fontsize=9)
         ax.set_xlabel("weight")
-    fig.tight_layout()
+    set_margins(fig, left=0.95)
     return save_figure(fig, path)
 
 
@@ -50,7 +50,7 @@ def map_means(mean: np.ndarray, dead: np.ndarray, always_on: np.ndarray, layer: 
     ax.set_ylabel("mean activation")
     ax.set_title(f"{layer}: mean activation per {unit}", fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
+    set_margins(fig, left=0.8)
     return save_figure(fig, path)
 
 
@@ -69,7 +69,7 @@ def overview(layers: Sequence[str], active: Sequence[float], dead: Sequence[int]
     right.set_xticks(x, layers, rotation=30)
     right.set_title("dead maps and units")
     right.legend(fontsize=8)
-    fig.tight_layout()
+    set_margins(fig, bottom=0.85)
     return save_figure(fig, path)
 
 
@@ -85,5 +85,5 @@ def comparison(layers: Sequence[str], names: tuple[str, str], active: tuple[list
         ax.set_xticks(x, layers, rotation=30)
         ax.set_title(title)
         ax.legend(fontsize=8)
-    fig.tight_layout()
+    set_margins(fig, bottom=0.85)
     return save_figure(fig, path)

@@ -1,0 +1,170 @@
+"""`cnnviz compare A B`: similarity of two models' maps, their matching, and the baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cnnviz.atomic import atomic_path, write_json
+from cnnviz.data import Dataset
+from cnnviz.errors import UsageError
+from cnnviz.manifest import entry
+from cnnviz.model import LoadedModel
+from cnnviz.probes.kernels import conv_layers
+from cnnviz.probes.similarity import (Matching, class_profiles, functional_similarity,
+                                      kernel_cosine, match, untrained_copy)
+from cnnviz.render.compare import (class_profile_pairs, kernel_pairs, pattern_pairs,
+                                   similarity_figure, summary_chart)
+
+FOLDER = "compare"
+
+
+@dataclass
+class Comparison:
+    """Per layer: the matching of A to B, of A to an untrained copy, and (conv1) of kernels."""
+
+    names: tuple[str, str]
+    split: str
+    images: int
+    matchings: dict[str, Matching] = field(default_factory=dict)
+    baselines: dict[str, Matching] = field(default_factory=dict)
+    kernels: dict[str, Matching] = field(default_factory=dict)
+    profiles: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def numbers(self) -> dict[str, dict[str, float]]:
+        """The per-layer numbers `--json` prints."""
+        out = {}
+        for layer, m in self.matchings.items():
+            out[layer] = m.summary() | {
+                "baseline_mean_similarity": self.baselines[layer].summary()["mean_similarity"],
+                "baseline_above_0_5": self.baselines[layer].summary()["above_0_5"],
+                "maps": len(m.partner)}
+            if layer in self.kernels:
+                out[layer]["kernel_mean_similarity"] = self.kernels[layer].summary()["mean_similarity"]
+        return out
+
+
+def default_layers(model: keras.Model) -> list[str]:
+    """Conv layers and hidden dense layers (the output layer's order is fixed by the classes)."""
+    dense = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    return conv_layers(model) + dense[:-1]
+
+
+def comparable(first: keras.Model, second: keras.Model, layers: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The requested layers both models have with the same kind and output shape; why others are not."""
+    ok, skipped = [], {}
+    names_b = {layer.name: layer for layer in second.layers}
+    for name in layers:
+        a, b = first.get_layer(name), names_b.get(name)
+        if b is None:
+            skipped[name] = "not in the second model"
+        elif type(a) is not type(b):
+            skipped[name] = f"{type(a).__name__} in the first, {type(b).__name__} in the second"
+        elif tuple(a.output.shape) != tuple(b.output.shape):
+            skipped[name] = (f"output {'x'.join(map(str, a.output.shape[1:]))} in the first, "
+                             f"{'x'.join(map(str, b.output.shape[1:]))} in the second")
+        else:
+            ok.append(name)
+    if not ok:
+        raise UsageError("the two models share no comparable layer: "
+                         + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return ok, skipped
+
+
+def compare(first: LoadedModel, second: LoadedModel, layers: list[str], data: Dataset,
+            split: str, limit: int | None = None, seed: int = 12345) -> Comparison:
+    """Correlate every map of A with every map of B over the split, match, and do the same
+    against an untrained copy of A (fresh random weights) as the baseline."""
+    shared, skipped = comparable(first.model, second.model, layers)
+    x, y = data.split(split)
+    x, y = x[:limit], y[:limit]
+    found = functional_similarity((first.model, first.preprocessing),
+                                  (second.model, second.preprocessing),
+                                  (untrained_copy(first.model, seed), first.preprocessing), shared, x)
+    result = Comparison((first.name, second.name), split, len(x), skipped=skipped)
+    for layer in shared:
+        result.matchings[layer] = match(layer, found.pair[layer])
+        result.baselines[layer] = match(layer, found.baseline[layer])
+        result.profiles[layer] = tuple(class_profiles(m[layer], y) for m in found.means)
+        ka, kb = (first.model.get_layer(layer), second.model.get_layer(layer))
+        if isinstance(ka, keras.layers.Conv2D) and ka.kernel.shape[2] == 1:
+            result.kernels[layer] = match(layer, kernel_cosine(
+                np.asarray(ka.kernel), np.asarray(kb.kernel)))
+    return result
+
+
+def write_comparison(result: Comparison, first: LoadedModel, second: LoadedModel, out: Path,
+                     patterns_of: tuple[Path, Path], class_names: tuple[str, ...]) -> list[dict]:
+    """Figures, numbers and arrays under out/compare/; returns manifest entries.
+
+    `patterns_of`: the two models' gallery folders; where both hold a layer's pattern arrays
+    (from `cnnviz filters --save-arrays` or `cnnviz atlas`), matched patterns are drawn too.
+    """
+    names, entries = result.names, []
+    (out / FOLDER).mkdir(parents=True, exist_ok=True)
+    numbers = result.numbers()
+    write_json(out / FOLDER / "summary.json", {"a": names[0], "b": names[1], "split": result.split,
+                                               "images": result.images, "layers": numbers,
+                                               "skipped": result.skipped})
+    entries.append(_entry(f"{FOLDER}/summary.json", "per-layer numbers (JSON)", "compare-table", None))
+    arrays = {f"{layer}_similarity": m.similarity for layer, m in result.matchings.items()}
+    arrays |= {f"{layer}_partner": m.partner for layer, m in result.matchings.items()}
+    arrays |= {f"{layer}_baseline_similarity": m.similarity for layer, m in result.baselines.items()}
+    with atomic_path(out / FOLDER / "similarity.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    entries.append(_entry(f"{FOLDER}/similarity.npz", "similarity matrices, matched partners and "
+                          "baseline matrices per layer", "arrays", None))
+    rel = f"{FOLDER}/summary.png"
+    summary_chart(list(numbers), numbers, names, out / rel)
+    entries.append(_entry(rel, f"per layer: how similar the matched maps of {names[0]} and "
+                          f"{names[1]} are, against an untrained copy", "compare-summary", None))
+    for layer, m in result.matchings.items():
+        folder = out / FOLDER / layer
+        folder.mkdir(exist_ok=True)
+        n = numbers[layer]
+        rel = f"{FOLDER}/{layer}/similarity-{layer}.png"
+        similarity_figure(m.similarity, m.partner, names, layer, out / rel)
+        entries.append(_entry(rel, f"{layer}: correlation of every map pair over {result.images:,} "
+                               f"{result.split} images; matched mean {n['mean_similarity']:.2f} "
+                               f"(untrained baseline {n['baseline_mean_similarity']:.2f})",
+                               "compare-similarity", layer))
+        rel = f"{FOLDER}/{layer}/class-means-{layer}.png"
+        class_profile_pairs(*result.profiles[layer], m.partner, names, class_names, layer, out / rel)
+        entries.append(_entry(rel, f"{layer}: mean output per class of matched maps",
+                              "compare-class-means", layer))
+        if layer in result.kernels:
+            k = result.kernels[layer]
+            rel = f"{FOLDER}/{layer}/kernel-pairs-{layer}.png"
+            kernel_pairs(np.asarray(first.model.get_layer(layer).kernel),
+                         np.asarray(second.model.get_layer(layer).kernel), k.partner, k.matched,
+                         names, layer, out / rel)
+            entries.append(_entry(rel, f"{layer}: kernels matched by cosine similarity (mean "
+                                       f"{k.summary()['mean_similarity']:.2f})", "compare-kernels", layer))
+        pair = [_patterns(folder_of, layer) for folder_of in patterns_of]
+        if all(p is not None for p in pair) and len(pair[0]) == len(pair[1]) == len(m.partner):
+            rel = f"{FOLDER}/{layer}/pattern-pairs-{layer}.png"
+            pattern_pairs(pair[0], pair[1], m.partner, m.matched, names, layer, out / rel)
+            entries.append(_entry(rel, f"{layer}: best input patterns of matched maps",
+                                  "compare-patterns", layer))
+    return entries
+
+
+def _patterns(gallery: Path, layer: str) -> np.ndarray | None:
+    """Pixels of every map's best pattern from a gallery's saved arrays (all maps), if any."""
+    path = gallery / "filters" / layer / f"patterns-{layer}.npz"
+    try:
+        with np.load(path) as z:
+            maps, pixels = z["maps"], z["pixels"]
+    except (OSError, KeyError, ValueError):
+        return None
+    if not np.array_equal(maps, np.arange(len(maps))):
+        return None
+    return pixels
+
+
+def _entry(path: str, caption: str, kind: str, layer: str | None) -> dict:
+    return entry(path, caption, kind, "compare", layer)

@@ -1,0 +1,202 @@
+"""Everything the galleries know about one map, gathered from the arrays they saved.
+
+Sources (each optional, found through the manifest's paths): kernels/L/kernels-L.npz,
+filters/L/patterns-L.npz, stats/stats.json, stats/top_examples.npz, and an activations .npz
+with `pixels` and `labels` (the atlas writes one with the first test image of each class).
+The small card images are written as PNGs shown enlarged (pixelated) by the browser.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cnnviz.render.mosaic import mosaic  # noqa: E402
+
+MAP_CMAP = plt.get_cmap("viridis").with_extremes(bad="white")
+GRAY = plt.get_cmap("gray").with_extremes(bad="white")
+KERNEL_CMAP = plt.get_cmap("RdBu_r").with_extremes(bad="white")
+
+
+@dataclass
+class MapCard:
+    """What is known about one map (or unit) of one layer; image paths relative to the card."""
+
+    layer: str
+    index: int
+    images: dict[str, str] = field(default_factory=dict)   # section → png path
+    captions: dict[str, str] = field(default_factory=dict)  # section → caption
+    stats: dict[str, object] = field(default_factory=dict)
+    class_means: list[float] | None = None
+
+
+@dataclass
+class CardSources:
+    """The arrays found for each layer (layer → array) and the sample images, if any."""
+
+    kernels: dict[str, np.ndarray] = field(default_factory=dict)
+    patterns: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    stats: dict[str, dict] = field(default_factory=dict)
+    stats_split: str = "test"
+    top: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    samples: dict[str, np.ndarray] = field(default_factory=dict)  # layer → (N, h, w, C)
+    sample_pixels: np.ndarray | None = None
+    sample_labels: np.ndarray | None = None
+
+    def layers(self) -> list[str]:
+        names = [*self.kernels, *self.patterns, *self.stats, *self.top, *self.samples]
+        return list(dict.fromkeys(names))
+
+    def count(self, layer: str) -> int:
+        """How many maps (or units) a layer has, from whichever source knows."""
+        if layer in self.stats:
+            return len(self.stats[layer]["maps"]["mean"])
+        if layer in self.kernels:
+            return self.kernels[layer].shape[-1]
+        if layer in self.samples:
+            return self.samples[layer].shape[-1]
+        if layer in self.top:
+            return len(self.top[layer][0])
+        return int(self.patterns[layer]["maps"].max()) + 1
+
+
+def find_sources(folder: Path, entries: list[dict]) -> CardSources:
+    """Read the arrays named by manifest entries (unreadable files are skipped)."""
+    found = CardSources()
+    for e in entries:
+        path, parts = folder / e["path"], e["path"].split("/")
+        try:
+            if parts[0] == "kernels" and path.suffix == ".npz":
+                with np.load(path) as z:
+                    found.kernels[parts[1]] = z["kernels"]
+            elif parts[0] == "filters" and path.suffix == ".npz":
+                with np.load(path) as z:
+                    arrays = {k: z[k] for k in z.files if k != "all_objectives"}
+                if arrays["pixels"].ndim != 3 or arrays.get("snapshot_pixels", np.zeros((0,) * 4)).ndim != 4:
+                    raise ValueError("unexpected array shapes")
+                found.patterns[parts[1]] = arrays
+            elif e["path"] == "stats/stats.json":
+                data = json.loads(path.read_text(encoding="utf-8"))
+                found.stats = data["layers"]
+                found.stats_split = data.get("split", "test")
+            elif e["path"] == "stats/top_examples.npz":
+                with np.load(path) as z:
+                    for key in z.files:
+                        if f"{key}_pixels" in z.files:
+                            found.top[key] = (z[key], z[f"{key}_score"], z[f"{key}_pixels"])
+            elif parts[0] == "activations" and path.suffix == ".npz":
+                with np.load(path) as z:
+                    if "pixels" in z.files and "labels" in z.files and (
+                            found.sample_pixels is None or "one-per-class" in path.name):
+                        skip = {"input", "index", "labels", "pixels", "probabilities"}
+                        found.samples = {k: z[k] for k in z.files if k not in skip}
+                        found.sample_pixels, found.sample_labels = z["pixels"], z["labels"]
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            continue  # a broken array file costs its card section, never the page
+    return found
+
+
+def write_card_images(sources: CardSources, layer: str, folder: Path,
+                      class_names: list[str]) -> list[MapCard]:
+    """One MapCard per map of a layer, its images written under folder/ (relative paths)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cards = [MapCard(layer, m) for m in range(sources.count(layer))]
+    kernels = sources.kernels.get(layer)
+    if kernels is not None:
+        limit = float(np.abs(kernels).max()) or 1.0
+        for card in cards:
+            tiles = np.moveaxis(kernels[..., card.index], -1, 0)
+            image = mosaic(tiles, pad=1, scale="layer", low=-limit, high=limit).image
+            _add(card, folder, "kernel", image, KERNEL_CMAP,
+                 f"{tiles.shape[0]} input channel(s) × {kernels.shape[0]}x{kernels.shape[1]}; "
+                 f"red positive, blue negative, ±{limit:.3g} for the whole layer")
+    patterns = sources.patterns.get(layer)
+    if patterns is not None:
+        for i, m in enumerate(patterns["maps"]):
+            if m >= len(cards):
+                continue
+            card = cards[m]
+            pixels = np.asarray(patterns["pixels"][i]).reshape(28, 28) / 255.0
+            predicted = int(patterns["predicted"][i])
+            name = class_names[predicted] if predicted < len(class_names) else str(predicted)
+            _add(card, folder, "pattern", pixels, GRAY,
+                 f"activation reached {float(patterns['objective'][i]):.3g}; "
+                 f"the network calls it {name}")
+            steps = patterns.get("snapshot_steps")
+            if steps is not None and len(steps):
+                frames = patterns["snapshot_pixels"][i]
+                strip = mosaic(frames, cols=len(frames), pad=2, scale="layer", low=0, high=255)
+                _add(card, folder, "evolution", strip.image, GRAY,
+                     "steps " + ", ".join(str(int(s)) for s in steps))
+    top = sources.top.get(layer)
+    if top is not None:
+        index, score, pixels = top
+        for card in cards:
+            strip = mosaic(pixels[card.index], cols=len(pixels[card.index]), pad=2,
+                           scale="layer", low=0, high=255)
+            _add(card, folder, "top", strip.image, GRAY,
+                 f"{sources.stats_split} images " + ", ".join(
+                     f"#{int(i)} ({float(s):.2f})" for i, s in zip(index[card.index], score[card.index])))
+    values = sources.samples.get(layer)
+    if values is not None and values.ndim == 4:
+        for card in cards:
+            maps = values[..., card.index]
+            strip = mosaic(maps, cols=len(maps), pad=1, scale="layer")
+            labels = sources.sample_labels
+            named = ", ".join(class_names[int(c)] if 0 <= c < len(class_names) else "?"
+                              for c in labels)
+            _add(card, folder, "samples", strip.image, MAP_CMAP,
+                 f"output for the images above ({named}); one scale, "
+                 f"{strip.low:.3g} (dark) to {strip.high:.3g} (bright)")
+    elif values is not None:
+        for card in cards:
+            card.stats["output on the sample images"] = ", ".join(
+                f"{v:.2f}" for v in values[:, card.index])
+    layer_stats = sources.stats.get(layer)
+    if layer_stats is not None:
+        maps = layer_stats["maps"]
+        for card in cards:
+            m = card.index
+            preferred = int(maps["preferred_class"][m])
+            card.stats.update({
+                "mean": f"{maps['mean'][m]:.4g}", "std": f"{maps['std'][m]:.4g}",
+                "max": f"{maps['max'][m]:.4g}",
+                "sparsity (values = 0)": f"{1 - maps['active_fraction'][m]:.1%}",
+                "images where it fires": f"{maps['image_active_fraction'][m]:.1%}",
+                "dead": "yes" if maps["dead"][m] else "no",
+                "always on": "yes" if maps["always_on"][m] else "no",
+                "preferred class": class_names[preferred] if preferred < len(class_names)
+                else str(preferred)})
+            card.class_means = [float(row[m]) for row in layer_stats["class_mean"]]
+    return cards
+
+
+def write_sample_strip(sources: CardSources, path: Path) -> bool:
+    """The sample images (one per class) as one grey strip, once for all cards."""
+    if sources.sample_pixels is None:
+        return False
+    strip = mosaic(sources.sample_pixels, cols=len(sources.sample_pixels), pad=1,
+                   scale="layer", low=0, high=255)
+    _save(path, strip.image, GRAY)
+    return True
+
+
+def _add(card: MapCard, folder: Path, section: str, image: np.ndarray, cmap, caption: str) -> None:
+    name = f"{section}-{card.index:03d}.png"
+    _save(folder / name, image, cmap)
+    card.images[section] = f"{folder.name}/{name}"
+    card.captions[section] = caption
+
+
+def _save(path: Path, image: np.ndarray, cmap) -> None:
+    """An image scaled to [0, 1] (NaN = white gap) as an RGBA PNG, one pixel per value."""
+    rgba = cmap(np.ma.masked_invalid(np.asarray(image, dtype=np.float32)), bytes=True)
+    plt.imsave(os.fspath(path), rgba)

@@ -1,0 +1,254 @@
+"""outputs/NAME/index.html and a card page per map, built only from manifest.json.
+
+Static HTML and inline CSS, no script and nothing from outside: the page works from
+file:// with no server. Re-running a command updates its manifest entries; rebuilding
+the page then shows them, and nothing else is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from cnnviz.atomic import write_text
+from cnnviz.errors import CnnvizError
+from cnnviz.manifest import recover_manifest
+from cnnviz.render.cards import CardSources, MapCard, find_sources, write_card_images, write_sample_strip
+
+INDEX_FILE = "index.html"
+CARDS_DIR = "cards"
+COMMAND_ORDER = ("train", "activations", "filters", "kernels", "stats", "compare")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
+SECTION_TITLES = {"kernel": "Kernel", "pattern": "Best input pattern",
+                  "evolution": "Evolution of the pattern", "top": "Top dataset examples",
+                  "samples": "Output on one image per class"}
+
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d232b;background:#f6f7f9}
+header,main,nav.layers{max-width:1200px;margin:0 auto;padding:0 20px}
+header{padding-top:18px}h1{margin:.2em 0}h2{border-bottom:2px solid #d5dae1;padding-bottom:4px;margin-top:1.8em}
+h3{margin:1.2em 0 .4em;color:#3b4654}
+nav.layers{position:sticky;top:0;background:#f6f7f9;padding-top:6px;padding-bottom:6px;z-index:1}
+nav.layers a{margin-right:12px}a{color:#1f5fbf}
+table{border-collapse:collapse;background:#fff;margin:8px 0}td,th{border:1px solid #d5dae1;padding:3px 9px;text-align:left}
+td.num{text-align:right}.summary p{margin:.15em 0}
+.grid{display:flex;flex-wrap:wrap;gap:14px}
+figure{margin:0;background:#fff;border:1px solid #d5dae1;padding:8px;max-width:100%}
+figure img{max-width:560px;width:100%;height:auto}figcaption{font-size:13px;color:#4b5663;max-width:560px}
+.maps a{display:inline-block;min-width:2.4em;text-align:center;margin:2px;padding:2px 4px;background:#fff;border:1px solid #d5dae1}
+.files li{font-size:13px}
+.card img.px{image-rendering:pixelated;image-rendering:crisp-edges}
+main.card{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
+.card section{background:#fff;border:1px solid #d5dae1;padding:4px 12px 8px;max-width:560px}
+.pager a{margin-right:18px}
+"""
+
+
+@dataclass(frozen=True)
+class Site:
+    """What a build wrote."""
+
+    index: Path
+    entries: int
+    cards: int
+    missing: list[str]   # manifest entries whose file no longer exists (left off the page)
+    recovered: bool      # the manifest was rebuilt from the files on disk
+
+
+def build_site(folder: Path) -> Site:
+    """Write folder/index.html and folder/cards/ from folder/manifest.json."""
+    if not folder.is_dir():
+        raise CnnvizError(f"no gallery folder {folder}; run a probe command (or `cnnviz atlas`) first")
+    manifest, recovered = recover_manifest(folder)
+    entries = [e for e in manifest["entries"] if (folder / e["path"]).is_file()]
+    missing = [e["path"] for e in manifest["entries"] if not (folder / e["path"]).is_file()]
+    model = manifest.get("model") or {}
+    classes = [str(c) for c in model.get("classes") or range(10)]
+    sources = find_sources(folder, entries)
+    cards = _write_cards(folder, sources, classes, model)
+    page = _index_page(folder.name, model, entries, cards, manifest.get("updated", ""))
+    try:
+        write_text(folder / INDEX_FILE, page)
+    except OSError as exc:
+        raise CnnvizError(f"cannot write {folder / INDEX_FILE}: {exc.strerror or exc}") from None
+    return Site(folder / INDEX_FILE, len(entries), sum(len(c) for c in cards.values()), missing,
+                recovered)
+
+
+def layer_order(model: dict, entries: list[dict], extra: list[str]) -> list[str]:
+    """Layers in network order (from the model card), then any others the entries name."""
+    names = [row["name"] for row in model.get("layers", [])]
+    names += [e["layer"] for e in entries if e.get("layer")] + extra
+    return list(dict.fromkeys(names))
+
+
+def _write_cards(folder: Path, sources: CardSources, classes: list[str],
+                 model: dict) -> dict[str, list[MapCard]]:
+    """Cards are built in a fresh folder and swapped in whole, so a failed build leaves the
+    previous cards intact."""
+    final, fresh = folder / CARDS_DIR, folder / f".{CARDS_DIR}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    cards: dict[str, list[MapCard]] = {}
+    try:
+        fresh.mkdir()
+        has_samples = write_sample_strip(sources, fresh / "samples.png")
+        for layer in layer_order(model, [], sources.layers()):
+            if layer not in sources.layers():
+                continue
+            cards[layer] = write_card_images(sources, layer, fresh / _slug(layer) / "img", classes)
+            for card in cards[layer]:
+                write_text(fresh / _slug(layer) / _card_file(card.index),
+                           _card_page(folder.name, card, len(cards[layer]), has_samples, classes))
+        old = folder / f".{CARDS_DIR}-old-{uuid.uuid4().hex[:6]}"
+        if final.exists():
+            os.replace(final, old)
+        os.replace(fresh, final)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        raise CnnvizError(f"cannot write the map cards under {folder}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(fresh)
+    return cards
+
+
+def _index_page(name: str, model: dict, entries: list[dict], cards: dict[str, list[MapCard]],
+                updated: str) -> str:
+    layers = layer_order(model, entries, list(cards))
+    general = [e for e in entries if not e.get("layer")]
+    nav = "".join(f'<a href="#{_anchor(n)}">{_e(n)}</a>' for n in layers)
+    body = [f"<header><h1>cnnviz · {_e(name)}</h1>{_summary(model)}"
+            f"<p><small>updated {_e(updated)} · {len(entries)} files</small></p></header>",
+            f'<nav class="layers"><a href="#model">model</a>{nav}</nav>', "<main>",
+            '<section id="model"><h2>Model</h2>', _layer_table(model), _gallery(general),
+            "</section>"]
+    for layer in layers:
+        mine = [e for e in entries if e.get("layer") == layer]
+        body.append(f'<section id="{_anchor(layer)}"><h2>{_e(layer)}</h2>')
+        row = next((r for r in model.get("layers", []) if r["name"] == layer), None)
+        if row:
+            body.append(f"<p>{_e(row['kind'])}, output {_e(row['shape'])}, "
+                        f"{row['params']:,} parameters, receptive field {_e(row['field'])}</p>")
+        if layer in cards:
+            unit = "map" if row is None or row["shape"].count("x") >= 2 else "unit"
+            links = "".join(f'<a href="{_url(CARDS_DIR, _slug(layer), _card_file(c.index))}">'
+                            f"{c.index}</a>" for c in cards[layer])
+            body.append(f'<h3>{unit.capitalize()} cards</h3><p class="maps">{links}</p>')
+        body.append(_gallery(mine) if mine else "<p>No galleries for this layer yet.</p>")
+        body.append("</section>")
+    body.append("</main>")
+    return _document(f"cnnviz · {name}", "\n".join(body))
+
+
+def _summary(model: dict) -> str:
+    lines = model.get("summary") or []
+    return '<div class="summary">' + "".join(f"<p>{_e(line)}</p>" for line in lines) + "</div>"
+
+
+def _layer_table(model: dict) -> str:
+    rows = model.get("layers") or []
+    if not rows:
+        return "<p>No architecture recorded (run a probe command to add it).</p>"
+    head = ("<tr><th>layer</th><th>kind</th><th>output shape</th><th>parameters</th>"
+            "<th>receptive field</th></tr>")
+    body = "".join(f'<tr><td><a href="#{_anchor(r["name"])}">{_e(r["name"])}</a></td>'
+                   f"<td>{_e(r['kind'])}</td><td>{_e(r['shape'])}</td>"
+                   f'<td class="num">{r["params"]:,}</td><td>{_e(r["field"])}</td></tr>'
+                   for r in rows)
+    total = model.get("parameters")
+    foot = f"<p>{total:,} parameters in all.</p>" if total is not None else ""
+    return f"<table>{head}{body}</table>{foot}"
+
+
+def _gallery(entries: list[dict], prefix: str = "") -> str:
+    """Figures by command, then the other files as links."""
+    out = []
+    commands = sorted({e.get("command") or "other" for e in entries},
+                      key=lambda c: (COMMAND_ORDER.index(c) if c in COMMAND_ORDER else 99, c))
+    for command in commands:
+        mine = [e for e in entries if (e.get("command") or "other") == command]
+        images = [e for e in mine if e["path"].lower().endswith(IMAGE_SUFFIXES)]
+        files = [e for e in mine if e not in images]
+        out.append(f"<h3>{_e(command)}</h3>")
+        if images:
+            out.append('<div class="grid">' + "".join(
+                f'<figure><a href="{prefix}{_url(e["path"])}"><img src="{prefix}{_url(e["path"])}" '
+                f'alt="{_e(e.get("caption") or e["path"])}"></a>'
+                f'<figcaption>{_e(e.get("caption") or e["path"])}</figcaption></figure>'
+                for e in images) + "</div>")
+        if files:
+            out.append('<ul class="files">' + "".join(
+                f'<li><a href="{prefix}{_url(e["path"])}">{_e(e["path"])}</a> — '
+                f'{_e(e.get("caption") or "")}</li>' for e in files) + "</ul>")
+    return "\n".join(out)
+
+
+def _card_page(gallery: str, card: MapCard, count: int, has_samples: bool,
+               classes: list[str]) -> str:
+    layer, m = card.layer, card.index
+    back = f'../../{INDEX_FILE}#{_anchor(layer)}'
+    pager = [f'<a href="{back}">↑ {_e(layer)}</a>']
+    if m > 0:
+        pager.append(f'<a href="{_card_file(m - 1)}" rel="prev">← {_e(layer)} {m - 1}</a>')
+    if m + 1 < count:
+        pager.append(f'<a href="{_card_file(m + 1)}" rel="next">{_e(layer)} {m + 1} →</a>')
+    parts = [f"<header><h1>{_e(layer)} · map {m}</h1>"
+             f'<p class="pager">{"".join(pager)}</p></header><main class="card">']
+    for section, title in SECTION_TITLES.items():
+        if section not in card.images:
+            continue
+        if section == "samples" and has_samples:
+            parts.append(f'<section><h3>{title}</h3><img class="px" src="../samples.png" '
+                         f'alt="the sample images" style="width:540px"><br>')
+        else:
+            parts.append(f"<section><h3>{title}</h3>")
+        size = {"kernel": "height:120px", "pattern": "height:168px",
+                "samples": "width:540px"}.get(section, "height:56px")
+        parts.append(f'<img class="px" src="{_url(card.images[section])}" alt="{title}" '
+                     f'style="{size}"><p><small>{_e(card.captions[section])}</small></p>'
+                     "</section>")
+    if card.stats:
+        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in card.stats.items())
+        parts.append(f"<section><h3>Statistics</h3><table>{rows}</table></section>")
+    if card.class_means:
+        top = max(card.class_means) or 1.0
+        rows = "".join(f'<tr><th>{_e(classes[c] if c < len(classes) else c)}</th>'
+                       f'<td class="num">{v:.3g}</td><td><span style="display:inline-block;'
+                       f'height:10px;width:{max(0.0, v / top) * 160:.0f}px;background:#3b7dd8"></span></td></tr>'
+                       for c, v in enumerate(card.class_means))
+        parts.append(f"<section><h3>Mean output per class</h3><table>{rows}</table></section>")
+    if len(parts) == 1:
+        parts.append("<p>Nothing is known about this map yet.</p>")
+    parts.append("</main>")
+    return _document(f"{layer} map {m} · {gallery}", "\n".join(parts))
+
+
+def _document(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def _card_file(index: int) -> str:
+    return f"map-{index:03d}.html"
+
+
+def _slug(layer: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in layer)
+
+
+def _anchor(layer: str) -> str:
+    return "layer-" + _slug(layer)
+
+
+def _url(*parts: str) -> str:
+    return "/".join(quote(p) for part in parts for p in part.split("/"))
+
+
+def _e(value) -> str:
+    return html.escape(str(value))

@@ -1,0 +1,207 @@
+"""`cnnviz compare` and `cnnviz train --runs`: matching maps of two networks."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error, train_with_cli
+
+LAYERS = ["conv1", "conv2", "conv3", "dense1"]
+
+
+@pytest.fixture(scope="module")
+def data(small_npz):
+    from cnnviz.data import load_dataset
+
+    return load_dataset("mnist", small_npz)
+
+
+def permuted_copy(model: keras.Model, seed: int = 3):
+    """The same function with the maps of conv2 and conv3 and the units of dense1 reordered,
+    each permutation undone in the next layer; returns the model and the permutations."""
+    rng = np.random.default_rng(seed)
+    w = {layer.name: [v.copy() for v in layer.get_weights()] for layer in model.layers}
+    p2, p3, pd = rng.permutation(64), rng.permutation(64), rng.permutation(70)
+    w["conv2"] = [w["conv2"][0][..., p2], w["conv2"][1][p2]]
+    w["conv3"] = [w["conv3"][0][:, :, p2, :][..., p3], w["conv3"][1][p3]]
+    rows = np.arange(3 * 3 * 64).reshape(3, 3, 64)[:, :, p3].ravel()  # flatten is channels-last
+    w["dense1"] = [w["dense1"][0][rows][:, pd], w["dense1"][1][pd]]
+    w["output"] = [w["output"][0][pd], w["output"][1]]
+    copy = keras.models.clone_model(model)
+    for layer in copy.layers:
+        if w.get(layer.name):
+            layer.set_weights(w[layer.name])
+    return copy, {"conv1": np.arange(32), "conv2": p2, "conv3": p3, "dense1": pd}
+
+
+def live_maps(loaded, data) -> dict[str, np.ndarray]:
+    """Maps whose output varies over the test split (the others are dead: constant)."""
+    from cnnviz.probes.activations import activations
+
+    values = activations(loaded.model, LAYERS, loaded.preprocessing.apply(data.x_test)).layers
+    return {layer: v.reshape(-1, v.shape[-1]).std(axis=0) > 0 for layer, v in values.items()}
+
+
+def test_a_model_against_itself_is_the_identity_with_similarity_one(loaded, data):
+    from cnnviz.galleries.compare import compare
+
+    result = compare(loaded, loaded, LAYERS, data, "test")
+    live = live_maps(loaded, data)
+    for layer in LAYERS:
+        m, alive = result.matchings[layer], live[layer]
+        assert alive.mean() > 0.8, f"{layer}: too many dead maps for the test to mean much"
+        np.testing.assert_array_equal(m.partner[alive], np.flatnonzero(alive))
+        np.testing.assert_allclose(m.matched[alive], 1.0, atol=1e-6)
+    np.testing.assert_allclose(result.kernels["conv1"].matched, 1.0, atol=1e-6)
+    assert result.numbers()["conv1"]["kernel_mean_similarity"] == pytest.approx(1.0)
+
+
+def test_a_consistently_permuted_copy_is_recovered_exactly(loaded, data):
+    from cnnviz.galleries.compare import compare
+    from cnnviz.model import LoadedModel
+
+    model, perms = permuted_copy(loaded.model)
+    x = loaded.preprocessing.apply(data.x_test[:200])
+    np.testing.assert_allclose(model.predict(x, verbose=0), loaded.model.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-6)  # the same function
+    other = LoadedModel(loaded.ref, model, loaded.run, loaded.preprocessing)
+    result = compare(loaded, other, LAYERS, data, "test")
+    live = live_maps(loaded, data)
+    for layer, perm in perms.items():
+        alive = live[layer]
+        expected = np.argsort(perm)  # map m of A sits at position argsort(perm)[m] in B
+        np.testing.assert_array_equal(result.matchings[layer].partner[alive], expected[alive])
+        np.testing.assert_allclose(result.matchings[layer].matched[alive], 1.0, atol=1e-5)
+    assert result.numbers()["conv2"]["same_index"] < 0.2  # the order really differs
+
+
+def test_an_untrained_model_is_clearly_less_similar(loaded, data):
+    from cnnviz.galleries.compare import compare
+
+    numbers = compare(loaded, loaded, LAYERS, data, "test").numbers()
+    for layer in LAYERS:
+        assert numbers[layer]["baseline_mean_similarity"] < numbers[layer]["mean_similarity"] - 0.1
+        assert numbers[layer]["baseline_mean_similarity"] < 0.9
+
+
+def test_correlation_matches_numpy_corrcoef():
+    from cnnviz.probes.similarity import correlation, match
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 4)), rng.normal(size=(50, 3))
+    b[:, 2] = 1.0  # a constant (dead) map correlates with nothing
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.corrcoef(a.T, b.T)[:4, 4:]
+    expected[:, 2] = 0
+    np.testing.assert_allclose(correlation(a, b), expected, atol=1e-12)
+    m = match("x", np.array([[0.1, 0.9], [0.8, 0.7]]))  # greedy would pair (0,1) then (1,0) too
+    np.testing.assert_array_equal(m.partner, [1, 0])
+    m = match("x", np.array([[0.9, 0.8], [0.85, 0.1]]))  # greedy (0,0) gives 1.0; best is 1.65
+    np.testing.assert_array_equal(m.partner, [1, 0])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, small_npz):
+    from cnnviz.cli import main
+
+    root = tmp_path_factory.mktemp("runs")
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--data", str(small_npz), "--name", "r", "--runs", "2", "--epochs", "1",
+              "--quiet", "--trained-dir", str(root)])
+    assert done.value.code == 0
+    return root
+
+
+def test_train_runs_makes_bundles_that_differ_only_in_seed(runs):
+    first, second = (json.loads((runs / f"r-{i}" / "run.json").read_text()) for i in (1, 2))
+    assert first["training"].pop("seed") == 1 and second["training"].pop("seed") == 2
+    assert first["training"] == second["training"] and first["network"] == second["network"]
+    assert first["data"]["train_images"] == second["data"]["train_images"] == 1000
+
+
+def test_compare_command_end_to_end(runs, run_cli, tmp_path):
+    result = run_cli("compare", "r-1", "r-2", "--json", "--trained-dir", runs,
+                     "--outputs-dir", tmp_path)
+    assert result.code == 0, result.output
+    numbers = json.loads(result.out)
+    assert list(numbers["layers"]) == LAYERS and numbers["images"] == 300
+    for layer, n in numbers["layers"].items():
+        assert set(n) >= {"mean_similarity", "above_0_8", "above_0_5", "same_index",
+                          "baseline_mean_similarity"}
+        assert -1 <= n["baseline_mean_similarity"] <= 1 and -1 <= n["mean_similarity"] <= 1, layer
+        assert 0 <= n["above_0_8"] <= n["above_0_5"] <= 1
+    gallery = tmp_path / "compare-r-1-r-2"
+    manifest = json.loads((gallery / "manifest.json").read_text())
+    files = {e["path"] for e in manifest["entries"]}
+    assert {"compare/summary.json", "compare/similarity.npz", "compare/summary.png",
+            "compare/conv1/similarity-conv1.png", "compare/conv1/kernel-pairs-conv1.png",
+            "compare/conv3/class-means-conv3.png"} <= files
+    assert all((gallery / f).is_file() for f in files)
+    with np.load(gallery / "compare" / "similarity.npz") as z:
+        partner = z["conv2_partner"]
+        assert sorted(partner) == list(range(64))
+    assert json.loads((gallery / "compare" / "summary.json").read_text())["layers"] == numbers["layers"]
+    assert "compare/summary.png" in (gallery / "index.html").read_text()
+
+    result = run_cli("compare", "r-1", "r-2", "--layer", "conv1", "--trained-dir", runs,
+                     "--outputs-dir", tmp_path)
+    assert result.code == 0 and "conv1" in result.out and "untrained" in result.out
+
+
+def test_compare_shows_matched_patterns_when_both_galleries_have_them(runs, run_cli, tmp_path):
+    for name in ("r-1", "r-2"):
+        assert run_cli("filters", name, "--layer", "conv1", "--steps", "3", "--scales", "7",
+                       "--starts", "1", "--save-arrays", "--trained-dir", runs,
+                       "--outputs-dir", tmp_path).code == 0
+    result = run_cli("compare", "r-1", "r-2", "--layer", "conv1,conv2", "--trained-dir", runs,
+                     "--outputs-dir", tmp_path)
+    assert result.code == 0, result.output
+    folder = tmp_path / "compare-r-1-r-2" / "compare"
+    assert (folder / "conv1" / "pattern-pairs-conv1.png").is_file()
+    assert not (folder / "conv2" / "pattern-pairs-conv2.png").exists()
+
+
+def test_compare_bad_input(runs, run_cli, tmp_path, small_npz):
+    result = run_cli("compare", "r-1", "nosuch", "--trained-dir", runs, "--outputs-dir", tmp_path)
+    assert_one_line_error(result, 2, "nosuch")
+    result = run_cli("train", "--runs", "0", "--trained-dir", runs)
+    assert_one_line_error(result, 2, "--runs must be ≥ 1")
+    result = run_cli("train", "--runs", "2", "--name", "r", "--resume", "--trained-dir", runs)
+    assert_one_line_error(result, 2, "--runs cannot be combined with --resume")
+    result = run_cli("train", "--runs", "2", "--name", "r", "--trained-dir", runs)
+    assert_one_line_error(result, 2, "r-1 exists")
+
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(16, activation="relu", name="dense1")(x)
+    small = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="output")(x))
+    small.save(tmp_path / "small.keras")
+    result = run_cli("compare", "r-1", tmp_path / "small.keras", "--trained-dir", runs,
+                     "--outputs-dir", tmp_path)
+    assert_one_line_error(result, 2, "no comparable layer", "conv1: output 26x26x32 in the "
+                          "first, 26x26x8 in the second", "conv2: not in the second model")
+
+    keras.models.load_model(runs / "r-2" / "model.keras").save(tmp_path / "plain.keras")
+    result = run_cli("compare", "r-1", tmp_path / "plain.keras", "--layer", "conv1",
+                     "--trained-dir", runs, "--outputs-dir", tmp_path)
+    assert result.code == 0, result.output
+    assert "note: plain is a plain .keras file without run.json: assuming its input is pixels / 255" \
+        in result.out
+
+
+def test_layers_that_differ_are_skipped_with_a_note(runs, run_cli, tmp_path, small_npz):
+    from cnnviz.cli import main
+
+    train_with_cli(runs, small_npz, "wide")
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(small_npz), "--name", "narrow", "--conv", "32,64,32",
+              "--epochs", "1", "--quiet", "--trained-dir", str(runs)])
+    result = run_cli("compare", "wide", "narrow", "--trained-dir", runs, "--outputs-dir", tmp_path)
+    assert result.code == 0, result.output
+    assert "note: conv3 skipped: output 3x3x64 in the first, 3x3x32 in the second" in result.out
+    assert "conv2" in result.out
