@@ -342,6 +342,7 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
     if selection is None and wants_images:
         selection = gallery.select_images(data, split, images, digit, 6 if count is None else count)
     out = outputs_dir / loaded.name
+    _check_writable(out)
     names = class_names(dataset or bundle.dataset_of(loaded.run)[0])
     entries = []
     if wants_images:
@@ -407,6 +408,7 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
         count = loaded.model.get_layer(layer).output.shape[-1]
         plan.append((layer, parse_maps(maps, count)))
     out = outputs_dir / loaded.name
+    _check_writable(out)
     names = class_names(bundle.dataset_of(loaded.run)[0])
     entries = []
     for layer, chosen in plan:
@@ -444,6 +446,7 @@ def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
     for layer in layers:
         conv_kernels(loaded.model, layer)  # a non-conv layer is refused before anything is written
     out = outputs_dir / loaded.name
+    _check_writable(out)
     entries = [entry for layer in layers for entry in write_kernels(loaded, layer, out)]
     _record(loaded, out, entries, KERNELS)
 
@@ -495,6 +498,7 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
         click.echo(f"note: {second.name} normalises with {second.preprocessing.kind}, "
                    f"{loaded.name} with {loaded.preprocessing.kind}: each gets its own")
     out = outputs_dir / loaded.name
+    _check_writable(out)
     result = gallery.compute(loaded, layers, data, split, limit, top, batch_size)
     entries = gallery.write_stats(loaded, result, data, split, out, class_names(data.name))
     for layer, s in result.items():
@@ -629,7 +633,11 @@ def _write_site(out: Path, err: bool = False):
 
 
 def _check_writable(folder: Path) -> None:
-    """Fail before any work when the gallery folder cannot be written."""
+    """Fail before any work when the gallery folder cannot be written or its manifest is
+    corrupt (so a failing command leaves no figure behind)."""
+    from cnnviz.manifest import read_manifest
+
+    read_manifest(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"

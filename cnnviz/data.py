@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import os
 import socket
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +173,7 @@ def read_npz(path: Path) -> tuple[np.ndarray, ...]:
             return tuple(npz[k] for k in _NPZ_KEYS)
     except CnnvizError:
         raise
-    except (OSError, ValueError, zlib.error, EOFError) as exc:
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
         raise CnnvizError(f"{path}: not a readable .npz file ({_first_line(exc)})") from None
 
 
@@ -303,7 +304,8 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
     try:
         image = io.imread(path)
     except Exception as exc:  # imageio raises many kinds for files that are not images
-        raise CnnvizError(f"--input {path}: not a readable image ({_first_line(exc)})") from None
+        raise CnnvizError(f"--input {path}: not a readable image file ({type(exc).__name__}); "
+                          "give a PNG, JPEG, BMP or TIFF of one digit") from None
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] == 4:
         image = color.rgba2rgb(image)

@@ -101,6 +101,9 @@ def load_model(ref: str | None, trained_root: Path, compile: bool = False) -> Lo
 
 def read_keras(path: Path, compile: bool = False) -> keras.Model:
     """keras.models.load_model with a one-line error for a missing or corrupt file."""
+    if path.is_file() and not zipfile.is_zipfile(path):
+        what = "an empty file" if path.stat().st_size == 0 else "not a .keras (zip) archive"
+        raise CnnvizError(f"cannot load {path}: {what}; retrain the bundle or give a valid .keras file")
     try:
         return keras.models.load_model(path, compile=compile)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:

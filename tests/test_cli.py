@@ -198,7 +198,7 @@ def test_corrupt_model_file(trained, run_cli, tmp_path):
     shutil.copytree(trained / "e2e", broken)
     (broken / "model.keras").write_bytes(b"not a zip")
     result = run_cli("info", str(broken), "--trained-dir", tmp_path)
-    assert_one_line_error(result, 1, r"cannot load .*model.keras: not a valid Keras model file")
+    assert_one_line_error(result, 1, r"cannot load .*model.keras: not a .keras \(zip\) archive")
 
 
 def test_corrupt_run_json(trained, run_cli, tmp_path):
