@@ -410,18 +410,16 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
     out = outputs_dir / loaded.name
     _check_writable(out)
     names = class_names(bundle.dataset_of(loaded.run)[0])
-    entries = []
     for layer, chosen in plan:
         with click.progressbar(length=settings.steps, label=f"{layer}: {len(chosen)} maps × "
                                f"{len(settings.scales) * settings.starts} starts",
                                file=sys.stderr) as bar:
             written, result = write_patterns(loaded, layer, chosen, settings, out, names,
                                              per_scale, save_arrays, bar.update)
-        entries += written
         reached = result.best_objective
         click.echo(f"{layer}: {int((reached > 0).sum())}/{len(reached)} maps with a positive "
                    f"objective, median {float(np.median(reached)):.3g}, {result.seconds:.1f} s")
-    _record(loaded, out, entries, FILTERS)
+        _record(loaded, out, written, f"{FILTERS}/{layer}")  # a finished layer is kept
 
 
 @cli.command()
