@@ -324,7 +324,7 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
         raise UsageError(f"{' and '.join(chosen)} exclude each other: choose one way to pick images")
     if count is not None and digit is None:
         raise UsageError("--count goes with --digit (how many images of that class)")
-    images = _int_list("--image", image_list) if image_list is not None else None
+    images = parse_int_list("--image", image_list) if image_list is not None else None
     if input_file is not None and not Path(input_file).is_file():
         raise UsageError(f"--input {input_file}: no such file; give a PNG or JPEG of one digit")
 
@@ -390,9 +390,9 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
     from cnnviz.probes.patterns import PatternSettings
 
     settings = PatternSettings(steps=steps, step_size=step_size,
-                               scales=tuple(_int_list("--scales", scales)), starts=starts,
+                               scales=tuple(parse_int_list("--scales", scales)), starts=starts,
                                pre_activation=pre_activation, objective=objective,
-                               snapshots=tuple(_int_list("--snapshots", snapshots)) if snapshots else (),
+                               snapshots=tuple(parse_int_list("--snapshots", snapshots)) if snapshots else (),
                                seed=seed)
     loaded = _load(model, trained_dir)
     from cnnviz.data import class_names
@@ -552,7 +552,7 @@ def atlas(model, split, limit, top, steps, step_size, scales, starts, seed, data
     from cnnviz.probes.patterns import PatternSettings
 
     settings = PatternSettings(steps=steps, step_size=step_size,
-                               scales=tuple(_int_list("--scales", scales)), starts=starts,
+                               scales=tuple(parse_int_list("--scales", scales)), starts=starts,
                                snapshots=default_snapshots(steps) if steps > 0 else (), seed=seed)
     from cnnviz.data import class_names
     from cnnviz.galleries import atlas as recipe
@@ -718,7 +718,8 @@ def compare(first, second, layer_specs, split, limit, as_json, dataset, data_pat
         click.echo(f"{layer:<8} {n['maps']:>5} {n['mean_similarity']:>8.3f} {n['above_0_8']:>6.0%} "
                    f"{n['above_0_5']:>6.0%} {n['same_index']:>9.0%} "
                    f"{n['baseline_mean_similarity']:>10.3f}"
-                   + (f"   (kernels: {n['kernel_mean_similarity']:.3f})"
+                   + (f"   (kernels: {n['kernel_mean_similarity']:.3f}, untrained "
+                      f"{n['baseline_kernel_mean_similarity']:.3f})"
                       if "kernel_mean_similarity" in n else ""))
     _write_site(out)
 
@@ -773,7 +774,7 @@ def _record(loaded, out: Path, entries: list[dict], folder: str | None) -> None:
             _write_site(out)  # the page exists: keep it up to date
 
 
-def _int_list(flag: str, text: str) -> list[int]:
+def parse_int_list(flag: str, text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:

@@ -32,6 +32,7 @@ class Comparison:
     matchings: dict[str, Matching] = field(default_factory=dict)
     baselines: dict[str, Matching] = field(default_factory=dict)
     kernels: dict[str, Matching] = field(default_factory=dict)
+    kernel_baselines: dict[str, Matching] = field(default_factory=dict)
     profiles: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -45,6 +46,8 @@ class Comparison:
                 "maps": len(m.partner)}
             if layer in self.kernels:
                 out[layer]["kernel_mean_similarity"] = self.kernels[layer].summary()["mean_similarity"]
+                out[layer]["baseline_kernel_mean_similarity"] = \
+                    self.kernel_baselines[layer].summary()["mean_similarity"]
         return out
 
 
@@ -82,18 +85,20 @@ def compare(first: LoadedModel, second: LoadedModel, layers: list[str], data: Da
     shared, skipped = comparable(first.model, second.model, layers)
     x, y = data.split(split)
     x, y = x[:limit], y[:limit]
+    untrained = untrained_copy(first.model, seed)
     found = functional_similarity((first.model, first.preprocessing),
                                   (second.model, second.preprocessing),
-                                  (untrained_copy(first.model, seed), first.preprocessing), shared, x)
+                                  (untrained, first.preprocessing), shared, x)
     result = Comparison((first.name, second.name), split, len(x), skipped=skipped)
     for layer in shared:
         result.matchings[layer] = match(layer, found.pair[layer])
         result.baselines[layer] = match(layer, found.baseline[layer])
         result.profiles[layer] = tuple(class_profiles(m[layer], y) for m in found.means)
-        ka, kb = (first.model.get_layer(layer), second.model.get_layer(layer))
+        ka, kb, k0 = (m.get_layer(layer) for m in (first.model, second.model, untrained))
         if isinstance(ka, keras.layers.Conv2D) and ka.kernel.shape[2] == 1:
-            result.kernels[layer] = match(layer, kernel_cosine(
-                np.asarray(ka.kernel), np.asarray(kb.kernel)))
+            mine = np.asarray(ka.kernel)
+            result.kernels[layer] = match(layer, kernel_cosine(mine, np.asarray(kb.kernel)))
+            result.kernel_baselines[layer] = match(layer, kernel_cosine(mine, np.asarray(k0.kernel)))
     return result
 
 

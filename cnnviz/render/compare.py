@@ -19,7 +19,7 @@ def similarity_figure(similarity: np.ndarray, partner: np.ndarray, names: tuple[
     """The matrix as computed, and with B's maps reordered to their matched partners."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
     for ax, matrix, title in ((axes[0], similarity, "as trained"),
-                              (axes[1], similarity[:, partner], "B reordered by the matching")):
+                              (axes[1], similarity[:, partner], f"{names[1]} reordered by the matching")):
         shown = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
         ax.set_title(f"{layer}: {title}", fontsize=10)
         ax.set_xlabel(f"{names[1]} map" + (" (matched order)" if matrix is not similarity else ""))
@@ -101,5 +101,5 @@ def summary_chart(layers: Sequence[str], numbers: dict[str, dict[str, float]],
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_title(f"Do {names[0]} and {names[1]} learn the same maps?", fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    set_margins(fig, left=0.6, right=3.3, top=0.4, bottom=0.5)
+    set_margins(fig, left=0.6, right=2.9, top=0.4, bottom=0.5)
     return save_figure(fig, path)
