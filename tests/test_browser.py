@@ -88,6 +88,9 @@ def test_the_page_and_a_map_card_load_every_image(browser, gallery, tmp_path):
     assert broken_images(browser) == []
     assert browser.find_elements(By.CSS_SELECTOR, "section#model table tr")  # architecture table
     screenshot(browser, "atlas-page.png", tmp_path)
+    browser.get((gallery / "index.html").as_uri() + "#layer-conv2")
+    assert browser.execute_script("return window.scrollY") > 0  # the anchor exists and scrolled
+    screenshot(browser, "atlas-layer.png", tmp_path)
 
     card_link = browser.find_element(By.CSS_SELECTOR, "#layer-conv2 .maps a:nth-child(8)")
     assert card_link.text == "7"

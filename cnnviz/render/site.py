@@ -25,6 +25,7 @@ INDEX_FILE = "index.html"
 CARDS_DIR = "cards"
 COMMAND_ORDER = ("train", "activations", "filters", "kernels", "stats", "compare")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
+LEAD_KINDS = ("curves", "patterns", "kernels", "compare-summary", "compare-similarity")
 SECTION_TITLES = {"kernel": "Kernel", "pattern": "Best input pattern",
                   "evolution": "Evolution of the pattern", "top": "Top dataset examples",
                   "samples": "Output on one image per class"}
@@ -40,7 +41,8 @@ table{border-collapse:collapse;background:#fff;margin:8px 0}td,th{border:1px sol
 td.num{text-align:right}.summary p{margin:.15em 0}
 .grid{display:flex;flex-wrap:wrap;gap:14px}
 figure{margin:0;background:#fff;border:1px solid #d5dae1;padding:8px;max-width:100%}
-figure img{max-width:560px;width:100%;height:auto}figcaption{font-size:13px;color:#4b5663;max-width:560px}
+figure img{display:block;max-width:560px;max-height:720px;width:auto;height:auto}
+section{scroll-margin-top:44px}figcaption{font-size:13px;color:#4b5663;max-width:560px}
 .maps a{display:inline-block;min-width:2.4em;text-align:center;margin:2px;padding:2px 4px;background:#fff;border:1px solid #d5dae1}
 .files li{font-size:13px}
 .card img.px{image-rendering:pixelated;image-rendering:crisp-edges}
@@ -172,7 +174,8 @@ def _gallery(entries: list[dict], prefix: str = "") -> str:
                       key=lambda c: (COMMAND_ORDER.index(c) if c in COMMAND_ORDER else 99, c))
     for command in commands:
         mine = [e for e in entries if (e.get("command") or "other") == command]
-        images = [e for e in mine if e["path"].lower().endswith(IMAGE_SUFFIXES)]
+        images = sorted((e for e in mine if e["path"].lower().endswith(IMAGE_SUFFIXES)),
+                        key=lambda e: e.get("kind") not in LEAD_KINDS)  # stable: the main figure first
         files = [e for e in mine if e not in images]
         out.append(f"<h3>{_e(command)}</h3>")
         if images:
