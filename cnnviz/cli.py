@@ -696,9 +696,11 @@ def compare(first, second, layer_specs, split, limit, as_json, dataset, data_pat
                                       (outputs_dir / loaded.name, outputs_dir / other.name),
                                       class_names(data.name))
     numbers = result.numbers()
+    from cnnviz import interrupts
     from cnnviz.galleries.summary import model_card
     from cnnviz.manifest import add_entries
 
+    interrupts.raise_if_received()
     card = model_card(loaded) | {"name": name, "summary": [
         f"{loaded.name} against {other.name} over {result.images:,} {split} images; "
         "similarity = correlation of each map's spatial mean per image"] + [
@@ -763,10 +765,12 @@ def _layers(model, layer_specs: tuple[str, ...], default: str = "all",
 def _record(loaded, out: Path, entries: list[dict], folder: str | None) -> None:
     """Add the written files to the gallery's manifest and say where they are (folder None:
     quietly)."""
+    from cnnviz import interrupts
     from cnnviz.galleries.summary import model_card
     from cnnviz.manifest import add_entries
     from cnnviz.render.site import INDEX_FILE
 
+    interrupts.raise_if_received()  # never record the work of an interrupted command
     manifest = add_entries(out, entries, model=model_card(loaded))
     if folder is not None:
         click.echo(f"wrote {len(entries)} files to {out / folder} (listed in {manifest})")
@@ -808,8 +812,15 @@ def list_(trained_dir) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors, exit 2 for usage errors, 1 for failures, 130 for Ctrl-C."""
+    import threading
+
+    from cnnviz import interrupts
+
+    if threading.current_thread() is threading.main_thread():
+        interrupts.install()
     try:
         code = cli.main(args=argv, prog_name="cnnviz", standalone_mode=False)
+        interrupts.raise_if_received()
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         _fail(f"{exc.format_message()}{hint}", 2)

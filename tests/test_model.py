@@ -75,7 +75,7 @@ def test_a_plain_keras_file_loads_with_unit_preprocessing(tmp_path, article2):
 def test_a_corrupt_keras_file_is_a_clear_error(tmp_path):
     path = tmp_path / "broken.keras"
     path.write_bytes(b"PK\x03\x04 this is not a zip archive")
-    with pytest.raises(CnnvizError, match="cannot load .*broken.keras: not a valid Keras model"):
+    with pytest.raises(CnnvizError, match="cannot load .*broken.keras: not a .keras \(zip\) archive"):
         load_model(str(path), tmp_path)
 
 
