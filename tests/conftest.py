@@ -54,6 +54,23 @@ def trained(tmp_path_factory, small_npz) -> Path:
     return train_with_cli(tmp_path_factory.mktemp("trained"), small_npz, "a2")
 
 
+def atlas_with_cli(trained: Path, out: Path, *options: str) -> Path:
+    """A real `cnnviz atlas` of bundle `a2` (few steps, few images); returns its gallery."""
+    from cnnviz.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["atlas", "a2", "--steps", "6", "--scales", "7,14", "--top", "3", "--limit", "200",
+              *options, "--trained-dir", str(trained), "--outputs-dir", str(out)])
+    assert done.value.code == 0
+    return out / "a2"
+
+
+@pytest.fixture(scope="module")
+def atlas(trained, tmp_path_factory) -> Path:
+    """A small but complete atlas of the one-epoch bundle, shared by a test module."""
+    return atlas_with_cli(trained, tmp_path_factory.mktemp("outputs"))
+
+
 @pytest.fixture(scope="module")
 def loaded(trained):
     from cnnviz.model import load_model

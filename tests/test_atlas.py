@@ -70,19 +70,6 @@ def parse_ids(path: Path) -> set:
     return _ids[path]
 
 
-@pytest.fixture(scope="module")
-def atlas(trained, tmp_path_factory, small_npz):
-    """A small but complete atlas of the one-epoch bundle (few steps, few images)."""
-    from cnnviz.cli import main
-
-    out = tmp_path_factory.mktemp("outputs")
-    with pytest.raises(SystemExit) as done:
-        main(["atlas", "a2", "--steps", "6", "--scales", "7,14", "--top", "3", "--limit", "200",
-              "--trained-dir", str(trained), "--outputs-dir", str(out)])
-    assert done.value.code == 0
-    return out / "a2"
-
-
 def test_atlas_writes_every_gallery(atlas):
     manifest = json.loads((atlas / "manifest.json").read_text())
     kinds = {e["kind"] for e in manifest["entries"]}

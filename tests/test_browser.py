@@ -48,18 +48,6 @@ def gallery(request) -> Path:
     return request.getfixturevalue("atlas").resolve()
 
 
-@pytest.fixture(scope="module")
-def atlas(trained, tmp_path_factory):
-    from cnnviz.cli import main
-
-    out = tmp_path_factory.mktemp("outputs")
-    with pytest.raises(SystemExit) as done:
-        main(["atlas", "a2", "--steps", "5", "--scales", "7", "--top", "4", "--limit", "200",
-              "--trained-dir", str(trained), "--outputs-dir", str(out)])
-    assert done.value.code == 0
-    return out / "a2"
-
-
 def broken_images(driver) -> list[str]:
     """Sources of the images on the current page that did not load."""
     return driver.execute_script(

@@ -11,7 +11,11 @@ from cnnviz.errors import UsageError
 from cnnviz.probes.patterns import PatternSettings, optimal_patterns, parse_maps, response
 
 
-def test_one_batch_equals_one_map_at_a_time(loaded):
+@pytest.mark.parametrize("chunk", [32, 3], ids=["one-chunk", "chunks-with-padding"])
+def test_one_batch_equals_one_map_at_a_time(loaded, chunk, monkeypatch):
+    from cnnviz.probes import patterns
+
+    monkeypatch.setattr(patterns, "GRADIENT_CHUNK", chunk)  # 8 items: 3 + 3 + 2 (+1 padding)
     settings = PatternSettings(steps=12, scales=(7, 28), starts=1)
     maps = np.array([0, 3, 5, 9])
     together = optimal_patterns(loaded.model, "conv2", maps, loaded.preprocessing, settings)

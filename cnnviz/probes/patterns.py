@@ -8,6 +8,7 @@ output before its activation) until the map wakes up, so every map gets a patter
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -88,6 +89,9 @@ class Patterns:
     @property
     def best_objective(self) -> np.ndarray:
         return self.best_of(self.objective)
+
+
+GRADIENT_CHUNK = 32  # items per independent gradient computation inside one step
 
 
 def pattern_layers(model: keras.Model) -> list[str]:
@@ -216,27 +220,54 @@ def _compiled_objective(respond: Callable, objective: str) -> Callable:
     return value
 
 
-def _compiled_step(respond: Callable, objective: str, mode: str) -> Callable:
+def _compiled_step(respond: Callable, objective: str, mode: str, chunk: int | None = None) -> Callable:
+    """One ascent step for the whole batch, compiled once.
+
+    The gradient is computed in independent chunks of `chunk` items, the iterations of one
+    loop (one traced body, so tracing stays ≈ 0.5 s): each item's gradient depends only on
+    itself, so this is exact, and on a CPU the chunks' smaller tensors stay in cache and run
+    side by side on the cores. On 2 cores a 512-item conv3 step takes ≈ 125 ms this way
+    against ≈ 200 ms as one pass (unrolled chunks are as fast but take 2–4 s to trace).
+    """
+    chunk = chunk or GRADIENT_CHUNK
+
+    def goal_of(x, targets):
+        pre, post = respond(x)
+        post_value = _select(post, targets, objective)
+        wake = "max" if objective == "mean" else objective
+        if mode == "off":
+            return post_value
+        if mode == "on":
+            return _select(pre, targets, objective)
+        # auto: while the map is silent, raise its strongest pre-activation
+        return tf.where(post_value > 0, post_value, _select(pre, targets, wake))
+
+    def chunk_gradient(args):
+        part, part_targets = args
+        with tf.GradientTape() as tape:
+            tape.watch(part)
+            total = tf.reduce_sum(goal_of(part, part_targets))
+        return tape.gradient(total, part)
+
     @tf.function
     def step(x, targets, lo, hi, rate):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            pre, post = respond(x)
-            post_value = _select(post, targets, objective)
-            wake = "max" if objective == "mean" else objective
-            if mode == "off":
-                goal = post_value
-            elif mode == "on":
-                goal = _select(pre, targets, objective)
-            else:  # auto: while the map is silent, raise its strongest pre-activation
-                goal = tf.where(post_value > 0, post_value, _select(pre, targets, wake))
-            total = tf.reduce_sum(goal)
-        grad = tape.gradient(total, x)
+        size = x.shape[0]
+        if size <= chunk:
+            grad = chunk_gradient((x, targets))
+        else:  # chunks as the iterations of one loop, several at a time
+            pad = -size % chunk
+            padded = tf.pad(tf.convert_to_tensor(x), [[0, pad], [0, 0], [0, 0], [0, 0]])
+            padded_targets = tf.pad(targets, [[0, pad]])
+            grad = tf.map_fn(chunk_gradient,
+                             (tf.reshape(padded, [-1, chunk, *x.shape[1:]]),
+                              tf.reshape(padded_targets, [-1, chunk])),
+                             fn_output_signature=tf.float32,
+                             parallel_iterations=max(2, os.cpu_count() or 2))
+            grad = tf.reshape(grad, [-1, *x.shape[1:]])[:size]
         rms = tf.sqrt(tf.reduce_mean(tf.square(grad), axis=[1, 2, 3], keepdims=True)) + 1e-12
         x.assign(tf.clip_by_value(x + rate * grad / rms, lo, hi))
 
     return step
-
 
 def parse_maps(text: str | None, count: int) -> np.ndarray:
     """'0-15,31' → [0, …, 15, 31]; None → all `count` maps. Errors name the valid range."""
