@@ -199,3 +199,14 @@ def test_a_model_without_conv_layers_still_gets_a_page(run_cli, tmp_path, small_
     assert_targets_exist(index, parser)
     assert "curves" not in {e["kind"] for e in json.loads(
         (tmp_path / "out" / "mlp" / "manifest.json").read_text())["entries"]}
+
+
+def test_gallery_open_hands_the_page_to_the_browser(atlas, trained, run_cli, monkeypatch):
+    import webbrowser
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda uri: opened.append(uri) or True)
+    result = run_cli("gallery", "a2", "--open", "--trained-dir", trained,
+                     "--outputs-dir", atlas.parent)
+    assert result.code == 0, result.output
+    assert opened == [(atlas / "index.html").resolve().as_uri()]
