@@ -159,7 +159,9 @@ def train_bundle(folder: Path, network: NetworkSpec, training: TrainSpec, data: 
         prep = Preprocessing.from_json(run["preprocessing"])
         model = read_keras(folder / bundle.MODEL_FILE, compile=True)
         start = int(run.get("epochs_completed", 0))
-        history = bundle.read_history(folder)
+        # run.json is written last in a checkpoint: a process killed just before it leaves
+        # history.csv one row ahead, and run.json's count is the one that holds
+        history = {key: values[:start] for key, values in bundle.read_history(folder).items()}
         run["training"]["epochs"] = training.epochs
         log(f"resuming {folder.name} after epoch {start} of {training.epochs}")
     else:

@@ -205,3 +205,22 @@ def test_interrupted_atlas_cleans_its_card_folder(trained, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err
     assert_gallery_intact(tmp_path / "a2")
+
+
+def test_killed_between_history_and_run_json_resumes_consistently(tmp_path, small_npz, run_cli):
+    """A checkpoint writes model.keras, history.csv, then run.json: a kill just before
+    run.json leaves history one row ahead; resuming trusts run.json and history stays one
+    row per epoch."""
+    root = tmp_path / "trained"
+    result = run_cli("train", "--name", "k", "--epochs", "2", "--data", small_npz, "--quiet",
+                     "--trained-dir", root)
+    assert result.code == 0, result.output
+    run_file = root / "k" / "run.json"
+    run = json.loads(run_file.read_text())
+    run.update(epochs_completed=1, status="running")  # as if killed before the second run.json
+    run_file.write_text(json.dumps(run))
+    result = run_cli("train", "--name", "k", "--resume", "--quiet", "--trained-dir", root)
+    assert result.code == 0, result.output
+    rows = (root / "k" / "history.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["epoch", "1", "2"]
+    assert json.loads(run_file.read_text())["epochs_completed"] == 2

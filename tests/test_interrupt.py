@@ -19,11 +19,18 @@ def start_training(root, extra=()):
                             env=env)
 
 
+def epochs_completed(root) -> int:
+    try:
+        return json.loads((root / "cut" / "run.json").read_text())["epochs_completed"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def wait_for_first_epoch(proc, root, timeout=120):
-    history = root / "cut" / "history.csv"
+    """Until run.json (written last in each checkpoint) records a completed epoch."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if history.is_file() and len(history.read_text().splitlines()) >= 2:
+        if epochs_completed(root) >= 1:
             return
         if proc.poll() is not None:
             pytest.fail(f"training ended early: {proc.communicate()}")
