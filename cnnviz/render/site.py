@@ -105,7 +105,8 @@ def _write_cards(folder: Path, sources: CardSources, classes: list[str],
             cards[layer] = write_card_images(sources, layer, fresh / _slug(layer) / "img", classes)
             for card in cards[layer]:
                 write_text(fresh / _slug(layer) / _card_file(card.index),
-                           _card_page(folder.name, card, len(cards[layer]), has_samples, classes))
+                           _card_page(folder.name, card, len(cards[layer]), has_samples, classes,
+                                      _unit(model, layer)))
         old = folder / f".{CARDS_DIR}-old-{uuid.uuid4().hex[:6]}"
         if final.exists():
             os.replace(final, old)
@@ -137,7 +138,7 @@ def _index_page(name: str, model: dict, entries: list[dict], cards: dict[str, li
             body.append(f"<p>{_e(row['kind'])}, output {_e(row['shape'])}, "
                         f"{row['params']:,} parameters, receptive field {_e(row['field'])}</p>")
         if layer in cards:
-            unit = "map" if row is None or row["shape"].count("x") >= 2 else "unit"
+            unit = _unit(model, layer)
             links = "".join(f'<a href="{_url(CARDS_DIR, _slug(layer), _card_file(c.index))}">'
                             f"{c.index}</a>" for c in cards[layer])
             body.append(f'<h3>{unit.capitalize()} cards</h3><p class="maps">{links}</p>')
@@ -192,7 +193,7 @@ def _gallery(entries: list[dict], prefix: str = "") -> str:
 
 
 def _card_page(gallery: str, card: MapCard, count: int, has_samples: bool,
-               classes: list[str]) -> str:
+               classes: list[str], unit: str = "map") -> str:
     layer, m = card.layer, card.index
     back = f'../../{INDEX_FILE}#{_anchor(layer)}'
     pager = [f'<a href="{back}">↑ {_e(layer)}</a>']
@@ -200,7 +201,7 @@ def _card_page(gallery: str, card: MapCard, count: int, has_samples: bool,
         pager.append(f'<a href="{_card_file(m - 1)}" rel="prev">← {_e(layer)} {m - 1}</a>')
     if m + 1 < count:
         pager.append(f'<a href="{_card_file(m + 1)}" rel="next">{_e(layer)} {m + 1} →</a>')
-    parts = [f"<header><h1>{_e(layer)} · map {m}</h1>"
+    parts = [f"<header><h1>{_e(layer)} · {unit} {m}</h1>"
              f'<p class="pager">{"".join(pager)}</p></header><main class="card">']
     for section, title in SECTION_TITLES.items():
         if section not in card.images:
@@ -226,15 +227,21 @@ def _card_page(gallery: str, card: MapCard, count: int, has_samples: bool,
                        for c, v in enumerate(card.class_means))
         parts.append(f"<section><h3>Mean output per class</h3><table>{rows}</table></section>")
     if len(parts) == 1:
-        parts.append("<p>Nothing is known about this map yet.</p>")
+        parts.append(f"<p>Nothing is known about this {unit} yet.</p>")
     parts.append("</main>")
-    return _document(f"{layer} map {m} · {gallery}", "\n".join(parts))
+    return _document(f"{layer} {unit} {m} · {gallery}", "\n".join(parts))
 
 
 def _document(title: str, body: str) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def _unit(model: dict, layer: str) -> str:
+    """`map` for layers with spatial output (h x w x maps), `unit` for dense layers."""
+    row = next((r for r in model.get("layers", []) if r["name"] == layer), None)
+    return "map" if row is None or row["shape"].count("x") >= 2 else "unit"
 
 
 def _card_file(index: int) -> str:
