@@ -86,11 +86,15 @@ def cli() -> None:
 
     \b
     Start with:  cnnviz train                 (article2 network on MNIST, ~1 min on 2 cores)
-    then:        cnnviz info                  (layers, receptive fields, run metadata)
+    then:        cnnviz atlas                 (everything below, and an HTML page to browse it)
+    or one by one:
+                 cnnviz info                  (layers, receptive fields, run metadata)
                  cnnviz activations --image 17  (what every map outputs for a test digit)
                  cnnviz filters               (the input pattern each map wants)
                  cnnviz kernels, cnnviz stats (weights; every layer over the test split)
-    Galleries go to outputs/NAME/, listed in outputs/NAME/manifest.json.
+                 cnnviz gallery --open        (rebuild the page and open it)
+    Two runs:    cnnviz train --runs 2 --name b && cnnviz compare b-1 b-2
+    Galleries go to outputs/NAME/ (index.html, manifest.json).
     """
 
 
