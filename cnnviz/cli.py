@@ -423,7 +423,8 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
         reached = result.best_objective
         click.echo(f"{layer}: {int((reached > 0).sum())}/{len(reached)} maps with a positive "
                    f"objective, median {float(np.median(reached)):.3g}, {result.seconds:.1f} s")
-        _record(loaded, out, written, f"{FILTERS}/{layer}")  # a finished layer is kept
+        _record(loaded, out, written, f"{FILTERS}/{layer}", refresh_page=False)  # kept if Ctrl-C
+    _refresh_page(out)
 
 
 @cli.command()
@@ -701,17 +702,10 @@ def compare(first, second, layer_specs, split, limit, as_json, dataset, data_pat
                                       class_names(data.name))
     numbers = result.numbers()
     from cnnviz import interrupts
-    from cnnviz.galleries.summary import model_card
     from cnnviz.manifest import add_entries
 
     interrupts.raise_if_received()
-    card = model_card(loaded) | {"name": name, "summary": [
-        f"{loaded.name} against {other.name} over {result.images:,} {split} images; "
-        "similarity = correlation of each map's spatial mean per image"] + [
-        f"{layer}: matched mean {n['mean_similarity']:.3f}, above 0.8 {n['above_0_8']:.0%}, "
-        f"above 0.5 {n['above_0_5']:.0%}, same index {n['same_index']:.0%}; untrained baseline "
-        f"{n['baseline_mean_similarity']:.3f}" for layer, n in numbers.items()]}
-    add_entries(out, entries, model=card)
+    add_entries(out, entries, model=recipe.comparison_card(result, loaded, name))
     if as_json:
         click.echo(json.dumps({"a": loaded.name, "b": other.name, "split": split,
                                "images": result.images, "layers": numbers,
@@ -766,20 +760,28 @@ def _layers(model, layer_specs: tuple[str, ...], default: str = "all",
     return layers
 
 
-def _record(loaded, out: Path, entries: list[dict], folder: str | None) -> None:
+def _record(loaded, out: Path, entries: list[dict], folder: str | None,
+            refresh_page: bool = True) -> None:
     """Add the written files to the gallery's manifest and say where they are (folder None:
-    quietly)."""
+    quietly), then rebuild the page if there is one (unless the caller will)."""
     from cnnviz import interrupts
     from cnnviz.galleries.summary import model_card
     from cnnviz.manifest import add_entries
-    from cnnviz.render.site import INDEX_FILE
 
     interrupts.raise_if_received()  # never record the work of an interrupted command
     manifest = add_entries(out, entries, model=model_card(loaded))
     if folder is not None:
         click.echo(f"wrote {len(entries)} files to {out / folder} (listed in {manifest})")
-        if (out / INDEX_FILE).is_file():
-            _write_site(out)  # the page exists: keep it up to date
+        if refresh_page:
+            _refresh_page(out)
+
+
+def _refresh_page(out: Path) -> None:
+    """Keep an existing index.html up to date (no page yet: nothing to do)."""
+    from cnnviz.render.site import INDEX_FILE
+
+    if (out / INDEX_FILE).is_file():
+        _write_site(out)
 
 
 def parse_int_list(flag: str, text: str) -> list[int]:

@@ -158,6 +158,19 @@ def write_comparison(result: Comparison, first: LoadedModel, second: LoadedModel
     return entries
 
 
+def comparison_card(result: Comparison, first: LoadedModel, name: str) -> dict:
+    """The manifest's model card of a comparison gallery: A's architecture, the numbers."""
+    from cnnviz.galleries.summary import model_card
+
+    lines = [f"{result.names[0]} against {result.names[1]} over {result.images:,} "
+             f"{result.split} images; similarity = correlation of two maps' outputs over all "
+             "positions of all images"]
+    lines += [f"{layer}: matched mean {n['mean_similarity']:.3f}, above 0.8 {n['above_0_8']:.0%}, "
+              f"above 0.5 {n['above_0_5']:.0%}, same index {n['same_index']:.0%}; untrained "
+              f"baseline {n['baseline_mean_similarity']:.3f}" for layer, n in result.numbers().items()]
+    return model_card(first) | {"name": name, "summary": lines}
+
+
 def _patterns(gallery: Path, layer: str) -> np.ndarray | None:
     """Pixels of every map's best pattern from a gallery's saved arrays (all maps), if any."""
     path = gallery / "filters" / layer / f"patterns-{layer}.npz"

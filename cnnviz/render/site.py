@@ -168,7 +168,7 @@ def _layer_table(model: dict) -> str:
     return f"<table>{head}{body}</table>{foot}"
 
 
-def _gallery(entries: list[dict], prefix: str = "") -> str:
+def _gallery(entries: list[dict]) -> str:
     """Figures by command, then the other files as links."""
     out = []
     commands = sorted({e.get("command") or "other" for e in entries},
@@ -181,13 +181,13 @@ def _gallery(entries: list[dict], prefix: str = "") -> str:
         out.append(f"<h3>{_e(command)}</h3>")
         if images:
             out.append('<div class="grid">' + "".join(
-                f'<figure><a href="{prefix}{_url(e["path"])}"><img src="{prefix}{_url(e["path"])}" '
+                f'<figure><a href="{_url(e["path"])}"><img src="{_url(e["path"])}" '
                 f'alt="{_e(e.get("caption") or e["path"])}"></a>'
                 f'<figcaption>{_e(e.get("caption") or e["path"])}</figcaption></figure>'
                 for e in images) + "</div>")
         if files:
             out.append('<ul class="files">' + "".join(
-                f'<li><a href="{prefix}{_url(e["path"])}">{_e(e["path"])}</a> — '
+                f'<li><a href="{_url(e["path"])}">{_e(e["path"])}</a> — '
                 f'{_e(e.get("caption") or "")}</li>' for e in files) + "</ul>")
     return "\n".join(out)
 
