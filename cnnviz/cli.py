@@ -691,12 +691,13 @@ def compare(first, second, layer_specs, split, limit, as_json, dataset, data_pat
     default = ",".join(recipe.default_layers(loaded.model))
     layers = _layers(loaded.model, layer_specs, default)
     data = _load_data(loaded, dataset, data_path, err=as_json)
+    recipe.comparable(loaded.model, other.model, layers)  # refuse before any folder exists
+    name = bundle.check_name(f"compare-{loaded.name}-{other.name}")
+    out = outputs_dir / name
+    _check_writable(out)  # before the comparison, not after it
     result = recipe.compare(loaded, other, layers, data, split, limit)
     for layer, why in result.skipped.items():
         click.echo(f"note: {layer} skipped: {why}", err=as_json)
-    name = bundle.check_name(f"compare-{loaded.name}-{other.name}")
-    out = outputs_dir / name
-    _check_writable(out)
     entries = recipe.write_comparison(result, loaded, other, out,
                                       (outputs_dir / loaded.name, outputs_dir / other.name),
                                       class_names(data.name))

@@ -40,10 +40,10 @@ class Comparison:
         """The per-layer numbers `--json` prints."""
         out = {}
         for layer, m in self.matchings.items():
+            baseline = self.baselines[layer].summary()
             out[layer] = m.summary() | {
-                "baseline_mean_similarity": self.baselines[layer].summary()["mean_similarity"],
-                "baseline_above_0_5": self.baselines[layer].summary()["above_0_5"],
-                "maps": len(m.partner)}
+                "baseline_mean_similarity": baseline["mean_similarity"],
+                "baseline_above_0_5": baseline["above_0_5"], "maps": len(m.partner)}
             if layer in self.kernels:
                 out[layer]["kernel_mean_similarity"] = self.kernels[layer].summary()["mean_similarity"]
                 out[layer]["baseline_kernel_mean_similarity"] = \

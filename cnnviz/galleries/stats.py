@@ -43,10 +43,11 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
     write_text(folder / "stats.csv", _as_csv(stats, weights))
     entries.append(_entry("stats/stats.csv", "one row per layer × map", "stats-table", None))
     x, _ = data.split(split)
+    top_pixels = {name: x[s.top_index] for name, s in stats.items()}
     with atomic_path(folder / "top_examples.npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **{name: s.top_index for name, s in stats.items()},
                  **{f"{name}_score": s.top_score for name, s in stats.items()},
-                 **{f"{name}_pixels": x[s.top_index] for name, s in stats.items()})
+                 **{f"{name}_pixels": pixels for name, pixels in top_pixels.items()})
     entries.append(_entry("stats/top_examples.npz", "per layer: dataset indices of the top "
                           "images of every map (key = layer), their scores and pixels", "arrays", None))
     for name, s in stats.items():
@@ -67,7 +68,7 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
                               "stats-class-heatmap", name))
         rel = f"{name}/top-examples-{name}.png"
         k = s.top_index.shape[1]
-        image_grid(x[s.top_index], [f"{unit} {m}" for m in range(len(s.mean))],
+        image_grid(top_pixels[name], [f"{unit} {m}" for m in range(len(s.mean))],
                    [f"#{r + 1}" for r in range(k)], f"{name}: top {split} images per {unit}",
                    folder / rel)
         entries.append(_entry(f"stats/{rel}", f"{name}: the {k} {split} images with the highest "

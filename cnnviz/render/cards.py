@@ -147,12 +147,11 @@ def write_card_images(sources: CardSources, layer: str, folder: Path,
                      f"#{int(i)} ({float(s):.2f})" for i, s in zip(index[card.index], score[card.index])))
     values = sources.samples.get(layer)
     if values is not None and values.ndim == 4:
+        named = ", ".join(class_names[int(c)] if 0 <= c < len(class_names) else "?"
+                          for c in sources.sample_labels)
         for card in cards:
             maps = values[..., card.index]
             strip = mosaic(maps, cols=len(maps), pad=1, scale="layer")
-            labels = sources.sample_labels
-            named = ", ".join(class_names[int(c)] if 0 <= c < len(class_names) else "?"
-                              for c in labels)
             _add(card, folder, "samples", strip.image, MAP_CMAP,
                  f"output for the images above ({named}); one scale, "
                  f"{strip.low:.3g} (dark) to {strip.high:.3g} (bright)")
