@@ -285,7 +285,7 @@ def info(model, trained_dir, outputs_dir) -> None:
         click.echo(line)
     if loaded.preprocessing.kind == "unit" and not loaded.run:
         click.echo("preprocessing: none recorded; assuming pixels / 255")
-    gallery = outputs_dir / loaded.name
+    gallery = outputs_dir / loaded.folder_name
     click.echo(f"galleries: {gallery}" + ("" if gallery.is_dir() else " (none yet)"))
 
 
@@ -345,7 +345,7 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
         data = _load_data(loaded, dataset, data_path)
     if selection is None and wants_images:
         selection = gallery.select_images(data, split, images, digit, 6 if count is None else count)
-    out = outputs_dir / loaded.name
+    out = outputs_dir / loaded.folder_name
     _check_writable(out)
     names = class_names(dataset or bundle.dataset_of(loaded.run)[0])
     entries = []
@@ -411,7 +411,7 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
         response(loaded.model, layer)  # says now, before any work, if a layer has no maps
         count = loaded.model.get_layer(layer).output.shape[-1]
         plan.append((layer, parse_maps(maps, count)))
-    out = outputs_dir / loaded.name
+    out = outputs_dir / loaded.folder_name
     _check_writable(out)
     names = class_names(bundle.dataset_of(loaded.run)[0])
     for layer, chosen in plan:
@@ -448,7 +448,7 @@ def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
     layers = _layers(loaded.model, layer_specs, eligible=conv_layers(loaded.model))
     for layer in layers:
         conv_kernels(loaded.model, layer)  # a non-conv layer is refused before anything is written
-    out = outputs_dir / loaded.name
+    out = outputs_dir / loaded.folder_name
     _check_writable(out)
     entries = [entry for layer in layers for entry in write_kernels(loaded, layer, out)]
     _record(loaded, out, entries, KERNELS)
@@ -500,7 +500,7 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
     if second is not None and second.preprocessing.kind != loaded.preprocessing.kind:
         click.echo(f"note: {second.name} normalises with {second.preprocessing.kind}, "
                    f"{loaded.name} with {loaded.preprocessing.kind}: each gets its own")
-    out = outputs_dir / loaded.name
+    out = outputs_dir / loaded.folder_name
     _check_writable(out)
     result = gallery.compute(loaded, layers, data, split, limit, top, batch_size)
     entries = gallery.write_stats(loaded, result, data, split, out, class_names(data.name))
@@ -566,7 +566,7 @@ def atlas(model, split, limit, top, steps, step_size, scales, starts, seed, data
     count = min(limit or len(data.split(split)[0]), len(data.split(split)[0]))
     if top > count:
         raise UsageError(f"--top {top} is larger than the {count:,} images used; choose --top ≤ {count}")
-    out = outputs_dir / loaded.name
+    out = outputs_dir / loaded.folder_name
     _check_writable(out)
     names = class_names(data.name)
     layers = _layers(loaded.model, ())
@@ -608,15 +608,27 @@ def gallery(model, open_page, trained_dir, outputs_dir) -> None:
       cnnviz gallery --open
       cnnviz gallery mnist-article2
     """
-    if model is not None and (outputs_dir / model).is_dir():
-        name = model
-    else:
-        name = bundle.resolve(model, trained_dir).name
-    site = _write_site(outputs_dir / name)
+    from cnnviz.manifest import check_gallery
+
+    folder = outputs_dir / _gallery_name(model, outputs_dir, trained_dir)
+    check_gallery(folder)
+    site = _write_site(folder)
     if open_page:
         import webbrowser
 
         webbrowser.open(site.index.resolve().as_uri())
+
+
+def _gallery_name(model: str | None, outputs_dir: Path, trained_dir: Path) -> str:
+    """A gallery's folder name inside --outputs-dir: a gallery name, or a bundle's name."""
+    from cnnviz.names import slug
+
+    if model is not None and (model != slug(model) or model in ("", ".", "..")):
+        raise UsageError(f"gallery {model!r}: give the name of a gallery in {outputs_dir} "
+                         "(no path, no '..'), or a bundle name; see --outputs-dir")
+    if model is not None and (outputs_dir / model).is_dir():
+        return model
+    return slug(bundle.resolve(model, trained_dir).name)
 
 
 def _write_site(out: Path, err: bool = False):
@@ -627,6 +639,9 @@ def _write_site(out: Path, err: bool = False):
     if site.recovered:
         click.echo(f"note: {out / 'manifest.json'} was missing or corrupt; rebuilt it from the "
                    f"{site.entries} files on disk", err=err)
+    if site.dropped:
+        click.echo(f"note: {len(site.dropped)} manifest entries point outside {out} (e.g. "
+                   f"{site.dropped[0]}); dropped", err=err)
     if site.missing:
         click.echo(f"note: {len(site.missing)} files listed in the manifest no longer exist "
                    f"(e.g. {site.missing[0]}); left off the page", err=err)
@@ -638,11 +653,13 @@ def _write_site(out: Path, err: bool = False):
 def _check_writable(folder: Path) -> None:
     """Fail before any work when the gallery folder cannot be written or its manifest is
     corrupt (so a failing command leaves no figure behind)."""
-    from cnnviz.manifest import read_manifest
+    from cnnviz.manifest import check_gallery, mark, read_manifest
 
+    check_gallery(folder)
     read_manifest(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        mark(folder)
         probe = folder / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
@@ -692,14 +709,16 @@ def compare(first, second, layer_specs, split, limit, as_json, dataset, data_pat
     layers = _layers(loaded.model, layer_specs, default)
     data = _load_data(loaded, dataset, data_path, err=as_json)
     recipe.comparable(loaded.model, other.model, layers)  # refuse before any folder exists
-    name = bundle.check_name(f"compare-{loaded.name}-{other.name}")
+    from cnnviz.names import slug
+
+    name = slug(f"compare-{loaded.folder_name}-{other.folder_name}")
     out = outputs_dir / name
     _check_writable(out)  # before the comparison, not after it
     result = recipe.compare(loaded, other, layers, data, split, limit)
     for layer, why in result.skipped.items():
         click.echo(f"note: {layer} skipped: {why}", err=as_json)
     entries = recipe.write_comparison(result, loaded, other, out,
-                                      (outputs_dir / loaded.name, outputs_dir / other.name),
+                                      (outputs_dir / loaded.folder_name, outputs_dir / other.folder_name),
                                       class_names(data.name))
     numbers = result.numbers()
     from cnnviz import interrupts
@@ -714,14 +733,17 @@ def compare(first, second, layer_specs, split, limit, as_json, dataset, data_pat
         _write_site(out, err=True)
         return
     click.echo(f"{'layer':<8} {'maps':>5} {'matched':>8} {'>0.8':>6} {'>0.5':>6} {'same idx':>9} "
-               f"{'untrained':>10}")
+               f"{'untrained':>10} {'constant A/B':>13} {'tied':>5}")
     for layer, n in numbers.items():
         click.echo(f"{layer:<8} {n['maps']:>5} {n['mean_similarity']:>8.3f} {n['above_0_8']:>6.0%} "
                    f"{n['above_0_5']:>6.0%} {n['same_index']:>9.0%} "
-                   f"{n['baseline_mean_similarity']:>10.3f}"
+                   f"{n['baseline_mean_similarity']:>10.3f} "
+                   f"{str(n['constant_a']) + '/' + str(n['constant_b']):>13} {n['tied']:>5}"
                    + (f"   (kernels: {n['kernel_mean_similarity']:.3f}, untrained "
                       f"{n['baseline_kernel_mean_similarity']:.3f})"
                       if "kernel_mean_similarity" in n else ""))
+    click.echo("constant: maps with one value on every image (two constant maps count as "
+               "similarity 1); tied: maps whose partner could be swapped at the same total")
     _write_site(out)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from cnnviz.bundle import ModelRef, read_run, resolve
 from cnnviz.data import IMAGE_SIDE, Preprocessing
 from cnnviz.errors import CnnvizError, UsageError
+from cnnviz.names import slug
 from cnnviz.spec import NetworkSpec, TrainSpec
 
 
@@ -86,6 +87,11 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return self.ref.name
+
+    @property
+    def folder_name(self) -> str:
+        """The name as one safe folder name (outputs/FOLDER_NAME/); see cnnviz.names."""
+        return slug(self.ref.name)
 
 
 def load_model(ref: str | None, trained_root: Path, compile: bool = False) -> LoadedModel:

@@ -11,6 +11,7 @@ from cnnviz.atomic import atomic_path
 from cnnviz.data import Dataset, read_image_file
 from cnnviz.errors import UsageError
 from cnnviz.manifest import entry
+from cnnviz.names import slug
 from cnnviz.model import LoadedModel
 from cnnviz.probes.activations import activations, class_means
 from cnnviz.render.activations import class_heatmap, image_activation_figure, rows_figure
@@ -72,8 +73,7 @@ def select_one_per_class(data: Dataset, split: str) -> Selection:
 def select_file(path: str | Path) -> Selection:
     """One image file of the user's own (read, grayed, resized, inverted if light)."""
     pixels = read_image_file(path)[np.newaxis]
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(path).stem)
-    return Selection(f"input-{stem}", pixels, np.array([-1]), None, None)
+    return Selection(f"input-{slug(Path(path).stem)}", pixels, np.array([-1]), None, None)
 
 
 def write_image_activations(loaded: LoadedModel, layers: list[str], selection: Selection,
@@ -86,11 +86,12 @@ def write_image_activations(loaded: LoadedModel, layers: list[str], selection: S
     top_classes, top_probs = result.top(3)
     entries = []
     for layer in layers:
-        folder = out / FOLDER / layer
+        place = slug(layer)
+        folder = out / FOLDER / place
         folder.mkdir(parents=True, exist_ok=True)
         values = result.layers[layer]
         if selection.rows:
-            rel = f"{FOLDER}/{layer}/{selection.name}-{layer}.png"
+            rel = f"{FOLDER}/{place}/{selection.name}-{place}.png"
             labels = [f"#{i} {class_names[t]} → {class_names[p]}"
                       for i, t, p in zip(selection.index, selection.labels, predicted)]
             title = (f"{layer}: {len(values)} {selection.split} images of class "
@@ -103,7 +104,7 @@ def write_image_activations(loaded: LoadedModel, layers: list[str], selection: S
             continue
         for i in range(len(values)):
             stem = selection.stem(i)
-            rel = f"{FOLDER}/{layer}/{stem}-{layer}.png"
+            rel = f"{FOLDER}/{place}/{stem}-{place}.png"
             truth = class_names[selection.labels[i]] if selection.labels is not None else "?"
             lines = [f"true {truth}, predicted {class_names[predicted[i]]}",
                      "top-3: " + ", ".join(f"{class_names[c]} {p:.2f}"
@@ -134,16 +135,16 @@ def write_class_means(loaded: LoadedModel, layers: list[str], data: Dataset, spl
     means = class_means(loaded.model, layers, x, y, loaded.preprocessing)
     entries = []
     for layer in layers:
-        folder = out / FOLDER / layer
-        folder.mkdir(parents=True, exist_ok=True)
-        rel = f"{FOLDER}/{layer}/class-mean-{split}-heatmap-{layer}.png"
+        place = slug(layer)
+        (out / FOLDER / place).mkdir(parents=True, exist_ok=True)
+        rel = f"{FOLDER}/{place}/class-mean-{split}-heatmap-{place}.png"
         spatial = means.layers[layer].ndim == 4
         class_heatmap(means.per_map(layer), layer, out / rel, class_names,
                       "map" if spatial else "unit")
         entries.append(_entry(rel, f"{layer}: mean activation of every map per class over the "
                                    f"{len(x):,} {split} images", "class-mean-heatmap", layer, None))
         if spatial:
-            rel = f"{FOLDER}/{layer}/class-mean-{split}-maps-{layer}.png"
+            rel = f"{FOLDER}/{place}/class-mean-{split}-maps-{place}.png"
             title = f"{layer}: mean map per class ({split} split)"
             rows_figure(means.layers[layer], [f"{c} (n={n})" for c, n in
                                               zip(class_names, means.counts)],

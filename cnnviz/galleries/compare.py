@@ -12,6 +12,7 @@ from cnnviz.atomic import atomic_path, write_json
 from cnnviz.data import Dataset
 from cnnviz.errors import UsageError
 from cnnviz.manifest import entry
+from cnnviz.names import slug
 from cnnviz.model import LoadedModel
 from cnnviz.probes.kernels import conv_layers
 from cnnviz.probes.similarity import (Matching, class_profiles, functional_similarity,
@@ -91,8 +92,9 @@ def compare(first: LoadedModel, second: LoadedModel, layers: list[str], data: Da
                                   (untrained, first.preprocessing), shared, x)
     result = Comparison((first.name, second.name), split, len(x), skipped=skipped)
     for layer in shared:
-        result.matchings[layer] = match(layer, found.pair[layer])
-        result.baselines[layer] = match(layer, found.baseline[layer])
+        dead_a, dead_b, dead_base = found.constant[layer]
+        result.matchings[layer] = match(layer, found.pair[layer], (dead_a, dead_b))
+        result.baselines[layer] = match(layer, found.baseline[layer], (dead_a, dead_base))
         result.profiles[layer] = tuple(class_profiles(m[layer], y) for m in found.means)
         ka, kb, k0 = (m.get_layer(layer) for m in (first.model, second.model, untrained))
         if isinstance(ka, keras.layers.Conv2D) and ka.kernel.shape[2] == 1:
@@ -128,22 +130,22 @@ def write_comparison(result: Comparison, first: LoadedModel, second: LoadedModel
     entries.append(_entry(rel, f"per layer: how similar the matched maps of {names[0]} and "
                           f"{names[1]} are, against an untrained copy", "compare-summary", None))
     for layer, m in result.matchings.items():
-        folder = out / FOLDER / layer
-        folder.mkdir(exist_ok=True)
+        place = slug(layer)
+        (out / FOLDER / place).mkdir(exist_ok=True)
         n = numbers[layer]
-        rel = f"{FOLDER}/{layer}/similarity-{layer}.png"
+        rel = f"{FOLDER}/{place}/similarity-{place}.png"
         similarity_figure(m.similarity, m.partner, names, layer, out / rel)
         entries.append(_entry(rel, f"{layer}: correlation of every map pair over {result.images:,} "
                                f"{result.split} images; matched mean {n['mean_similarity']:.2f} "
                                f"(untrained baseline {n['baseline_mean_similarity']:.2f})",
                                "compare-similarity", layer))
-        rel = f"{FOLDER}/{layer}/class-means-{layer}.png"
+        rel = f"{FOLDER}/{place}/class-means-{place}.png"
         class_profile_pairs(*result.profiles[layer], m.partner, names, class_names, layer, out / rel)
         entries.append(_entry(rel, f"{layer}: mean output per class of matched maps",
                               "compare-class-means", layer))
         if layer in result.kernels:
             k = result.kernels[layer]
-            rel = f"{FOLDER}/{layer}/kernel-pairs-{layer}.png"
+            rel = f"{FOLDER}/{place}/kernel-pairs-{place}.png"
             kernel_pairs(np.asarray(first.model.get_layer(layer).kernel),
                          np.asarray(second.model.get_layer(layer).kernel), k.partner, k.matched,
                          names, layer, out / rel)
@@ -151,7 +153,7 @@ def write_comparison(result: Comparison, first: LoadedModel, second: LoadedModel
                                        f"{k.summary()['mean_similarity']:.2f})", "compare-kernels", layer))
         pair = [_patterns(folder_of, layer) for folder_of in patterns_of]
         if all(p is not None for p in pair) and len(pair[0]) == len(pair[1]) == len(m.partner):
-            rel = f"{FOLDER}/{layer}/pattern-pairs-{layer}.png"
+            rel = f"{FOLDER}/{place}/pattern-pairs-{place}.png"
             pattern_pairs(pair[0], pair[1], m.partner, m.matched, names, layer, out / rel)
             entries.append(_entry(rel, f"{layer}: best input patterns of matched maps",
                                   "compare-patterns", layer))
@@ -165,15 +167,20 @@ def comparison_card(result: Comparison, first: LoadedModel, name: str) -> dict:
     lines = [f"{result.names[0]} against {result.names[1]} over {result.images:,} "
              f"{result.split} images; similarity = correlation of two maps' outputs over all "
              "positions of all images"]
+    lines.append("two constant (dead) maps count as similarity 1, a constant map against a "
+                 "varying one as 0; tied: maps whose partner could be swapped with another's "
+                 "at the same total")
     lines += [f"{layer}: matched mean {n['mean_similarity']:.3f}, above 0.8 {n['above_0_8']:.0%}, "
               f"above 0.5 {n['above_0_5']:.0%}, same index {n['same_index']:.0%}; untrained "
-              f"baseline {n['baseline_mean_similarity']:.3f}" for layer, n in result.numbers().items()]
+              f"baseline {n['baseline_mean_similarity']:.3f}; constant maps {n['constant_a']} "
+              f"in {result.names[0]}, {n['constant_b']} in {result.names[1]}; tied {n['tied']}"
+              for layer, n in result.numbers().items()]
     return model_card(first) | {"name": name, "summary": lines}
 
 
 def _patterns(gallery: Path, layer: str) -> np.ndarray | None:
     """Pixels of every map's best pattern from a gallery's saved arrays (all maps), if any."""
-    path = gallery / "filters" / layer / f"patterns-{layer}.npz"
+    path = gallery / "filters" / slug(layer) / f"patterns-{slug(layer)}.npz"
     try:
         with np.load(path) as z:
             maps, pixels = z["maps"], z["pixels"]

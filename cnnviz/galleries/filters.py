@@ -9,6 +9,7 @@ import numpy as np
 
 from cnnviz.atomic import atomic_path
 from cnnviz.manifest import entry
+from cnnviz.names import slug
 from cnnviz.model import LoadedModel
 from cnnviz.probes.kernels import conv_kernels
 from cnnviz.probes.patterns import PatternSettings, Patterns, optimal_patterns
@@ -23,14 +24,14 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
                    progress: Callable[[int], None] | None = None) -> tuple[list[dict], Patterns]:
     """Run the ascent for one layer and write its galleries (and arrays); returns entries."""
     result = optimal_patterns(loaded.model, layer, maps, loaded.preprocessing, settings, progress)
-    folder = out / FILTERS / layer
-    folder.mkdir(parents=True, exist_ok=True)
+    place = slug(layer)
+    (out / FILTERS / place).mkdir(parents=True, exist_ok=True)
     best = result.best_inputs
     pixels = _pixels(loaded, best)
     predicted = loaded.model.predict(best, verbose=0).argmax(axis=1)
     objective = result.best_objective
     labels = [f"{m}: {o:.2f} → {class_names[p]}" for m, o, p in zip(result.maps, objective, predicted)]
-    rel = f"{FILTERS}/{layer}/patterns-{layer}.png"
+    rel = f"{FILTERS}/{place}/patterns-{place}.png"
     title = (f"{layer}: best input pattern per map (label: map: activation reached → predicted "
              f"class); {len(settings.scales)} scales × {settings.starts} starts, {settings.steps} steps")
     pattern_gallery(pixels, labels, title, out / rel)
@@ -39,7 +40,7 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
         for j, scale in enumerate(result.scales):
             pick = result.objective[:, j].argmax(axis=1)
             chosen = result.inputs[np.arange(len(maps)), j, pick]
-            rel = f"{FILTERS}/{layer}/patterns-{layer}-scale-{scale}.png"
+            rel = f"{FILTERS}/{place}/patterns-{place}-scale-{scale}.png"
             caption = f"{layer}: best pattern per map from starts of length scale {scale}"
             reached = result.objective[np.arange(len(maps)), j, pick]
             pattern_gallery(_pixels(loaded, chosen),
@@ -49,13 +50,13 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
     frames = (np.stack([_pixels(loaded, result.best_of(result.snapshots[s])) for s in steps], 1)
               if steps else np.zeros((len(maps), 0, 28, 28), np.float32))
     if steps:
-        rel = f"{FILTERS}/{layer}/evolution-{layer}.png"
+        rel = f"{FILTERS}/{place}/evolution-{place}.png"
         caption = f"{layer}: how each map's best pattern evolves over the steps"
         image_grid(frames, [f"map {m}" for m in result.maps], [f"step {s}" for s in steps],
                    caption, out / rel)
         entries.append(_entry(rel, caption, "patterns-evolution", layer, result.maps))
     if save_arrays:
-        rel = f"{FILTERS}/{layer}/patterns-{layer}.npz"
+        rel = f"{FILTERS}/{place}/patterns-{place}.npz"
         best_flat = result.best
         with atomic_path(out / rel) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, input=best, pixels=pixels, objective=objective, maps=result.maps,
@@ -71,13 +72,14 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
 def write_kernels(loaded: LoadedModel, layer: str, out: Path) -> list[dict]:
     """One kernel mosaic for a conv layer."""
     kernels = conv_kernels(loaded.model, layer)
-    rel = f"{KERNELS}/{layer}/kernels-{layer}.png"
-    (out / KERNELS / layer).mkdir(parents=True, exist_ok=True)
+    place = slug(layer)
+    rel = f"{KERNELS}/{place}/kernels-{place}.png"
+    (out / KERNELS / place).mkdir(parents=True, exist_ok=True)
     kernel_gallery(kernels, layer, out / rel)
     caption = (f"{layer}: {kernels.shape[3]} kernels of {kernels.shape[0]}x{kernels.shape[1]} "
                f"over {kernels.shape[2]} input channel(s), red positive, blue negative")
     maps = np.arange(kernels.shape[3])
-    arrays = f"{KERNELS}/{layer}/kernels-{layer}.npz"
+    arrays = f"{KERNELS}/{place}/kernels-{place}.npz"
     with atomic_path(out / arrays) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, kernels=kernels)
     return [_entry(rel, caption, "kernels", layer, maps, "kernels"),

@@ -11,6 +11,7 @@ import numpy as np
 from cnnviz.atomic import atomic_path, write_json, write_text
 from cnnviz.data import Dataset
 from cnnviz.manifest import entry
+from cnnviz.names import slug
 from cnnviz.model import LoadedModel
 from cnnviz.probes.stats import LayerStats, layer_stats, weight_stats
 from cnnviz.render.activations import class_heatmap
@@ -52,21 +53,22 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
                           "images of every map (key = layer), their scores and pixels", "arrays", None))
     for name, s in stats.items():
         unit = "map" if len(s.shape) == 3 else "unit"
-        (folder / name).mkdir(exist_ok=True)
+        place = slug(name)
+        (folder / place).mkdir(exist_ok=True)
         w = weights[name]
-        rel = f"{name}/histograms-{name}.png"
+        rel = f"{place}/histograms-{place}.png"
         histograms(s.sample, w.values if w else None, name, folder / rel)
         entries.append(_entry(f"stats/{rel}", f"{name}: histograms of activations"
                               + (" and weights" if w else ""), "stats-histogram", name))
-        rel = f"{name}/map-means-{name}.png"
+        rel = f"{place}/map-means-{place}.png"
         map_means(s.mean, s.dead, s.always_on, name, folder / rel, unit)
         entries.append(_entry(f"stats/{rel}", f"{name}: mean activation per {unit}, dead marked",
                               "stats-map-means", name))
-        rel = f"{name}/class-heatmap-{name}.png"
+        rel = f"{place}/class-heatmap-{place}.png"
         class_heatmap(s.class_mean, name, folder / rel, class_names, unit)
         entries.append(_entry(f"stats/{rel}", f"{name}: mean activation per class × {unit}",
                               "stats-class-heatmap", name))
-        rel = f"{name}/top-examples-{name}.png"
+        rel = f"{place}/top-examples-{place}.png"
         k = s.top_index.shape[1]
         image_grid(top_pixels[name], [f"{unit} {m}" for m in range(len(s.mean))],
                    [f"#{r + 1}" for r in range(k)], f"{name}: top {split} images per {unit}",

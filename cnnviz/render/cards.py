@@ -73,16 +73,17 @@ def find_sources(folder: Path, entries: list[dict]) -> CardSources:
     found = CardSources()
     for e in entries:
         path, parts = folder / e["path"], e["path"].split("/")
+        layer = e.get("layer") or (parts[1] if len(parts) > 1 else "")
         try:
             if parts[0] == "kernels" and path.suffix == ".npz":
                 with np.load(path) as z:
-                    found.kernels[parts[1]] = z["kernels"]
+                    found.kernels[layer] = z["kernels"]
             elif parts[0] == "filters" and path.suffix == ".npz":
                 with np.load(path) as z:
                     arrays = {k: z[k] for k in z.files if k != "all_objectives"}
                 if arrays["pixels"].ndim != 3 or arrays.get("snapshot_pixels", np.zeros((0,) * 4)).ndim != 4:
                     raise ValueError("unexpected array shapes")
-                found.patterns[parts[1]] = arrays
+                found.patterns[layer] = arrays
             elif e["path"] == "stats/stats.json":
                 data = json.loads(path.read_text(encoding="utf-8"))
                 found.stats = data["layers"]

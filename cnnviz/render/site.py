@@ -12,13 +12,14 @@ import html
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 from cnnviz.atomic import write_text
 from cnnviz.errors import CnnvizError
 from cnnviz.manifest import recover_manifest
+from cnnviz.names import slug
 from cnnviz.render.cards import CardSources, MapCard, find_sources, write_card_images, write_sample_strip
 
 INDEX_FILE = "index.html"
@@ -61,6 +62,7 @@ class Site:
     cards: int
     missing: list[str]   # manifest entries whose file no longer exists (left off the page)
     recovered: bool      # the manifest was rebuilt from the files on disk
+    dropped: list[str] = field(default_factory=list)  # entries pointing outside the folder
 
 
 def build_site(folder: Path) -> Site:
@@ -68,8 +70,12 @@ def build_site(folder: Path) -> Site:
     if not folder.is_dir():
         raise CnnvizError(f"no gallery folder {folder}; run a probe command (or `cnnviz atlas`) first")
     manifest, recovered = recover_manifest(folder)
-    entries = [e for e in manifest["entries"] if (folder / e["path"]).is_file()]
-    missing = [e["path"] for e in manifest["entries"] if not (folder / e["path"]).is_file()]
+    root = folder.resolve()
+    inside = [e for e in manifest["entries"] if (folder / e["path"]).resolve().is_relative_to(root)]
+    dropped = manifest.get("dropped", []) + [e["path"] for e in manifest["entries"]
+                                             if e not in inside]
+    entries = [e for e in inside if (folder / e["path"]).is_file()]
+    missing = [e["path"] for e in inside if not (folder / e["path"]).is_file()]
     model = manifest.get("model") or {}
     classes = [str(c) for c in model.get("classes") or range(10)]
     sources = find_sources(folder, entries)
@@ -80,7 +86,7 @@ def build_site(folder: Path) -> Site:
     except OSError as exc:
         raise CnnvizError(f"cannot write {folder / INDEX_FILE}: {exc.strerror or exc}") from None
     return Site(folder / INDEX_FILE, len(entries), sum(len(c) for c in cards.values()), missing,
-                recovered)
+                recovered, dropped)
 
 
 def layer_order(model: dict, entries: list[dict], extra: list[str]) -> list[str]:
@@ -102,9 +108,9 @@ def _write_cards(folder: Path, sources: CardSources, classes: list[str],
         for layer in layer_order(model, [], sources.layers()):
             if layer not in sources.layers():
                 continue
-            cards[layer] = write_card_images(sources, layer, fresh / _slug(layer) / "img", classes)
+            cards[layer] = write_card_images(sources, layer, fresh / slug(layer) / "img", classes)
             for card in cards[layer]:
-                write_text(fresh / _slug(layer) / _card_file(card.index),
+                write_text(fresh / slug(layer) / _card_file(card.index),
                            _card_page(folder.name, card, len(cards[layer]), has_samples, classes,
                                       _unit(model, layer)))
         old = folder / f".{CARDS_DIR}-old-{uuid.uuid4().hex[:6]}"
@@ -139,7 +145,7 @@ def _index_page(name: str, model: dict, entries: list[dict], cards: dict[str, li
                         f"{row['params']:,} parameters, receptive field {_e(row['field'])}</p>")
         if layer in cards:
             unit = _unit(model, layer)
-            links = "".join(f'<a href="{_url(CARDS_DIR, _slug(layer), _card_file(c.index))}">'
+            links = "".join(f'<a href="{_url(CARDS_DIR, slug(layer), _card_file(c.index))}">'
                             f"{c.index}</a>" for c in cards[layer])
             body.append(f'<h3>{unit.capitalize()} cards</h3><p class="maps">{links}</p>')
         body.append(_gallery(mine) if mine else "<p>No galleries for this layer yet.</p>")
@@ -248,12 +254,8 @@ def _card_file(index: int) -> str:
     return f"map-{index:03d}.html"
 
 
-def _slug(layer: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in layer)
-
-
 def _anchor(layer: str) -> str:
-    return "layer-" + _slug(layer)
+    return "layer-" + slug(layer)
 
 
 def _url(*parts: str) -> str:
