@@ -19,6 +19,11 @@ from cnnviz.errors import CnnvizError, UsageError
 
 MAX_MANIFEST_BYTES = 64 * 2**20
 
+
+class DamagedManifest(CnnvizError):
+    """A manifest that parses but whose entries or model card are malformed: refused, never
+    rebuilt over (a missing or unparseable one in a cnnviz gallery is rebuilt from files)."""
+
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".manifest.lock"
 MARK_FILE = ".cnnviz-gallery"  # written with the first manifest: this folder is cnnviz's
@@ -103,7 +108,7 @@ def _validate(path: Path, data: dict) -> None:
     """Every entry a dict with string path, caption and kind, and a layer that is a string
     or null; the model card a dict whose layer rows have their keys."""
     def bad(what: str) -> CnnvizError:
-        return CnnvizError(f"{path}: {what}; move the file away to start a new manifest")
+        return DamagedManifest(f"{path}: {what}; move the file away to start a new manifest")
 
     for i, e in enumerate(data["entries"]):
         if not isinstance(e, dict):
@@ -169,7 +174,7 @@ def recover_manifest(folder: Path) -> tuple[dict, bool]:
     if (folder / MANIFEST_FILE).is_file():
         try:
             return read_manifest(folder), False
-        except UsageError:
+        except (UsageError, DamagedManifest):
             raise
         except CnnvizError:
             if not marked:
