@@ -81,7 +81,11 @@ def setting_options(func):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="cnnviz")
-def cli() -> None:
+@click.option("--trust-model", is_flag=True,
+              help="load .keras files even when that could run code stored in them "
+                   "(Lambda layers); only for files you trust")
+@click.pass_context
+def cli(ctx: click.Context, trust_model: bool) -> None:
     """Train a small CNN on MNIST-style digits and look inside it.
 
     \b
@@ -96,6 +100,13 @@ def cli() -> None:
     Two runs:    cnnviz train --runs 2 --name b && cnnviz compare b-1 b-2
     Galleries go to outputs/NAME/ (index.html, manifest.json).
     """
+    if trust_model:
+        from cnnviz.model import TRUST_ENV
+
+        before = os.environ.get(TRUST_ENV)
+        os.environ[TRUST_ENV] = "1"
+        ctx.call_on_close(lambda: os.environ.pop(TRUST_ENV) if before is None
+                          else os.environ.__setitem__(TRUST_ENV, before))
 
 
 @cli.command()
@@ -142,19 +153,23 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
 
     if resume:
         name = bundle.check_name(name or f"{dataset or 'mnist'}-{preset or 'article2'}")
-        folder = trained_dir / name
-        run, network, training = _resume_plan(folder, preset, config, dataset, from_initial,
-                                              force, overrides)
-        dataset, data_path = run["data"]["dataset"], data_path or run["data"].get("path")
-        preset = run.get("preset", "")
+        run_names = [name]
     else:
         preset, settings = resolve_settings(preset, config, overrides)
         network, training = specs_from_settings(settings)
         dataset = dataset or "mnist"
         name = bundle.check_name(name or f"{dataset}-{preset}")
-        folder = trained_dir / name
-        plan = [(name, training)] if runs == 1 else [
-            (f"{name}-{i}", replace(training, seed=training.seed + i - 1)) for i in range(1, runs + 1)]
+        run_names = [name] if runs == 1 else [f"{name}-{i}" for i in range(1, runs + 1)]
+    for run_name in run_names:  # one writer per bundle; held until the command ends
+        click.get_current_context().with_resource(bundle.writing(trained_dir / run_name))
+    if resume:
+        run, network, training = _resume_plan(trained_dir / name, preset, config, dataset,
+                                              from_initial, force, overrides)
+        dataset, data_path = bundle.dataset_of(run)[0], data_path or _recorded_data(run)
+        preset = run.get("preset", "")
+    else:
+        plan = [(run_name, replace(training, seed=training.seed + i))
+                for i, run_name in enumerate(run_names)]
         for run_name, _ in plan:
             if (trained_dir / run_name).exists() and not force:
                 raise UsageError(f"bundle {trained_dir / run_name} exists; pass --force to replace "
@@ -200,17 +215,16 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
 
 
 def _resume_plan(folder: Path, preset, config, dataset, from_initial, force, overrides):
-    """The run, network and training specs of the bundle to resume (only --epochs may change)."""
-    from cnnviz.spec import TrainSpec, network_from_json
+    """The run, network and training specs of the bundle to resume. Flags equal to the
+    bundle's own settings are accepted (people re-run the same command with --resume);
+    only --epochs may differ."""
+    from cnnviz.spec import TrainSpec, network_from_json, read_config, same_settings
 
-    changed = [f"--{k.replace('_', '-')}" for k, v in overrides.items()
-               if v is not None and k != "epochs"]
-    changed += [flag for flag, value in (("--preset", preset), ("--config", config),
-                                         ("--dataset", dataset), ("--from-initial", from_initial),
-                                         ("--force", force)) if value]
-    if changed:
-        raise UsageError(f"--resume continues with the bundle's own settings; only --epochs may "
-                         f"change (got {', '.join(changed)})")
+    refused = [flag for flag, value in (("--from-initial", from_initial), ("--force", force))
+               if value]
+    if refused:
+        raise UsageError(f"--resume continues the bundle as it is; it cannot be combined with "
+                         f"{' or '.join(refused)}")
     if not (folder / bundle.RUN_FILE).is_file():
         raise UsageError(f"nothing to resume: no bundle {folder}; start it without --resume")
     run = bundle.read_run(folder)
@@ -223,11 +237,33 @@ def _resume_plan(folder: Path, preset, config, dataset, from_initial, force, ove
                                                   or run["training"]["epochs"]}))
     except (KeyError, TypeError) as exc:
         raise CnnvizError(f"{folder / bundle.RUN_FILE} is incomplete ({exc}); retrain with --force") from None
+    given = {k: v for k, v in overrides.items() if v is not None and k != "epochs"}
+    if config is not None:
+        from_file = read_config(config)
+        if from_file.pop("preset", None) not in (None, run.get("preset")):
+            given.setdefault("preset", "?")
+        given = {k: v for k, v in from_file.items() if k != "epochs"} | given
+    differ = same_settings(network, training, given)
+    differ += [f"--{flag} {value} (the bundle's: {own})" for flag, value, own in
+               (("preset", preset, run.get("preset")),
+                ("dataset", dataset, bundle.dataset_of(run)[0])) if value and value != own]
+    if differ:
+        raise UsageError(f"--resume continues with the bundle's own settings; only --epochs may "
+                         f"change (got {'; '.join(differ)})")
     done = int(run.get("epochs_completed", 0))
     if done >= training.epochs:
         raise UsageError(f"{folder.name} has finished {done} of {training.epochs} epochs; "
                          f"pass --epochs N with N > {done} to train further")
     return run, network, training
+
+
+def _recorded_data(run: dict) -> str | None:
+    """The data path a bundle recorded, refused (exit 2) when it is gone."""
+    recorded = bundle.dataset_of(run)[1]
+    if recorded is not None and not Path(recorded).exists():
+        raise UsageError(f"the data this bundle was trained on, {recorded}, is gone; pass "
+                         "--data PATH")
+    return recorded
 
 
 def _check_same_data(run: dict, data) -> None:
@@ -329,6 +365,8 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
     if count is not None and digit is None:
         raise UsageError("--count goes with --digit (how many images of that class)")
     images = parse_int_list("--image", image_list) if image_list is not None else None
+    if input_file is not None and Path(input_file).is_dir():
+        raise UsageError(f"--input {input_file} is a folder; give one image file (PNG, JPEG, ...)")
     if input_file is not None and not Path(input_file).is_file():
         raise UsageError(f"--input {input_file}: no such file; give a PNG or JPEG of one digit")
 
@@ -766,7 +804,8 @@ def _load_data(loaded, dataset: str | None, data_path: Path | None, err: bool = 
     from cnnviz.data import load_dataset
 
     name, path = bundle.dataset_of(loaded.run)
-    data = load_dataset(dataset or name, data_path or path)
+    path = data_path or (_recorded_data(loaded.run) if dataset in (None, name) else None)
+    data = load_dataset(dataset or name, path)
     click.echo(f"data: {data.describe()}", err=err)
     return data
 
@@ -836,7 +875,8 @@ def list_(trained_dir) -> None:
     for r in rows:
         acc = f"{r.test_accuracy:.4f}" if r.test_accuracy is not None else "-"
         click.echo(f"{r.name:<{width}}  {r.dataset:<8} {r.epochs:>6}  {acc:>8}  "
-                   f"{r.status:<11} {r.updated[:16].replace('T', ' ')}")
+                   f"{r.status:<11} {r.updated[:16].replace('T', ' ')}"
+                   + (f"({r.problem})" if r.problem else ""))
 
 
 def main(argv: list[str] | None = None) -> None:

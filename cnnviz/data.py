@@ -119,14 +119,34 @@ class Preprocessing:
                 "mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_json(cls, data: dict | None) -> "Preprocessing":
-        """Inverse of `to_json`; None means the default for plain .keras files (/255)."""
-        if not data or data.get("kind") == "unit":
+    def from_json(cls, data: dict | None, where: str = "run.json") -> "Preprocessing":
+        """Inverse of `to_json`; None means the default for plain .keras files (/255).
+
+        A recorded preprocessing is never guessed: an unknown kind, or a mean or std that is
+        not 28×28 finite numbers (std > 0), is refused naming `where` and the field."""
+        if data is None:
+            return cls("unit")
+        if not isinstance(data, dict):
+            raise CnnvizError(f"{where}: field preprocessing is {data!r}, expected an object")
+        if data.get("kind") == "unit":
             return cls("unit")
         if data.get("kind") != "standardize":
-            raise CnnvizError(f"unknown preprocessing {data.get('kind')!r} in run.json")
-        return cls("standardize", np.asarray(data["mean"], np.float32),
-                   np.asarray(data["std"], np.float32))
+            raise CnnvizError(f"{where}: unknown preprocessing.kind {data.get('kind')!r}; "
+                              f"valid: {', '.join(NORMALIZATIONS)}")
+        arrays = []
+        for key in ("mean", "std"):
+            try:
+                value = np.asarray(data.get(key), np.float32)
+            except (TypeError, ValueError):
+                value = np.zeros(0, np.float32)
+            if value.shape != (IMAGE_SIDE, IMAGE_SIDE) or not np.isfinite(value).all():
+                raise CnnvizError(f"{where}: field preprocessing.{key} must be {IMAGE_SIDE}×"
+                                  f"{IMAGE_SIDE} finite numbers (got shape {value.shape})")
+            arrays.append(value)
+        if not (arrays[1] > 0).all():
+            raise CnnvizError(f"{where}: field preprocessing.std has values ≤ 0; every input "
+                              "would be garbage: retrain the bundle with --force")
+        return cls("standardize", *arrays)
 
 
 def load_dataset(name: str = "mnist", path: str | os.PathLike | None = None,
@@ -141,7 +161,8 @@ def load_dataset(name: str = "mnist", path: str | os.PathLike | None = None,
     if name not in DATASETS:
         raise UsageError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     if path is not None:
-        return _check(name, *_read_path(Path(path)), source=str(path), path=str(path))
+        return _check(name, *_read_path(Path(path)), source=str(path),
+                      path=str(Path(path).resolve()))
     for finder in (_from_keras_cache, _from_debian, _from_download, _from_embedded):
         found = finder(name, download)
         if found is not None:
@@ -299,6 +320,8 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
     from skimage import color, io, transform, util
 
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"--input {path} is a folder; give one image file (PNG, JPEG, ...)")
     if not path.is_file():
         raise UsageError(f"--input {path}: no such file; give a PNG or JPEG of one digit")
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,11 +100,21 @@ def load_model(ref: str | None, trained_root: Path, compile: bool = False) -> Lo
     """Load a bundle (by name or folder) or a plain .keras file; None: the newest bundle."""
     found = resolve(ref, trained_root)
     run = read_run(found.bundle_dir) if found.bundle_dir else {}
+    prep = Preprocessing.from_json(run.get("preprocessing"), str(found.bundle_dir / "run.json")) \
+        if found.bundle_dir else Preprocessing()
     model = read_keras(found.model_path, compile=compile)
     if len(model.input_shape) != 4 or model.input_shape[1:] != (IMAGE_SIDE, IMAGE_SIDE, 1):
         raise UsageError(f"{found.model_path}: input shape {model.input_shape}; cnnviz needs a "
                          "model of 28x28x1 images")
-    return LoadedModel(found, model, run, Preprocessing.from_json(run.get("preprocessing")))
+    return LoadedModel(found, model, run, prep)
+
+
+TRUST_ENV = "CNNVIZ_TRUST_MODEL"
+
+
+def trusted() -> bool:
+    """Whether the user opted in to loading .keras files that may run code (off by default)."""
+    return os.environ.get(TRUST_ENV, "") in ("1", "true", "yes")
 
 
 def read_keras(path: Path, compile: bool = False) -> keras.Model:
@@ -111,10 +123,27 @@ def read_keras(path: Path, compile: bool = False) -> keras.Model:
         what = "an empty file" if path.stat().st_size == 0 else "not a .keras (zip) archive"
         raise CnnvizError(f"cannot load {path}: {what}; retrain the bundle or give a valid .keras file")
     try:
-        return keras.models.load_model(path, compile=compile)
+        with _quiet_keras_warnings():
+            return keras.models.load_model(path, compile=compile, safe_mode=not trusted())
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise CnnvizError(f"cannot load {path}: not a valid Keras model file ({reason})") from None
+        if "safe_mode" in str(exc):
+            raise UsageError(f"{path} was refused: loading it could run code stored in it (a "
+                             "Lambda layer or custom code); if you trust this file, pass "
+                             f"--trust-model (or set {TRUST_ENV}=1)") from None
+        reason = " ".join(str(exc).split())
+        reason = reason if len(reason) <= 200 else reason[:reason.rfind(" ", 0, 200)] + " …"
+        reason = reason or type(exc).__name__
+        raise CnnvizError(f"cannot load {path}: Keras could not read it ({reason})") from None
+
+
+@contextlib.contextmanager
+def _quiet_keras_warnings():
+    """Keras warns on stderr (e.g. about compiled metrics); cnnviz prints only its own lines."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 @dataclass(frozen=True)

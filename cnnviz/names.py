@@ -15,13 +15,13 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 MAX_LENGTH = 80
 
 
-def slug(name: str) -> str:
+def slug(name: str, unique: bool = True) -> str:
     """A name that is one harmless path component: letters, digits, '_', '.', '-', not
-    starting with '.' or '-', at most MAX_LENGTH characters. A name that had to change gets a
-    short hash of the original, so two different names never share a slug."""
+    starting with '.' or '-', at most MAX_LENGTH characters. With `unique`, a name that had
+    to change gets a short hash of the original, so two different names never share a slug."""
     text = str(name)
     safe = _UNSAFE.sub("_", text).lstrip(".-")[:MAX_LENGTH]
-    if safe == text and safe:
+    if (safe == text or not unique) and safe:
         return safe
     digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{safe.rstrip('.') or 'unnamed'}-{digest}"

@@ -170,14 +170,25 @@ def resolve_settings(preset: str | None = None, config: str | Path | None = None
     return preset, {key: coerce(key, value) for key, value in settings.items()}
 
 
+MAX_CONFIG_BYTES = 2**20
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
     """Read a JSON or TOML settings file (flat keys, dashes or underscores)."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise UsageError(f"--config {path}: not a regular file; give a JSON or TOML file")
+    if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UsageError(f"--config {path}: {path.stat().st_size:,} bytes; a settings file is "
+                         f"at most {MAX_CONFIG_BYTES:,} bytes")
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file") from None
+    except RecursionError:
+        raise UsageError(f"--config {path}: nested too deeply; a settings file is one flat "
+                         "table of settings") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
         raise UsageError(f"--config {path}: not valid {kind} ({str(exc).splitlines()[0]})") from None
@@ -261,6 +272,32 @@ def _per_layer(key: str, values: list, n: int, kind: str) -> list:
     if len(values) != n:
         raise UsageError(f"{key}: give one value or one per {kind} layer ({n}), got {len(values)}")
     return values
+
+
+def settings_of(network: NetworkSpec, training: TrainSpec) -> dict[str, Any]:
+    """The flat settings that build exactly these specs (inverse of specs_from_settings)."""
+    return {"conv": [c.filters for c in network.convs],
+            "kernel": [c.kernel for c in network.convs],
+            "conv_activation": [c.activation for c in network.convs],
+            "pools": list(network.pools), "dense": [d.units for d in network.dense],
+            "dense_activation": [d.activation for d in network.dense] or ["relu"],
+            "output_activation": network.output_activation, **asdict(training)}
+
+
+def same_settings(network: NetworkSpec, training: TrainSpec, given: dict[str, Any]) -> list[str]:
+    """Which of the `given` settings (flag or config values) would change these specs:
+    one line per setting, naming both values; [] when all are equal."""
+    own = settings_of(network, training)
+    differ = []
+    for key, value in given.items():
+        if key == "preset":
+            differ.append("--config preset (the bundle's preset differs)")
+            continue
+        changed = specs_from_settings(own | {key: coerce(key, value)})
+        if changed != (network, training):
+            shown = ",".join(map(str, own[key])) if isinstance(own[key], list) else own[key]
+            differ.append(f"--{key.replace('_', '-')} {value} (the bundle's: {shown})")
+    return differ
 
 
 def network_to_json(network: NetworkSpec) -> dict:

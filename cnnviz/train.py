@@ -186,6 +186,10 @@ def train_bundle(folder: Path, network: NetworkSpec, training: TrainSpec, data: 
         run.update(status="interrupted", updated=_now())
         bundle.write_run(folder, run)
         done = run.get("epochs_completed", 0)
+        if not done:
+            raise TrainingInterrupted(
+                f"interrupted before the first epoch of {folder.name} ended: nothing to resume; "
+                f"start it again with `cnnviz train --name {folder.name} --force`") from None
         raise TrainingInterrupted(
             f"interrupted: {folder} keeps epoch {done} of {training.epochs}; continue with "
             f"`cnnviz train --name {folder.name} --resume`") from None

@@ -73,7 +73,7 @@ def select_one_per_class(data: Dataset, split: str) -> Selection:
 def select_file(path: str | Path) -> Selection:
     """One image file of the user's own (read, grayed, resized, inverted if light)."""
     pixels = read_image_file(path)[np.newaxis]
-    return Selection(f"input-{slug(Path(path).stem)}", pixels, np.array([-1]), None, None)
+    return Selection(f"input-{slug(Path(path).stem, unique=False)}", pixels, np.array([-1]), None, None)
 
 
 def write_image_activations(loaded: LoadedModel, layers: list[str], selection: Selection,
