@@ -25,6 +25,26 @@ from cnnviz.spec import (ACTIVATIONS, OPTIMIZERS, OUTPUT_ACTIVATIONS, PRESETS, R
 
 quiet_tensorflow()
 
+
+class FiniteFloat(click.ParamType):
+    """A float flag that refuses inf and nan (a usage error, exit 2)."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
+
 # (flag, setting key, click type, help) for every training setting; keys as in spec.py.
 SETTING_FLAGS = [
     ("--conv", "conv", str, "filters per conv layer, e.g. 32,64,64"),
@@ -37,13 +57,13 @@ SETTING_FLAGS = [
      f"one or one per dense layer: {'|'.join(ACTIVATIONS)}"),
     ("--output-activation", "output_activation", click.Choice(OUTPUT_ACTIVATIONS), None),
     ("--optimizer", "optimizer", click.Choice(OPTIMIZERS), None),
-    ("--learning-rate", "learning_rate", float, "initial learning rate"),
-    ("--momentum", "momentum", float, "momentum for rmsprop and sgd"),
+    ("--learning-rate", "learning_rate", FINITE, "initial learning rate"),
+    ("--momentum", "momentum", FINITE, "momentum for rmsprop and sgd"),
     ("--schedule", "schedule", click.Choice(SCHEDULES), "learning-rate schedule"),
     ("--decay-steps", "decay_steps", int, "schedule: steps per decay unit"),
-    ("--decay-rate", "decay_rate", float, "schedule: decay rate"),
+    ("--decay-rate", "decay_rate", FINITE, "schedule: decay rate"),
     ("--regularizer", "regularizer", click.Choice(REGULARIZERS), "weight penalty"),
-    ("--reg-factor", "reg_factor", float, "weight penalty factor"),
+    ("--reg-factor", "reg_factor", FINITE, "weight penalty factor"),
     ("--reg-scope", "reg_scope", click.Choice(REG_SCOPES), "layers the penalty applies to"),
     ("--epochs", "epochs", int, None),
     ("--batch-size", "batch_size", int, None),
@@ -376,6 +396,8 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
 
     layers = _layers(loaded.model, layer_specs)
     selection = gallery.select_file(input_file) if input_file is not None else None
+    if selection is not None and selection.note:
+        click.echo(f"note: {selection.note}")
     wants_images = (selection is not None or images is not None or digit is not None
                     or not class_mean)
     data = None
@@ -401,7 +423,7 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
               help="a layer, a comma list, or all (default: every conv layer)")
 @click.option("--maps", help="map indices and ranges, e.g. 0-15,31 (default: all)")
 @click.option("--steps", type=int, default=100, show_default=True)
-@click.option("--step-size", type=float, default=0.1, show_default=True,
+@click.option("--step-size", type=FINITE, default=0.1, show_default=True,
               help="RMS change of the input per step (standardised units)")
 @click.option("--scales", default="3,7,14,28", show_default=True,
               help="length scales of the start noise, in pixels")
@@ -563,7 +585,7 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
 @click.option("--limit", type=int, help="statistics over only the first N images of the split")
 @click.option("--top", type=int, default=9, show_default=True, help="top-activating images per map")
 @click.option("--steps", type=int, default=100, show_default=True, help="gradient-ascent steps")
-@click.option("--step-size", type=float, default=0.1, show_default=True)
+@click.option("--step-size", type=FINITE, default=0.1, show_default=True)
 @click.option("--scales", default="3,7,14,28", show_default=True, help="length scales of the start noise")
 @click.option("--starts", type=int, default=1, show_default=True,
               help="random starts per scale (the filters command's default is 2)")
@@ -614,7 +636,8 @@ def atlas(model, split, limit, top, steps, step_size, scales, starts, seed, data
         t0 = time.perf_counter()
         entries = work()
         _record(loaded, out, entries, None)
-        click.echo(f"{label}: {len(entries)} files in {time.perf_counter() - t0:.1f} s")
+        click.echo(f"{label}: {len({e['path'] for e in entries})} files in "
+                   f"{time.perf_counter() - t0:.1f} s")
 
     def pattern_line(layer, result) -> None:
         reached = result.best_objective
@@ -833,7 +856,8 @@ def _record(loaded, out: Path, entries: list[dict], folder: str | None,
     interrupts.raise_if_received()  # never record the work of an interrupted command
     manifest = add_entries(out, entries, model=model_card(loaded))
     if folder is not None:
-        click.echo(f"wrote {len(entries)} files to {out / folder} (listed in {manifest})")
+        written = len({e["path"] for e in entries})
+        click.echo(f"wrote {written} files to {out / folder} (listed in {manifest})")
         if refresh_page:
             _refresh_page(out)
 

@@ -312,12 +312,19 @@ def _from_embedded(name: str, _download) -> tuple[tuple, str] | None:
 
 
 def read_image_file(path: str | os.PathLike) -> np.ndarray:
-    """A photo or scan of one digit → 28×28 uint8, white digit on black like MNIST.
+    """A photo or scan of one digit → 28×28 uint8, white digit on black like MNIST."""
+    return read_image(path)[0]
 
-    Read with scikit-image, converted to gray, resized with anti-aliasing, and inverted
-    when the background (the border pixels) is light.
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
+    """A photo, scan or drawing of one digit → (28×28 uint8 white on black, a note or None).
+
+    Any image Pillow reads: gray, colour or palette; transparency is composited on white;
+    of an animation the first frame is taken (and the note says so). Converted to gray,
+    resized with anti-aliasing, and inverted when the background (the border) is light.
     """
-    from skimage import color, io, transform, util
+    from PIL import Image, UnidentifiedImageError
+    from skimage import transform
 
     path = Path(path)
     if path.is_dir():
@@ -325,24 +332,31 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise UsageError(f"--input {path}: no such file; give a PNG or JPEG of one digit")
     try:
-        image = io.imread(path)
-    except Exception as exc:  # imageio raises many kinds for files that are not images
+        with Image.open(path) as image:
+            frames = getattr(image, "n_frames", 1)
+            image.seek(0)
+            if image.width > MAX_IMAGE_SIDE or image.height > MAX_IMAGE_SIDE:
+                raise CnnvizError(f"--input {path}: {image.width}×{image.height} pixels; at most "
+                                  f"{MAX_IMAGE_SIDE} a side")
+            rgba = image.convert("RGBA")
+    except CnnvizError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise CnnvizError(f"--input {path}: not a readable image file ({type(exc).__name__}); "
-                          "give a PNG, JPEG, BMP or TIFF of one digit") from None
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] == 4:
-        image = color.rgba2rgb(image)
-    if image.ndim == 3 and image.shape[-1] == 3:
-        image = color.rgb2gray(image)
-    if image.ndim != 2 or min(image.shape) < 2:
-        raise CnnvizError(f"--input {path}: expected a 2-D gray or colour image, got shape "
-                          f"{image.shape}")
-    gray = util.img_as_float(image)
+                          "give a PNG, JPEG, GIF, BMP or TIFF of one digit") from None
+    if min(rgba.size) < 2:
+        raise CnnvizError(f"--input {path}: {rgba.width}×{rgba.height} pixels is too small")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    gray = np.asarray(Image.alpha_composite(white, rgba).convert("L"), np.float64) / 255.0
     small = transform.resize(gray, (IMAGE_SIDE, IMAGE_SIDE), anti_aliasing=True)
     border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
     if border.mean() > 0.5:
         small = 1.0 - small
-    return np.rint(np.clip(small, 0, 1) * 255).astype(np.uint8)
+    note = (f"{path.name} has {frames} frames; using the first" if frames > 1 else None)
+    return np.rint(np.clip(small, 0, 1) * 255).astype(np.uint8), note
+
+
+MAX_IMAGE_SIDE = 4096
 
 
 def network_answers(host: str, port: int, timeout: float = 3.0) -> bool:

@@ -8,6 +8,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnviz.runtime import import_tensorflow
+
+import_tensorflow()  # quietly, before the imports below
+
 import keras
 import numpy as np
 

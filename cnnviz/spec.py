@@ -8,6 +8,7 @@ Later sources override earlier ones: preset < config file < flags.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -103,6 +104,9 @@ class TrainSpec:
     normalize: str = "standardize"
 
     def __post_init__(self):
+        for name in ("learning_rate", "momentum", "decay_rate", "reg_factor"):
+            if not math.isfinite(getattr(self, name)):
+                raise UsageError(f"{name} must be a finite number, got {getattr(self, name)}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         if not self.learning_rate > 0:
             raise UsageError(f"learning_rate must be > 0, got {self.learning_rate}")

@@ -10,6 +10,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from cnnviz.runtime import import_tensorflow
+
+import_tensorflow()  # quietly, before the imports below
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -237,8 +241,12 @@ def save_initial_weights(model: keras.Model, path: Path) -> None:
 
 def load_initial_weights(model: keras.Model, path: Path) -> None:
     """Start from another bundle's initial weights; the architectures must match."""
+    import warnings
+
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.load_weights(path)
     except (ValueError, OSError, KeyError) as exc:
         raise CnnvizError(f"--from-initial: {path} does not fit this architecture "
                           f"({str(exc).splitlines()[0][:160]})") from None

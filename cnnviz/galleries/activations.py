@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnviz.atomic import atomic_path
-from cnnviz.data import Dataset, read_image_file
+from cnnviz.data import Dataset, read_image
 from cnnviz.errors import UsageError
 from cnnviz.manifest import entry
 from cnnviz.names import slug
@@ -30,6 +30,7 @@ class Selection:
     split: str | None
     digit: int | None = None
     rows: bool = False         # one images × maps figure per layer instead of one per image
+    note: str | None = None    # e.g. which frame of an animation was taken
 
     def stem(self, i: int) -> str:
         """File stem of image i alone."""
@@ -72,8 +73,9 @@ def select_one_per_class(data: Dataset, split: str) -> Selection:
 
 def select_file(path: str | Path) -> Selection:
     """One image file of the user's own (read, grayed, resized, inverted if light)."""
-    pixels = read_image_file(path)[np.newaxis]
-    return Selection(f"input-{slug(Path(path).stem, unique=False)}", pixels, np.array([-1]), None, None)
+    pixels, note = read_image(path)
+    return Selection(f"input-{slug(Path(path).stem, unique=False)}", pixels[np.newaxis],
+                     np.array([-1]), None, None, note=note)
 
 
 def write_image_activations(loaded: LoadedModel, layers: list[str], selection: Selection,
@@ -107,8 +109,9 @@ def write_image_activations(loaded: LoadedModel, layers: list[str], selection: S
             rel = f"{FOLDER}/{place}/{stem}-{place}.png"
             truth = class_names[selection.labels[i]] if selection.labels is not None else "?"
             lines = [f"true {truth}, predicted {class_names[predicted[i]]}",
-                     "top-3: " + ", ".join(f"{class_names[c]} {p:.2f}"
-                                           for c, p in zip(top_classes[i], top_probs[i]))]
+                     ("top-3: " if result.softmax else "top-3 scores (no softmax): ")
+                     + ", ".join(f"{class_names[c]} {p:.2f}"
+                                 for c, p in zip(top_classes[i], top_probs[i]))]
             title = (f"{selection.split} image {selection.index[i]}" if selection.index[i] >= 0
                      else selection.name.removeprefix("input-") + " (your image)")
             image_activation_figure(values[i], selection.pixels[i], layer, title, lines, scale,
@@ -121,7 +124,7 @@ def write_image_activations(loaded: LoadedModel, layers: list[str], selection: S
             with open(tmp, "wb") as handle:
                 labels = selection.labels if selection.labels is not None else np.array([-1])
                 np.savez(handle, input=inputs, index=selection.index, labels=labels,
-                         pixels=selection.pixels, probabilities=result.probabilities,
+                         pixels=selection.pixels, **{result.output_name: result.probabilities},
                          **result.layers)
         entries.append(_entry(rel, f"activation arrays of {', '.join(layers)} for "
                                    f"{selection.name}", "arrays", None, selection.index.tolist()))

@@ -13,13 +13,20 @@ from cnnviz.data import NUM_CLASSES, Preprocessing
 
 @dataclass(frozen=True)
 class Activations:
-    """Layer outputs (float32, N × …) and the network's class probabilities for N inputs."""
+    """Layer outputs (float32, N × …) and the network's output for N inputs: class
+    probabilities when it ends in a softmax, raw scores (logits) otherwise."""
 
     layers: dict[str, np.ndarray]
-    probabilities: np.ndarray
+    probabilities: np.ndarray  # (N, classes): the network's output, whatever it is
+    softmax: bool = True       # False: the output is scores, never to be called probabilities
+
+    @property
+    def output_name(self) -> str:
+        """What the output is: `probabilities` or `scores`."""
+        return "probabilities" if self.softmax else "scores"
 
     def top(self, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
-        """(classes, probabilities) of the k most probable classes per image, best first."""
+        """(classes, outputs) of the k highest-scoring classes per image, best first."""
         order = np.argsort(-self.probabilities, axis=1)[:, :k]
         return order, np.take_along_axis(self.probabilities, order, axis=1)
 
@@ -28,7 +35,16 @@ def layer_outputs_model(model: keras.Model, layers: list[str],
                         with_predictions: bool = True) -> keras.Model:
     """One intermediate model whose outputs are the layers (then the network's output)."""
     outputs = [model.get_layer(name).output for name in layers]
-    return keras.Model(model.input, outputs + ([model.outputs[0]] if with_predictions else []))
+    # model.inputs, not model.input: a loaded Sequential has only the former
+    return keras.Model(model.inputs, outputs + ([model.outputs[0]] if with_predictions else []))
+
+
+def ends_in_softmax(model: keras.Model) -> bool:
+    """Whether the network's output is a softmax (probabilities) rather than raw scores."""
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    return getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
 
 
 def activations(model: keras.Model, layers: list[str], inputs: np.ndarray,
@@ -40,7 +56,7 @@ def activations(model: keras.Model, layers: list[str], inputs: np.ndarray,
         for store, out in zip(chunks, probe(inputs[start:start + batch_size], training=False)):
             store.append(out.numpy())
     arrays = [np.concatenate(c).astype(np.float32) for c in chunks]
-    return Activations(dict(zip(layers, arrays[:-1])), arrays[-1])
+    return Activations(dict(zip(layers, arrays[:-1])), arrays[-1], ends_in_softmax(model))
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,11 @@ class PatternSettings:
     start_contrast: float = 40.0  # grey levels of the start fluctuations around mid-grey
 
     def __post_init__(self):
+        object.__setattr__(self, "scales", tuple(dict.fromkeys(self.scales)))  # no repeats
+        object.__setattr__(self, "snapshots", tuple(sorted(set(self.snapshots))))
         if self.steps < 1:
             raise UsageError(f"--steps must be ≥ 1, got {self.steps}")
-        if not self.step_size > 0:
+        if not 0 < self.step_size < float("inf"):
             raise UsageError(f"--step-size must be > 0, got {self.step_size}")
         bad = [s for s in self.scales if not 1 <= s <= IMAGE_SIDE]
         if bad or not self.scales:
@@ -108,7 +110,7 @@ def response(model: keras.Model, name: str) -> Callable:
     """
     layer = model.get_layer(name)
     if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-        feed = keras.Model(model.input, layer.input)
+        feed = keras.Model(model.inputs, layer.input)  # a loaded Sequential has no .input
 
         def linear(x):
             inputs = feed(x, training=False)

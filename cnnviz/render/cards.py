@@ -97,7 +97,7 @@ def find_sources(folder: Path, entries: list[dict]) -> CardSources:
                 with np.load(path) as z:
                     if "pixels" in z.files and "labels" in z.files and (
                             found.sample_pixels is None or "one-per-class" in path.name):
-                        skip = {"input", "index", "labels", "pixels", "probabilities"}
+                        skip = {"input", "index", "labels", "pixels", "probabilities", "scores"}
                         found.samples = {k: z[k] for k in z.files if k not in skip}
                         found.sample_pixels, found.sample_labels = z["pixels"], z["labels"]
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
