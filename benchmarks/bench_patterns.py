@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from cnnviz.data import load_dataset  # noqa: E402
 from cnnviz.model import load_model  # noqa: E402
+from cnnviz.probes import patterns  # noqa: E402
 from cnnviz.probes.activations import activations  # noqa: E402
 from cnnviz.probes.patterns import (PatternSettings, _compiled_step, optimal_patterns,  # noqa: E402
                                     response, starting_images)
@@ -66,7 +67,7 @@ def quality(loaded) -> None:
     for layer in ("conv1", "conv2", "conv3"):
         maps = np.arange(loaded.model.get_layer(layer).output.shape[-1])
         result = optimal_patterns(loaded.model, layer, maps, loaded.preprocessing, settings)
-        fed_back = np.asarray(keras.Model(loaded.model.input, loaded.model.get_layer(layer).output)(
+        fed_back = np.asarray(keras.Model(loaded.model.inputs, loaded.model.get_layer(layer).output)(
             result.best_inputs)).mean(axis=(1, 2))[maps, maps]
         real_mean = real.layers[layer].mean(axis=(0, 1, 2))
         dead_starts = int((result.start_objective == 0).sum())
@@ -85,10 +86,21 @@ def speed(loaded, repeats: int, settings: PatternSettings) -> None:
     lo = np.minimum(prep.apply(np.zeros((1, 28, 28))), prep.apply(np.full((1, 28, 28), 255.0)))
     hi = np.maximum(prep.apply(np.zeros((1, 28, 28))), prep.apply(np.full((1, 28, 28), 255.0)))
     lo, hi, rate = tf.constant(lo), tf.constant(hi), tf.constant(settings.step_size)
-    starts = prep.apply(starting_images(maps, settings).reshape(-1, 28, 28)).reshape(64, per_map, 28, 28, 1)
+    items = np.arange(64 * per_map)
+    starts = prep.apply(starting_images(items // per_map, settings,
+                                        (items // settings.starts) % len(settings.scales),
+                                        items % settings.starts)).reshape(64, per_map, 28, 28, 1)
 
     def batched() -> None:
+        patterns.PARALLEL_CHUNKS = 1
         optimal_patterns(loaded.model, "conv3", maps, prep, settings)
+
+    def chunks_side_by_side() -> None:  # before issue 12: fast, but crashed branched models
+        patterns.PARALLEL_CHUNKS = max(2, os.cpu_count() or 2)
+        try:
+            optimal_patterns(loaded.model, "conv3", maps, prep, settings)
+        finally:
+            patterns.PARALLEL_CHUNKS = 1
 
     def one_at_a_time() -> None:
         step = _compiled_step(respond, "mean", "auto")  # compiled once, reused for every map
@@ -100,7 +112,7 @@ def speed(loaded, repeats: int, settings: PatternSettings) -> None:
                 step(x, targets, lo, hi, rate)
 
     def keras_example_style() -> None:
-        feed = keras.Model(loaded.model.input, loaded.model.get_layer("conv3").output)
+        feed = keras.Model(loaded.model.inputs, loaded.model.get_layer("conv3").output)
 
         @tf.function
         def step(x, filter_index):  # filter_index is a Python int: a new trace per filter
@@ -116,7 +128,9 @@ def speed(loaded, repeats: int, settings: PatternSettings) -> None:
             for _ in range(settings.steps):
                 x = step(x, int(m))
 
-    variants = {"one batch (cnnviz)": batched, "compiled one map at a time": one_at_a_time,
+    variants = {"one batch (cnnviz)": batched,
+                "one batch, parallel chunks": chunks_side_by_side,
+                "compiled one map at a time": one_at_a_time,
                 "Keras-example style loop": keras_example_style}
     times = interleaved(variants, repeats)
     base = statistics.median(times["one batch (cnnviz)"])

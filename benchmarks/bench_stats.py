@@ -60,7 +60,7 @@ def main() -> None:
 
 
 def speed(loaded, layers, data: Dataset, repeats: int, tmp: Path) -> None:
-    probe = keras.Model(loaded.model.input, [loaded.model.get_layer(n).output for n in layers])
+    probe = keras.Model(loaded.model.inputs, [loaded.model.get_layer(n).output for n in layers])
     x = loaded.preprocessing.apply(data.x_test)
 
     def predict() -> None:

@@ -37,7 +37,7 @@ class FiniteFloat(click.ParamType):
         try:
             number = float(value)
         except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
+            self.fail(f"{value!r} is not a valid float", param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
@@ -462,7 +462,7 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
     from cnnviz.data import class_names
     from cnnviz.galleries.filters import FILTERS, write_patterns
     from cnnviz.probes.kernels import conv_layers
-    from cnnviz.probes.patterns import parse_maps, pattern_layers, response
+    from cnnviz.probes.patterns import ascent_steps, parse_maps, pattern_layers, response
 
     layers = _layers(loaded.model, layer_specs, ",".join(conv_layers(loaded.model)),
                      pattern_layers(loaded.model))
@@ -475,7 +475,8 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
     _check_writable(out)
     names = class_names(bundle.dataset_of(loaded.run)[0])
     for layer, chosen in plan:
-        with click.progressbar(length=settings.steps, label=f"{layer}: {len(chosen)} maps × "
+        with click.progressbar(length=ascent_steps(len(chosen), settings),
+                               label=f"{layer}: {len(chosen)} maps × "
                                f"{len(settings.scales) * settings.starts} starts",
                                file=sys.stderr) as bar:
             written, result = write_patterns(loaded, layer, chosen, settings, out, names,

@@ -119,3 +119,17 @@ def test_a_damaged_manifest_is_refused_before_any_work(damage, fragment, atlas, 
         result = run_cli(*args, "--trained-dir", trained, "--outputs-dir", tmp_path)
         assert_one_line_error(result, 1, "manifest.json", fragment)
         assert snapshot(copy) == before, args
+
+
+def test_compare_of_a_file_with_spaces_and_brackets_names_a_safe_gallery(trained, run_cli,
+                                                                          tmp_path):
+    from cnnviz.names import slug
+
+    odd = tmp_path / "my model (v2).keras"
+    shutil.copy(trained / "a2" / "model.keras", odd)
+    result = run_cli("compare", "a2", odd, "--layer", "conv1", "--limit", "50",
+                     "--trained-dir", trained, "--outputs-dir", tmp_path / "out")
+    assert result.code == 0, result.output
+    gallery = tmp_path / "out" / slug(f"compare-a2-{slug('my model (v2)')}")
+    assert gallery.is_dir() and (gallery / "index.html").is_file()
+    assert "my model (v2)" in (gallery / "manifest.json").read_text()  # the original name

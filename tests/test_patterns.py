@@ -21,7 +21,7 @@ def test_one_batch_equals_one_map_at_a_time(loaded, chunk, monkeypatch):
     together = optimal_patterns(loaded.model, "conv2", maps, loaded.preprocessing, settings)
     for i, m in enumerate(maps):
         alone = optimal_patterns(loaded.model, "conv2", np.array([m]), loaded.preprocessing, settings)
-        np.testing.assert_allclose(together.inputs[i], alone.inputs[0], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(together.scale_inputs[i], alone.scale_inputs[0], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(together.objective[i], alone.objective[0], rtol=1e-4, atol=1e-5)
 
 
@@ -50,7 +50,8 @@ def test_a_dead_start_is_recovered_by_the_pre_activation(loaded, tmp_path):
     settings = PatternSettings(steps=60, scales=(7,), starts=2)
     from cnnviz.probes.patterns import starting_images
 
-    starts = loaded.preprocessing.apply(starting_images(np.array([0]), settings).reshape(-1, 28, 28))
+    starts = loaded.preprocessing.apply(starting_images(np.array([0, 0]), settings,
+                                                        np.array([0, 0]), np.array([0, 1])))
     pre, _ = response(model, "conv2")(starts)
     kernel, bias = model.get_layer("conv2").get_weights()
     bias[0] -= float(np.asarray(pre)[..., 0].max()) + 0.5

@@ -39,7 +39,7 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
     if per_scale:
         for j, scale in enumerate(result.scales):
             pick = result.objective[:, j].argmax(axis=1)
-            chosen = result.inputs[np.arange(len(maps)), j, pick]
+            chosen = result.scale_inputs[:, j]
             rel = f"{FILTERS}/{place}/patterns-{place}-scale-{scale}.png"
             caption = f"{layer}: best pattern per map from starts of length scale {scale}"
             reached = result.objective[np.arange(len(maps)), j, pick]
@@ -47,7 +47,7 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
                             [f"{m}: {o:.2f}" for m, o in zip(result.maps, reached)], caption, out / rel)
             entries.append(_entry(rel, caption, "patterns-scale", layer, result.maps))
     steps = sorted(result.snapshots)
-    frames = (np.stack([_pixels(loaded, result.best_of(result.snapshots[s])) for s in steps], 1)
+    frames = (np.stack([_pixels(loaded, result.snapshots[s]) for s in steps], 1)
               if steps else np.zeros((len(maps), 0, 28, 28), np.float32))
     if steps:
         rel = f"{FILTERS}/{place}/evolution-{place}.png"

@@ -63,37 +63,37 @@ class PatternSettings:
 
 @dataclass
 class Patterns:
-    """Result for one layer: every start's pattern and objective, and the best per map."""
+    """Result for one layer: every start's objective, and each map's best pattern (overall,
+    per length scale, and at the snapshot steps). Only the best patterns are kept, so memory
+    does not grow with the number of starts."""
 
     layer: str
     maps: np.ndarray            # (M,) map (or unit) indices
     scales: tuple[int, ...]
-    inputs: np.ndarray          # (M, S, K, 28, 28, 1) final patterns as fed to the network
     objective: np.ndarray       # (M, S, K) post-activation objective of each final pattern
     start_objective: np.ndarray  # (M, S, K) the same for the starting images
-    snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # step → (M, S, K, 28, 28, 1)
-    seconds: float = 0.0
+    best_inputs: np.ndarray     # (M, 28, 28, 1) each map's best final pattern, as fed
+    scale_inputs: np.ndarray    # (M, S, 28, 28, 1) each map's best final pattern per scale
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # step → (M, 28, 28, 1)
+    seconds: float = 0.0        # of the best start, at that step
 
     @property
     def best(self) -> np.ndarray:
         """(M,) flat index into (S, K) of each map's best start."""
         return self.objective.reshape(len(self.maps), -1).argmax(axis=1)
 
-    def best_of(self, array: np.ndarray) -> np.ndarray:
-        """Pick each map's best start out of an (M, S, K, …) array."""
-        flat = array.reshape(len(self.maps), -1, *array.shape[3:])
-        return flat[np.arange(len(self.maps)), self.best]
-
-    @property
-    def best_inputs(self) -> np.ndarray:
-        return self.best_of(self.inputs)
-
     @property
     def best_objective(self) -> np.ndarray:
-        return self.best_of(self.objective)
+        flat = self.objective.reshape(len(self.maps), -1)
+        return flat[np.arange(len(self.maps)), self.best]
 
 
 GRADIENT_CHUNK = 32  # items per independent gradient computation inside one step
+# Chunks of the gradient run one after another: run side by side (parallel_iterations > 1)
+# they crashed oneDNN (segfault, "could not execute a primitive") on branched models in
+# about one run of three. Each chunk still uses every core. benchmarks/bench_patterns.py
+# measures both.
+PARALLEL_CHUNKS = 1
 
 
 def pattern_layers(model: keras.Model) -> list[str]:
@@ -140,64 +140,141 @@ def response(model: keras.Model, name: str) -> Callable:
                      f"patterns need one of: {valid}")
 
 
-def starting_images(maps: np.ndarray, settings: PatternSettings) -> np.ndarray:
-    """(M, S, K, 28, 28) start images in pixel space: noise drawn on an s×s grid, upsampled.
+def starting_images(maps: np.ndarray, settings: PatternSettings, scale_index: np.ndarray,
+                    start_index: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) start images in pixel space for N items (map, scale index, start index):
+    noise drawn on an s×s grid, upsampled.
 
     Each item's noise depends only on (seed, map, scale, start), so a map gets the same
     starts whether it is optimised alone or with others.
     """
     from skimage.transform import resize
 
-    out = np.empty((len(maps), len(settings.scales), settings.starts, IMAGE_SIDE, IMAGE_SIDE),
-                   np.float32)
-    for i, m in enumerate(maps):
-        for j, s in enumerate(settings.scales):
-            for k in range(settings.starts):
-                rng = np.random.default_rng([settings.seed, int(m), s, k])
-                coarse = rng.normal(size=(s, s))
-                fine = resize(coarse, (IMAGE_SIDE, IMAGE_SIDE), order=3, mode="reflect",
-                              anti_aliasing=False)
-                fine = (fine - fine.mean()) / (fine.std() + 1e-8)
-                out[i, j, k] = np.clip(127.5 + settings.start_contrast * fine, 0, 255)
+    out = np.empty((len(maps), IMAGE_SIDE, IMAGE_SIDE), np.float32)
+    for i, (m, j, k) in enumerate(zip(maps, scale_index, start_index)):
+        scale = settings.scales[j]
+        rng = np.random.default_rng([settings.seed, int(m), scale, int(k)])
+        coarse = rng.normal(size=(scale, scale))
+        fine = resize(coarse, (IMAGE_SIDE, IMAGE_SIDE), order=3, mode="reflect",
+                      anti_aliasing=False)
+        fine = (fine - fine.mean()) / (fine.std() + 1e-8)
+        out[i] = np.clip(127.5 + settings.start_contrast * fine, 0, 255)
     return out
+
+
+PIECE_BYTES = 192 * 2**20  # arrays of one piece of the ascent (inputs, gradient, snapshots)
+OBJECTIVE_BATCH = 256     # items per forward pass when scoring
+
+
+def piece_size(item_shape: tuple[int, ...], snapshots: int) -> int:
+    """Items per piece of the ascent so that a piece's arrays fit PIECE_BYTES: memory is
+    bounded whatever the number of maps, scales and starts (a multiple of GRADIENT_CHUNK)."""
+    per_item = 4 * int(np.prod(item_shape)) * (4 + snapshots)
+    return max(GRADIENT_CHUNK, PIECE_BYTES // per_item // GRADIENT_CHUNK * GRADIENT_CHUNK)
+
+
+def _piece_items(total: int, settings: PatternSettings) -> int:
+    size = min(total, piece_size((IMAGE_SIDE, IMAGE_SIDE, 1), len(settings.snapshots)))
+    if total > size:
+        size = -(-total // -(-total // size))  # equal pieces: less padding in the last one
+        size = -(-size // GRADIENT_CHUNK) * GRADIENT_CHUNK
+    return size
+
+
+def ascent_steps(maps: int, settings: PatternSettings) -> int:
+    """How many compiled steps `optimal_patterns` runs (what its progress counts up to)."""
+    total = maps * len(settings.scales) * settings.starts
+    return settings.steps * -(-total // _piece_items(total, settings))
 
 
 def optimal_patterns(model: keras.Model, layer: str, maps: np.ndarray,
                      preprocessing: Preprocessing, settings: PatternSettings,
                      progress: Callable[[int], None] | None = None) -> Patterns:
-    """Gradient ascent for every map in `maps` × every scale × every start, as one batch."""
+    """Gradient ascent for every map in `maps` × every scale × every start.
+
+    All items run as one batch, or, when they would not fit the memory budget, as
+    consecutive pieces of equal size (the last one padded); each map keeps its best.
+    `progress(n)` is called with the number of steps done, summed over the pieces."""
     import time
 
     begin = time.perf_counter()
     maps = np.asarray(maps, dtype=np.int32)
     m, s, k = len(maps), len(settings.scales), settings.starts
-    starts = starting_images(maps, settings)
-    x0 = preprocessing.apply(starts.reshape(-1, IMAGE_SIDE, IMAGE_SIDE))
-    low = preprocessing.apply(np.zeros((1, IMAGE_SIDE, IMAGE_SIDE)))
-    high = preprocessing.apply(np.full((1, IMAGE_SIDE, IMAGE_SIDE), 255.0))
-    targets = tf.constant(np.repeat(maps, s * k))
+    total = m * s * k
     respond = response(model, layer)
     step = _compiled_step(respond, settings.objective, settings.pre_activation)
     objective = _compiled_objective(respond, settings.objective)
-
-    x = tf.Variable(x0)
+    low = preprocessing.apply(np.zeros((1, IMAGE_SIDE, IMAGE_SIDE)))
+    high = preprocessing.apply(np.full((1, IMAGE_SIDE, IMAGE_SIDE), 255.0))
     lo, hi = tf.constant(np.minimum(low, high)), tf.constant(np.maximum(low, high))
     rate = tf.constant(settings.step_size, tf.float32)
-    snapshots = {}
-    start_objective = objective(x, targets).numpy()
-    for i in range(settings.steps + 1):
-        if i in settings.snapshots:
-            snapshots[i] = x.numpy().reshape(m, s, k, IMAGE_SIDE, IMAGE_SIDE, 1)
-        if i == settings.steps:
-            break
-        step(x, targets, lo, hi, rate)
-        if progress:
-            progress(1)
-    final = objective(x, targets).numpy()
-    return Patterns(layer, maps, tuple(settings.scales),
-                    x.numpy().reshape(m, s, k, IMAGE_SIDE, IMAGE_SIDE, 1),
-                    final.reshape(m, s, k), start_objective.reshape(m, s, k), snapshots,
-                    time.perf_counter() - begin)
+    size = _piece_items(total, settings)
+    best = _Best(m, s, k, settings.snapshots)
+    x = None
+    for first in range(0, total, size):
+        items = np.arange(first, min(first + size, total))
+        padded = np.resize(items, size)  # the last piece repeats its items; extra ones dropped
+        map_of, scale_of, start_of = padded // (s * k), (padded // k) % s, padded % k
+        starts = starting_images(maps[map_of], settings, scale_of, start_of)
+        targets = tf.constant(maps[map_of])
+        if x is None:
+            x = tf.Variable(preprocessing.apply(starts))
+        else:
+            x.assign(preprocessing.apply(starts))
+        start_value = _score(objective, x, targets)
+        snaps = {}
+        for i in range(settings.steps + 1):
+            if i in settings.snapshots:
+                snaps[i] = x.numpy()
+            if i == settings.steps:
+                break
+            step(x, targets, lo, hi, rate)
+            if progress:
+                progress(1)
+        n = len(items)
+        best.add(items, _score(objective, x, targets)[:n], start_value[:n], x.numpy()[:n],
+                 {i: v[:n] for i, v in snaps.items()})
+    return Patterns(layer, maps, tuple(settings.scales), best.objective, best.start_objective,
+                    best.inputs, best.scale_inputs, best.snapshots, time.perf_counter() - begin)
+
+
+def _score(objective: Callable, x: tf.Variable, targets: tf.Tensor) -> np.ndarray:
+    """The objective of every item, in forward passes of OBJECTIVE_BATCH items."""
+    values = tf.convert_to_tensor(x)
+    return np.concatenate([objective(values[i:i + OBJECTIVE_BATCH], targets[i:i + OBJECTIVE_BATCH]).numpy()
+                           for i in range(0, int(values.shape[0]), OBJECTIVE_BATCH)])
+
+
+class _Best:
+    """Each map's best pattern (overall and per scale) over the pieces seen so far."""
+
+    def __init__(self, m: int, s: int, k: int, snapshots: tuple[int, ...]):
+        shape = (IMAGE_SIDE, IMAGE_SIDE, 1)
+        self.s, self.k = s, k
+        self.objective = np.full((m, s, k), -np.inf, np.float32)
+        self.start_objective = np.zeros((m, s, k), np.float32)
+        self.inputs = np.zeros((m, *shape), np.float32)
+        self.scale_inputs = np.zeros((m, s, *shape), np.float32)
+        self.snapshots = {i: np.zeros((m, *shape), np.float32) for i in snapshots}
+        self.value = np.full(m, -np.inf, np.float32)
+        self.scale_value = np.full((m, s), -np.inf, np.float32)
+
+    def add(self, items: np.ndarray, final: np.ndarray, start: np.ndarray, x: np.ndarray,
+            snaps: dict[int, np.ndarray]) -> None:
+        """Record a piece's items (flat indices into M × S × K, increasing): the first item
+        with the highest objective wins, as argmax picks it."""
+        maps, scales, starts = items // (self.s * self.k), (items // self.k) % self.s, items % self.k
+        self.objective[maps, scales, starts] = final
+        self.start_objective[maps, scales, starts] = start
+        for row, (mi, sj) in enumerate(zip(maps, scales)):
+            if final[row] > self.scale_value[mi, sj]:
+                self.scale_value[mi, sj] = final[row]
+                self.scale_inputs[mi, sj] = x[row]
+            if final[row] > self.value[mi]:
+                self.value[mi] = final[row]
+                self.inputs[mi] = x[row]
+                for i, frames in snaps.items():
+                    self.snapshots[i][mi] = frames[row]
 
 
 def _select(values: tf.Tensor, targets: tf.Tensor, objective: str) -> tf.Tensor:
@@ -227,9 +304,9 @@ def _compiled_step(respond: Callable, objective: str, mode: str, chunk: int | No
 
     The gradient is computed in independent chunks of `chunk` items, the iterations of one
     loop (one traced body, so tracing stays ≈ 0.5 s): each item's gradient depends only on
-    itself, so this is exact, and on a CPU the chunks' smaller tensors stay in cache and run
-    side by side on the cores. On 2 cores a 512-item conv3 step takes ≈ 125 ms this way
-    against ≈ 200 ms as one pass (unrolled chunks are as fast but take 2–4 s to trace).
+    itself, so this is exact; the chunks' smaller tensors stay in cache, and the memory of
+    the backward pass is that of one chunk. The iterations run one at a time
+    (PARALLEL_CHUNKS): side by side they crashed oneDNN on branched models.
     """
     chunk = chunk or GRADIENT_CHUNK
 
@@ -256,7 +333,7 @@ def _compiled_step(respond: Callable, objective: str, mode: str, chunk: int | No
         size = x.shape[0]
         if size <= chunk:
             grad = chunk_gradient((x, targets))
-        else:  # chunks as the iterations of one loop, several at a time
+        else:  # chunks as the iterations of one loop
             pad = -size % chunk
             padded = tf.pad(tf.convert_to_tensor(x), [[0, pad], [0, 0], [0, 0], [0, 0]])
             padded_targets = tf.pad(targets, [[0, pad]])
@@ -264,7 +341,7 @@ def _compiled_step(respond: Callable, objective: str, mode: str, chunk: int | No
                              (tf.reshape(padded, [-1, chunk, *x.shape[1:]]),
                               tf.reshape(padded_targets, [-1, chunk])),
                              fn_output_signature=tf.float32,
-                             parallel_iterations=max(2, os.cpu_count() or 2))
+                             parallel_iterations=PARALLEL_CHUNKS)
             grad = tf.reshape(grad, [-1, *x.shape[1:]])[:size]
         rms = tf.sqrt(tf.reduce_mean(tf.square(grad), axis=[1, 2, 3], keepdims=True)) + 1e-12
         x.assign(tf.clip_by_value(x + rate * grad / rms, lo, hi))
