@@ -133,6 +133,10 @@ def validate_run(path: Path, run: dict) -> None:
     if run.get("network") is not None or run.get("training") is not None:
         field("preprocessing", run.get("preprocessing"), isinstance(run.get("preprocessing"), dict),
               "an object saying how pixels become input (a cnnviz bundle always records it)")
+    if run.get("preprocessing") is not None:
+        from cnnviz.data import Preprocessing
+
+        Preprocessing.from_json(run["preprocessing"], str(path))  # refuses what it cannot use
 
 
 def dataset_of(run: dict) -> tuple[str, str | None]:

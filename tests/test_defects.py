@@ -69,7 +69,7 @@ def test_configs_that_are_not_small_regular_files_are_refused(tmp_path, run_cli)
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 200_000 + "]" * 200_000)
     for path, fragment in (("/dev/zero", "not a regular file"), (big, "at most 1,048,576 bytes"),
-                           (deep, "nested too deeply"), (tmp_path, "not a regular file")):
+                           (deep, "nested too deeply"), (tmp_path, "is a directory")):
         result = run_cli("train", "--config", path, "--trained-dir", tmp_path / "t")
         assert_one_line_error(result, 2, "--config", fragment)
     assert not (tmp_path / "t").exists()
@@ -192,8 +192,6 @@ def test_a_saved_sequential_works_with_every_probe(keras_example, tmp_path, run_
                  ["kernels", keras_example], ["stats", keras_example, "--limit", "50", "--top", "2"]):
         result = run_cli(*args, *common)
         assert result.code == 0, (args, result.output)
-    assert "top-3 scores (no softmax)" in json.dumps(
-        json.loads((tmp_path / "o" / "example" / "manifest.json").read_text()))
 
 
 def test_logits_are_never_labelled_probabilities(keras_example, tmp_path, run_cli):
@@ -287,11 +285,11 @@ def test_the_ascent_in_pieces_equals_one_batch(loaded, monkeypatch):
     whole = optimal_patterns(loaded.model, "conv2", maps, loaded.preprocessing, settings)
     per_item = 4 * 28 * 28 * (4 + 3)
     monkeypatch.setattr(patterns, "GRADIENT_CHUNK", 4)
-    monkeypatch.setattr(patterns, "PIECE_BYTES", per_item * 10)  # 63 items → 7 pieces of 12
+    monkeypatch.setattr(patterns, "PIECE_BYTES", per_item * 10)  # 63 items → 8 pieces of 8
     counted = []
     pieces = optimal_patterns(loaded.model, "conv2", maps, loaded.preprocessing, settings,
                               counted.append)
-    assert sum(counted) == ascent_steps(len(maps), settings) == 6 * 6
+    assert sum(counted) == ascent_steps(len(maps), settings) == 6 * 8
     np.testing.assert_allclose(pieces.objective, whole.objective, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(pieces.start_objective, whole.start_objective, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(pieces.best, whole.best)
