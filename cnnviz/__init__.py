@@ -1,7 +1,59 @@
-"""cnnviz: train a small CNN on MNIST-style images and look inside it."""
+"""cnnviz: train a small CNN on MNIST-style images and look inside it.
 
-__version__ = "0.1.0"
+    import cnnviz
+    m = cnnviz.load("mnist-article2")          # a bundle name or folder, a .keras file, a keras.Model
+    a = m.activations([17, 3], layers="conv2")  # a["conv2"]: (2, 11, 11, 64); a.show()
+    p = m.patterns("conv3", maps=range(8))      # p.pixels (8, 28, 28), p.objective (8,)
+    m.atlas("outputs/mnist-article2")
+
+Importing cnnviz imports no TensorFlow; the first call that needs it does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from cnnviz.errors import CnnvizError, UsageError
 
-__all__ = ["__version__", "CnnvizError", "UsageError"]
+if TYPE_CHECKING:
+    from cnnviz.inspected import Inspected
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "load", "train", "CnnvizError", "UsageError"]
+
+
+def load(model: Any = None, trained_dir: str | Path = "trained",
+         data: str | Path | None = None) -> "Inspected":
+    """Open a model: a bundle name or folder in `trained_dir`, a .keras file, a keras.Model
+    object, or None for the newest bundle. `data`: a dataset file to use instead of the
+    bundle's own."""
+    from cnnviz.runtime import import_tensorflow
+
+    import_tensorflow()
+    from cnnviz.inspected import Inspected
+    from cnnviz.model import from_keras_model, load_model
+
+    if model is not None and not isinstance(model, (str, Path)):
+        return Inspected(from_keras_model(model), data)
+    return Inspected(load_model(None if model is None else str(model), Path(trained_dir)), data)
+
+
+def train(preset: str = "article2", name: str | None = None, dataset: str = "mnist",
+          data: str | Path | None = None, trained_dir: str | Path = "trained",
+          force: bool = False, progress: Callable[[int, dict], None] | None = None,
+          **settings: Any) -> "Inspected":
+    """Train a network into trained_dir/NAME (a bundle) and return it opened.
+
+    settings: any training setting by its name (epochs=3, learning_rate=1e-3, conv=[16, 32],
+    seed=2, ...). progress(epoch, logs) is called after every epoch. An existing bundle is
+    refused unless force=True."""
+    from cnnviz.runtime import import_tensorflow
+
+    import_tensorflow()
+    from cnnviz.training_run import train_new
+
+    loaded = train_new(preset, name, dataset, data, Path(trained_dir), force, progress, settings)
+    from cnnviz.inspected import Inspected
+
+    return Inspected(loaded, data)

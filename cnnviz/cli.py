@@ -204,6 +204,7 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
     used_device = select_device(device)
     from cnnviz.data import load_dataset
     from cnnviz.train import train_bundle
+    from cnnviz.training_run import draw_curves
 
     data = load_dataset(dataset, data_path)
     click.echo(f"data: {data.describe()}")
@@ -220,7 +221,7 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
                    f"seed {run_training.seed}")
         result = train_bundle(folder, network, run_training, data, preset=preset,
                               device=used_device, resume=resume, initial_weights=initial,
-                              tensorboard_dir=tensorboard,
+                              tensorboard_dir=tensorboard, after_epoch=draw_curves,
                               verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
                               log=click.echo)
         metrics, seconds = result.run["metrics"], result.history.get("seconds", [])
@@ -609,48 +610,17 @@ def atlas(model, split, limit, top, steps, step_size, scales, starts, seed, data
     """
     import time
 
-    for flag, value in (("--limit", limit), ("--top", top)):
-        if value is not None and value < 1:
-            raise UsageError(f"{flag} must be ≥ 1, got {value}")
     started = time.perf_counter()
     loaded = _load(model, trained_dir)
-    from cnnviz.galleries.atlas import default_snapshots
-    from cnnviz.probes.patterns import PatternSettings
+    from cnnviz.galleries.atlas import atlas_settings, run_atlas
 
-    settings = PatternSettings(steps=steps, step_size=step_size,
-                               scales=tuple(parse_int_list("--scales", scales)), starts=starts,
-                               snapshots=default_snapshots(steps) if steps > 0 else (), seed=seed)
-    from cnnviz.data import class_names
-    from cnnviz.galleries import atlas as recipe
-
+    settings = atlas_settings(steps, step_size, tuple(parse_int_list("--scales", scales)),
+                              starts, seed)
     data = _load_data(loaded, dataset, data_path)
-    count = min(limit or len(data.split(split)[0]), len(data.split(split)[0]))
-    if top > count:
-        raise UsageError(f"--top {top} is larger than the {count:,} images used; choose --top ≤ {count}")
-    out = outputs_dir / loaded.folder_name
-    _check_writable(out)
-    names = class_names(data.name)
-    layers = _layers(loaded.model, ())
     click.echo(f"loaded in {time.perf_counter() - started:.1f} s")
-
-    def stage(label: str, work) -> None:
-        t0 = time.perf_counter()
-        entries = work()
-        _record(loaded, out, entries, None)
-        click.echo(f"{label}: {len({e['path'] for e in entries})} files in "
-                   f"{time.perf_counter() - t0:.1f} s")
-
-    def pattern_line(layer, result) -> None:
-        reached = result.best_objective
-        click.echo(f"  {layer}: {int((reached > 0).sum())}/{len(reached)} maps with a positive "
-                   f"objective, {result.seconds:.1f} s")
-
-    stage("curves", lambda: recipe.write_curves(loaded, out))
-    stage("activations", lambda: recipe.write_class_samples(loaded, layers, data, split, out, names))
-    stage("patterns", lambda: recipe.write_all_patterns(loaded, settings, out, names, pattern_line))
-    stage("kernels", lambda: recipe.write_all_kernels(loaded, out))
-    stage("stats", lambda: recipe.write_all_stats(loaded, layers, data, split, limit, top, out, names))
-    _write_site(out)
+    site = run_atlas(loaded, data, outputs_dir / loaded.folder_name, settings, split, limit, top,
+                     report=click.echo)
+    _say_site(site, outputs_dir / loaded.folder_name)
     click.echo(f"atlas done in {time.perf_counter() - started:.1f} s")
 
 
@@ -697,7 +667,11 @@ def _write_site(out: Path, err: bool = False):
     """Build the HTML page and say where it is (and what it could not show)."""
     from cnnviz.render.site import build_site
 
-    site = build_site(out)
+    return _say_site(build_site(out), out, err)
+
+
+def _say_site(site, out: Path, err: bool = False):
+    """Say where the page is, and what it could not show."""
     if site.recovered:
         click.echo(f"note: {out / 'manifest.json'} was missing or corrupt; rebuilt it from the "
                    f"{site.entries} files on disk", err=err)
@@ -713,21 +687,9 @@ def _write_site(out: Path, err: bool = False):
 
 
 def _check_writable(folder: Path) -> None:
-    """Fail before any work when the gallery folder cannot be written or its manifest is
-    corrupt (so a failing command leaves no figure behind)."""
-    from cnnviz.manifest import check_gallery, mark, read_manifest
+    from cnnviz.galleries.record import prepare
 
-    check_gallery(folder)
-    read_manifest(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        mark(folder)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise CnnvizError(f"cannot write to {folder}: {exc.strerror or exc}; choose another "
-                          "--outputs-dir or fix its permissions") from None
+    prepare(folder)
 
 
 @cli.command()
@@ -850,12 +812,9 @@ def _record(loaded, out: Path, entries: list[dict], folder: str | None,
             refresh_page: bool = True) -> None:
     """Add the written files to the gallery's manifest and say where they are (folder None:
     quietly), then rebuild the page if there is one (unless the caller will)."""
-    from cnnviz import interrupts
-    from cnnviz.galleries.summary import model_card
-    from cnnviz.manifest import add_entries
+    from cnnviz.galleries.record import record
 
-    interrupts.raise_if_received()  # never record the work of an interrupted command
-    manifest = add_entries(out, entries, model=model_card(loaded))
+    manifest = record(loaded, out, entries)
     if folder is not None:
         written = len({e["path"] for e in entries})
         click.echo(f"wrote {written} files to {out / folder} (listed in {manifest})")
@@ -918,6 +877,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         _fail(f"{exc.format_message()}{hint}", 2)
+    except UsageError as exc:
+        _fail(exc.as_flag(), exc.exit_code)  # library parameters shown as their flags
     except CnnvizError as exc:
         _fail(str(exc), exc.exit_code)
     except click.ClickException as exc:

@@ -107,10 +107,24 @@ def load_model(ref: str | None, trained_root: Path, compile: bool = False) -> Lo
     prep = Preprocessing.from_json(run.get("preprocessing"), str(found.bundle_dir / "run.json")) \
         if found.bundle_dir else Preprocessing()
     model = read_keras(found.model_path, compile=compile)
-    if len(model.input_shape) != 4 or model.input_shape[1:] != (IMAGE_SIDE, IMAGE_SIDE, 1):
-        raise UsageError(f"{found.model_path}: input shape {model.input_shape}; cnnviz needs a "
-                         "model of 28x28x1 images")
+    _check_input(model, found.model_path)
     return LoadedModel(found, model, run, prep)
+
+
+def from_keras_model(model: keras.Model) -> LoadedModel:
+    """A keras.Model object (a notebook's own) as a LoadedModel: no run, input pixels / 255."""
+    if not isinstance(model, keras.Model):
+        raise UsageError(f"model must be a bundle name, a .keras path or a keras.Model, got "
+                         f"{type(model).__name__}", "model")
+    _check_input(model, model.name)
+    return LoadedModel(ModelRef(model.name, Path(f"{model.name} (in memory)"), None), model, {},
+                       Preprocessing())
+
+
+def _check_input(model: keras.Model, where) -> None:
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[1:] != (IMAGE_SIDE, IMAGE_SIDE, 1):
+        raise UsageError(f"{where}: input shape {shape}; cnnviz needs a model of 28x28x1 images")
 
 
 TRUST_ENV = "CNNVIZ_TRUST_MODEL"

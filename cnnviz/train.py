@@ -24,7 +24,6 @@ from cnnviz.atomic import atomic_path
 from cnnviz.data import Dataset, Preprocessing
 from cnnviz.errors import CnnvizError
 from cnnviz.model import build_model, compile_model, current_learning_rate, read_keras
-from cnnviz.render.figures import training_curves
 from cnnviz.spec import NetworkSpec, TrainSpec, network_to_json
 
 # Steps run inside one compiled call: this tiny network is dominated by per-step overhead
@@ -103,9 +102,10 @@ class BundleCheckpoint(keras.callbacks.Callback):
     good epoch.
     """
 
-    def __init__(self, folder: Path, state: RunState):
+    def __init__(self, folder: Path, state: RunState,
+                 after_epoch: Callable[[Path, dict, int], None] | None = None):
         super().__init__()
-        self.folder, self.state = folder, state
+        self.folder, self.state, self.after_epoch = folder, state, after_epoch
         self._start = 0.0
         self._rate = 0.0
 
@@ -135,8 +135,8 @@ class BundleCheckpoint(keras.callbacks.Callback):
         run.update(status="running", epochs_completed=epoch + 1, updated=_now(),
                    epoch_seconds=self.state.history["seconds"])
         bundle.write_run(self.folder, run)
-        training_curves(self.state.history, self.folder / bundle.CURVES_FILE,
-                        title=f"{self.folder.name}: epoch {epoch + 1}")
+        if self.after_epoch is not None:  # e.g. draw the curves (train.py never draws)
+            self.after_epoch(self.folder, self.state.history, epoch + 1)
 
 
 @dataclass
@@ -150,13 +150,18 @@ def train_bundle(folder: Path, network: NetworkSpec, training: TrainSpec, data: 
                  preset: str = "", device: str = "cpu", resume: bool = False,
                  initial_weights: Path | None = None, tensorboard_dir: Path | None = None,
                  callbacks: Sequence[keras.callbacks.Callback] = (),
-                 verbose: int | str = "auto", log: Callable[[str], None] = print) -> TrainResult:
+                 after_epoch: Callable[[Path, dict, int], None] | None = None,
+                 verbose: int | str = "auto", log: Callable[[str], None] | None = None) -> TrainResult:
     """Train into the bundle folder (created if needed), or resume the run it holds.
+
+    `after_epoch(folder, history, epoch)` runs after each checkpoint (the CLI and the library
+    draw curves.png there); `log` receives progress lines (nothing is printed otherwise).
 
     Raises:
         TrainingInterrupted: on Ctrl-C; the bundle keeps the last completed epoch.
         CnnvizError: when the loss becomes NaN; the bundle keeps the last good epoch.
     """
+    log = log or (lambda line: None)
     keras.utils.set_random_seed(training.seed)
     if resume:
         run = bundle.read_run(folder)
@@ -185,7 +190,8 @@ def train_bundle(folder: Path, network: NetworkSpec, training: TrainSpec, data: 
     try:
         fit(model, x_train, data.y_train, x_test, data.y_test, batch_size=training.batch_size,
             seed=training.seed, epochs=training.epochs, initial_epoch=start,
-            callbacks=[BundleCheckpoint(folder, state), *extra, *callbacks], verbose=verbose)
+            callbacks=[BundleCheckpoint(folder, state, after_epoch), *extra, *callbacks],
+            verbose=verbose)
     except KeyboardInterrupt:
         run.update(status="interrupted", updated=_now())
         bundle.write_run(folder, run)

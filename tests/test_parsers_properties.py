@@ -63,7 +63,8 @@ def test_any_map_text_is_a_valid_selection_or_a_usage_error(text):
     try:
         maps = parse_maps(text, 50)
     except UsageError as exc:
-        assert "--maps" in str(exc)
+        assert str(exc).startswith("maps") and exc.param == "maps"  # the library's name
+        assert exc.as_flag().startswith("--maps")  # the CLI's
     else:
         assert len(maps) and ((maps >= 0) & (maps < 50)).all() and (np.diff(maps) > 0).all()
 

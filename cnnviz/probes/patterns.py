@@ -43,22 +43,25 @@ class PatternSettings:
         object.__setattr__(self, "scales", tuple(dict.fromkeys(self.scales)))  # no repeats
         object.__setattr__(self, "snapshots", tuple(sorted(set(self.snapshots))))
         if self.steps < 1:
-            raise UsageError(f"--steps must be ≥ 1, got {self.steps}")
+            raise UsageError(f"steps must be ≥ 1, got {self.steps}", "steps")
         if not 0 < self.step_size < float("inf"):
-            raise UsageError(f"--step-size must be > 0, got {self.step_size}")
+            raise UsageError(f"step_size must be a finite number > 0, got {self.step_size}",
+                             "step_size")
         bad = [s for s in self.scales if not 1 <= s <= IMAGE_SIDE]
         if bad or not self.scales:
-            raise UsageError(f"--scales: each length scale must be 1–{IMAGE_SIDE} pixels "
-                             f"(the input side), got {bad[0] if bad else 'none'}")
+            raise UsageError(f"scales: each length scale must be 1–{IMAGE_SIDE} pixels "
+                             f"(the input side), got {bad[0] if bad else 'none'}", "scales")
         if self.starts < 1:
-            raise UsageError(f"--starts must be ≥ 1, got {self.starts}")
+            raise UsageError(f"starts must be ≥ 1, got {self.starts}", "starts")
         if self.pre_activation not in PRE_ACTIVATION:
-            raise UsageError(f"--pre-activation must be one of {', '.join(PRE_ACTIVATION)}")
+            raise UsageError(f"pre_activation must be one of {', '.join(PRE_ACTIVATION)}",
+                             "pre_activation")
         if self.objective not in OBJECTIVES:
-            raise UsageError(f"--objective must be one of {', '.join(OBJECTIVES)}")
+            raise UsageError(f"objective must be one of {', '.join(OBJECTIVES)}", "objective")
         late = [s for s in self.snapshots if not 0 <= s <= self.steps]
         if late:
-            raise UsageError(f"--snapshots: step {late[0]} is outside 0–{self.steps} (--steps)")
+            raise UsageError(f"snapshots: step {late[0]} is outside 0–{self.steps} (steps)",
+                             "snapshots")
 
 
 @dataclass
@@ -364,8 +367,9 @@ def parse_maps(text: str | None, count: int) -> np.ndarray:
             else:
                 chosen.append(int(part))
         except ValueError:
-            raise UsageError(f"--maps {text!r}: use indices and ranges like 0-15,31") from None
+            raise UsageError(f"maps {text!r}: use indices and ranges like 0-15,31", "maps") from None
     bad = [c for c in chosen if not 0 <= c < count]
     if bad:
-        raise UsageError(f"--maps: map {bad[0]} out of range; this layer has maps 0–{count - 1}")
+        raise UsageError(f"maps: map {bad[0]} out of range; this layer has maps 0–{count - 1}",
+                         "maps")
     return np.array(sorted(set(chosen)), dtype=np.int32)

@@ -53,7 +53,7 @@ def _draw_input(ax, image: np.ndarray, title: str, lines: Sequence[str]) -> None
 
 
 def image_activation_figure(values: np.ndarray, image: np.ndarray, layer: str, title: str,
-                            lines: Sequence[str], scale: str, path: str | os.PathLike) -> Path:
+                            lines: Sequence[str], scale: str, path: str | os.PathLike | None = None):
     """The input image (with labels and top-3) beside all maps (or units) of one layer.
 
     Args:

@@ -13,13 +13,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from cnnviz.atomic import atomic_path  # noqa: E402
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110, tight: bool = False) -> Path:
-    """Save and close a figure atomically; returns the path.
+def save_figure(fig, path: str | os.PathLike | None, dpi: int = 110, tight: bool = False):
+    """Save and close a figure atomically; returns the path. With no path, the figure itself
+    is returned, open (what a notebook shows: `result.show()`).
 
     `tight` crops the margins at the price of drawing the figure twice: used by figures
     whose size follows their content (mosaics with outer labels); the others lay
     themselves out with `tight_layout` or explicit margins.
     """
+    if path is None:
+        return fig
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png",
@@ -57,3 +60,13 @@ def training_curves(history: dict[str, list[float]], path: str | os.PathLike,
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def png_bytes(fig, dpi: int = 90) -> bytes:
+    """A figure as PNG bytes (for Jupyter's _repr_png_); the figure is closed."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()

@@ -27,7 +27,7 @@ def _figure_for(image_shape: tuple[int, int], screen_px_per_pixel: float = 3.0, 
 
 
 def pattern_gallery(pixels: np.ndarray, labels: Sequence[str], title: str,
-                    path: str | os.PathLike) -> Path:
+                    path: str | os.PathLike | None = None):
     """Patterns (N, 28, 28) in pixel space on one fixed 0–255 grey scale, labelled tiles."""
     tiles = mosaic(pixels, pad=2, scale="layer", low=0, high=255)
     fig, ax = _figure_for(tiles.image.shape, 3.6)
@@ -37,7 +37,7 @@ def pattern_gallery(pixels: np.ndarray, labels: Sequence[str], title: str,
 
 
 def image_grid(frames: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str],
-               title: str, path: str | os.PathLike) -> Path:
+               title: str, path: str | os.PathLike | None = None):
     """Images (R, C, 28, 28) in pixel space on one 0–255 grey scale, rows and columns labelled
     (pattern evolution: maps × steps; top examples: maps × ranks)."""
     m, t = frames.shape[:2]
@@ -57,7 +57,7 @@ def image_grid(frames: np.ndarray, row_labels: Sequence[str], col_labels: Sequen
     return save_figure(fig, path)
 
 
-def kernel_gallery(kernels: np.ndarray, layer: str, path: str | os.PathLike) -> Path:
+def kernel_gallery(kernels: np.ndarray, layer: str, path: str | os.PathLike | None = None):
     """Conv kernels (kh, kw, in, out) on a diverging map centred on zero.
 
     One input channel: one tile per output map. Several: an in × out grid (rows: input

@@ -13,7 +13,7 @@ from cnnviz.render.figures import save_figure, set_margins
 
 
 def histograms(activations: np.ndarray, weights: np.ndarray | None, layer: str,
-               path: str | os.PathLike) -> Path:
+               path: str | os.PathLike | None = None):
     """Histogram of a sample of the layer's activations, and of all its weights."""
     fig, axes = plt.subplots(1, 2 if weights is not None else 1, figsize=(10, 3.4), squeeze=False)
     ax = axes[0, 0]
@@ -55,7 +55,7 @@ def map_means(mean: np.ndarray, dead: np.ndarray, always_on: np.ndarray, layer: 
 
 
 def overview(layers: Sequence[str], active: Sequence[float], dead: Sequence[int],
-             sizes: Sequence[int], path: str | os.PathLike) -> Path:
+             sizes: Sequence[int], path: str | os.PathLike | None = None):
     """All layers: share of activations above zero, and dead maps out of all maps."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     x = np.arange(len(layers))
@@ -74,7 +74,7 @@ def overview(layers: Sequence[str], active: Sequence[float], dead: Sequence[int]
 
 
 def comparison(layers: Sequence[str], names: tuple[str, str], active: tuple[list, list],
-               dead_share: tuple[list, list], path: str | os.PathLike) -> Path:
+               dead_share: tuple[list, list], path: str | os.PathLike | None = None):
     """Two models side by side per layer: activity and share of dead maps."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     x, width = np.arange(len(layers)), 0.38

@@ -1,0 +1,194 @@
+"""The opened model of the library: a keras.Model with how pixels become its input, its class
+names and where its data comes from, and one method per technique.
+
+    m = cnnviz.load("mnist-article2")
+    m.activations([17, 3], layers="conv2")["conv2"]   # (2, 11, 11, 64)
+
+Every method returns a result of cnnviz.results (arrays, `.show()`, `.save()`); errors are
+cnnviz.errors exceptions naming the parameter; nothing is printed (progress is a callback).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from cnnviz import bundle
+from cnnviz.data import IMAGE_SIDE, Dataset, class_names, load_dataset
+from cnnviz.errors import UsageError
+from cnnviz.model import LoadedModel, resolve_layers
+from cnnviz.results import ActivationResult, KernelResult, PatternResult, StatsResult
+
+
+class Inspected:
+    """A model opened by `cnnviz.load` (or returned by `cnnviz.train`)."""
+
+    def __init__(self, loaded: LoadedModel, data: str | Path | None = None):
+        self.loaded = loaded
+        self._data_path = data
+        self._data: Dataset | None = None
+
+    def __repr__(self) -> str:
+        return f"<cnnviz model {self.name!r}: {len(self.layers)} layers ({', '.join(self.layers)})>"
+
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+    @property
+    def model(self):
+        """The keras.Model itself."""
+        return self.loaded.model
+
+    @property
+    def layers(self) -> list[str]:
+        """Probe-able layer names, in model order."""
+        return resolve_layers(self.model, "all")
+
+    @property
+    def conv_layers(self) -> list[str]:
+        from cnnviz.probes.kernels import conv_layers
+
+        return conv_layers(self.model)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return class_names(bundle.dataset_of(self.loaded.run)[0])
+
+    @property
+    def run(self) -> dict:
+        """The bundle's run.json ({} for a plain .keras file or model object)."""
+        return self.loaded.run
+
+    def data(self) -> Dataset:
+        """The dataset the model was trained on (or the one given to `load`), read once."""
+        if self._data is None:
+            name, recorded = bundle.dataset_of(self.loaded.run)
+            path = self._data_path or recorded
+            if self._data_path is None and recorded is not None and not Path(recorded).exists():
+                raise UsageError(f"the data this bundle was trained on, {recorded}, is gone; "
+                                 "pass data=PATH to cnnviz.load", "data")
+            self._data = load_dataset(name, path)
+        return self._data
+
+    def activations(self, images: int | Sequence[int] | np.ndarray = 0,
+                    layers: str | Iterable[str] = "all", split: str = "test") -> ActivationResult:
+        """What every map of the layers outputs for some images.
+
+        images: dataset indices of `split` (an int or a list), or raw images (N, 28, 28) or
+        (N, 28, 28, 1) with pixels 0–255. layers: a name, a list, "conv1,pool1" or "all".
+        """
+        from cnnviz.probes.activations import activations
+
+        names = self._layers(layers)
+        pixels, index, labels = self._images(images, split)
+        result = activations(self.model, names, self.loaded.preprocessing.apply(pixels))
+        return ActivationResult(result.layers, pixels, result.probabilities, result.softmax,
+                                index, labels, self.classes)
+
+    def patterns(self, layer: str, maps: int | Iterable[int] | str | None = None,
+                 steps: int = 100, step_size: float = 0.1,
+                 scales: Sequence[int] = (3, 7, 14, 28), starts: int = 2, seed: int = 0,
+                 progress: Callable[[int], None] | None = None) -> PatternResult:
+        """The input pattern that drives each map hardest (gradient ascent from noise at
+        several length scales; the best start per map). maps: an index, a list, "0-15,31",
+        or None for all. progress(n) is called as steps finish."""
+        from cnnviz.probes.patterns import (PatternSettings, optimal_patterns, parse_maps,
+                                            response)
+
+        (name,) = self._layers(layer, one=True)
+        settings = PatternSettings(steps=steps, step_size=step_size, scales=tuple(scales),
+                                   starts=starts, seed=seed)
+        response(self.model, name)  # refuses a layer without maps before any work
+        chosen = self._maps(maps, self.model.get_layer(name).output.shape[-1], parse_maps)
+        found = optimal_patterns(self.model, name, chosen, self.loaded.preprocessing, settings,
+                                 progress)
+        best = found.best_inputs
+        pixels = np.clip(self.loaded.preprocessing.invert(best), 0, 255)
+        predicted = np.asarray(self.model.predict(best, verbose=0)).argmax(axis=1)
+        return PatternResult(name, found.maps, pixels, found.best_objective, found.objective,
+                             predicted, found.seconds, self.classes)
+
+    def kernels(self, layer: str) -> KernelResult:
+        """The kernels (kh, kw, in, maps) and bias of a conv layer."""
+        from cnnviz.probes.kernels import conv_kernels
+
+        (name,) = self._layers(layer, one=True)
+        weights = conv_kernels(self.model, name)
+        conv = self.model.get_layer(name)
+        bias = np.asarray(conv.bias, np.float32) if conv.use_bias else None
+        return KernelResult(name, weights, bias)
+
+    def stats(self, layers: str | Iterable[str] = "all", split: str = "test",
+              limit: int | None = None, top: int = 9, batch_size: int = 500) -> StatsResult:
+        """Statistics of every map over a split (streamed in batches of `batch_size`), with
+        the top-k images of each map."""
+        from cnnviz.probes.stats import layer_stats
+
+        for key, value in (("limit", limit), ("top", top), ("batch_size", batch_size)):
+            if value is not None and value < 1:
+                raise UsageError(f"{key} must be ≥ 1, got {value}", key)
+        names = self._layers(layers)
+        x, y = self.data().split(split)
+        x, y = x[:limit], y[:limit]
+        if top > len(x):
+            raise UsageError(f"top {top} is larger than the {len(x):,} images used", "top")
+        found = layer_stats(self.model, names, x, y, self.loaded.preprocessing, top=top,
+                            batch_size=batch_size)
+        return StatsResult(found, split, len(x))
+
+    def atlas(self, folder: str | Path | None = None, steps: int = 100, top: int = 9,
+              split: str = "test", limit: int | None = None,
+              report: Callable[[str], None] | None = None) -> Path:
+        """Everything `cnnviz atlas` writes, into `folder` (default outputs/NAME); returns
+        the page's path. `report` receives one line per stage."""
+        from cnnviz.galleries.atlas import atlas_settings, run_atlas
+
+        out = Path(folder) if folder is not None else Path("outputs") / self.loaded.folder_name
+        site = run_atlas(self.loaded, self.data(), out, atlas_settings(steps), split, limit,
+                         top, report)
+        return site.index
+
+    # ---- helpers ---------------------------------------------------------------------
+
+    def _layers(self, layers: str | Iterable[str], one: bool = False) -> list[str]:
+        spec = layers if isinstance(layers, str) else ",".join(layers)
+        try:
+            names = resolve_layers(self.model, spec)
+        except UsageError as exc:
+            raise UsageError(f"layers: {exc}", "layers") from None
+        if one and len(names) != 1:
+            raise UsageError(f"layer: give one layer name, got {layers!r}; valid: "
+                             f"{', '.join(self.layers)}", "layer")
+        return names
+
+    def _images(self, images, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(pixels (N, 28, 28), dataset indices or -1, labels or None)."""
+        array = np.asarray(images)
+        if array.ndim >= 2:  # raw images
+            if array.ndim == 4 and array.shape[-1] == 1:
+                array = array[..., 0]
+            if array.ndim == 2:
+                array = array[np.newaxis]
+            if array.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+                raise UsageError(f"images: raw images must be (N, 28, 28) or (N, 28, 28, 1), "
+                                 f"got {np.asarray(images).shape}", "images")
+            if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
+                raise UsageError("images: raw pixels must be finite and within 0–255", "images")
+            return array.astype(np.float32), np.full(len(array), -1), None
+        index = np.atleast_1d(array).astype(np.int64)
+        x, y = self.data().split(split)
+        bad = [int(i) for i in index if not 0 <= i < len(x)]
+        if bad or len(index) == 0:
+            raise UsageError(f"images: index {bad[0] if bad else 'none'} out of range; the "
+                             f"{split} split has images 0–{len(x) - 1}", "images")
+        return x[index], index, y[index]
+
+    @staticmethod
+    def _maps(maps, count: int, parse) -> np.ndarray:
+        if maps is None or isinstance(maps, str):
+            return parse(maps, count)
+        chosen = np.atleast_1d(np.asarray(list(maps) if not np.isscalar(maps) else maps))
+        return parse(",".join(str(int(m)) for m in chosen), count)

@@ -1,0 +1,217 @@
+"""What the library returns: NumPy arrays with documented shapes, `.show()` (the matplotlib
+Figure the gallery writes), Jupyter display (`_repr_png_`) and `.save(folder)`.
+
+No TensorFlow here: results hold arrays only, computed by the probes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from cnnviz.atomic import atomic_path
+from cnnviz.errors import UsageError
+from cnnviz.names import slug
+
+
+class _Shown:
+    """Jupyter shows a result as the figure of `.show()`."""
+
+    def show(self):  # pragma: no cover - every result defines it
+        raise NotImplementedError
+
+    def _repr_png_(self) -> bytes:
+        from cnnviz.render.figures import png_bytes
+
+        return png_bytes(self.show())
+
+
+def _save_arrays(path: Path, **arrays) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    return path
+
+
+@dataclass
+class ActivationResult(Mapping, _Shown):
+    """Every requested layer's output for N images: `result["conv2"]` is (N, h, w, maps) for
+    a conv or pool layer and (N, units) for a dense one: exactly what the network computes.
+
+    `pixels` (N, 28, 28) are the images in 0–255; `outputs` (N, classes) the network's output
+    (probabilities when it ends in a softmax, else scores: `output_name` says which)."""
+
+    layers: dict[str, np.ndarray]
+    pixels: np.ndarray
+    outputs: np.ndarray
+    softmax: bool
+    index: np.ndarray                 # (N,) dataset indices, -1 for images given as arrays
+    labels: np.ndarray | None         # (N,) true labels when known
+    class_names: tuple[str, ...]
+
+    def __getitem__(self, layer: str) -> np.ndarray:
+        try:
+            return self.layers[layer]
+        except KeyError:
+            raise KeyError(f"{layer!r}: this result holds {', '.join(self.layers)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def output_name(self) -> str:
+        return "probabilities" if self.softmax else "scores"
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """(N,) the predicted class of each image."""
+        return self.outputs.argmax(axis=1)
+
+    def show(self, image: int = 0, layer: str | None = None, scale: str = "map"):
+        """The figure of one image and one layer (default: the first): the input with its
+        prediction beside every map."""
+        from cnnviz.render.activations import image_activation_figure
+
+        layer = layer or next(iter(self.layers))
+        if not 0 <= image < len(self.pixels):
+            raise UsageError(f"image must be 0–{len(self.pixels) - 1}, got {image}", "image")
+        return image_activation_figure(self[layer][image], self.pixels[image], layer,
+                                       self._title(image), self._lines(image), scale, None)
+
+    def save(self, folder: str | Path) -> list[Path]:
+        """activations.npz (every array) and one PNG per image and layer."""
+        folder = Path(folder)
+        written = [_save_arrays(folder / "activations.npz", pixels=self.pixels, index=self.index,
+                                **{self.output_name: self.outputs},
+                                **{f"layer_{slug(k)}": v for k, v in self.layers.items()})]
+        for layer in self.layers:
+            for i in range(len(self.pixels)):
+                from cnnviz.render.activations import image_activation_figure
+
+                path = folder / f"{slug(layer)}-image-{i}.png"
+                written.append(image_activation_figure(
+                    self[layer][i], self.pixels[i], layer, self._title(i), self._lines(i), "map",
+                    path))
+        return written
+
+    def _title(self, i: int) -> str:
+        return f"test image {self.index[i]}" if self.index[i] >= 0 else f"image {i}"
+
+    def _lines(self, i: int) -> list[str]:
+        names = self.class_names
+        order = np.argsort(-self.outputs[i])[:3]
+        truth = names[self.labels[i]] if self.labels is not None else "?"
+        top = "top-3: " if self.softmax else "top-3 scores (no softmax): "
+        return [f"true {truth}, predicted {names[order[0]]}",
+                top + ", ".join(f"{names[c]} {self.outputs[i, c]:.2f}" for c in order)]
+
+
+@dataclass
+class PatternResult(_Shown):
+    """The input pattern that drives each map of a layer hardest (gradient ascent).
+
+    `pixels` (M, 28, 28) in 0–255 (valid images), `objective` (M,) the map's mean activation
+    for its pattern, `maps` (M,) their indices, `all_objectives` (M, scales, starts) every
+    start's result, `report` one line on how it went."""
+
+    layer: str
+    maps: np.ndarray
+    pixels: np.ndarray
+    objective: np.ndarray
+    all_objectives: np.ndarray
+    predicted: np.ndarray
+    seconds: float
+    class_names: tuple[str, ...] = field(default=tuple(str(d) for d in range(10)))
+
+    @property
+    def report(self) -> str:
+        return (f"{self.layer}: {int((self.objective > 0).sum())}/{len(self.objective)} maps "
+                f"with a positive objective, median {float(np.median(self.objective)):.3g}, "
+                f"{self.seconds:.1f} s")
+
+    def show(self):
+        """The gallery figure: every map's pattern, labelled map: activation → class."""
+        from cnnviz.render.patterns import pattern_gallery
+
+        labels = [f"{m}: {o:.2f} → {self.class_names[p]}"
+                  for m, o, p in zip(self.maps, self.objective, self.predicted)]
+        return pattern_gallery(self.pixels, labels, f"{self.layer}: best input pattern per map",
+                               None)
+
+    def save(self, folder: str | Path) -> list[Path]:
+        from cnnviz.render.figures import save_figure
+
+        folder = Path(folder)
+        arrays = _save_arrays(folder / f"patterns-{slug(self.layer)}.npz", maps=self.maps,
+                              pixels=self.pixels, objective=self.objective,
+                              all_objectives=self.all_objectives, predicted=self.predicted)
+        return [arrays, save_figure(self.show(), folder / f"patterns-{slug(self.layer)}.png",
+                                    tight=True)]
+
+
+@dataclass
+class KernelResult(_Shown):
+    """A conv layer's kernels: `weights` (kh, kw, in channels, maps), `bias` (maps,) or None."""
+
+    layer: str
+    weights: np.ndarray
+    bias: np.ndarray | None
+
+    def show(self):
+        from cnnviz.render.patterns import kernel_gallery
+
+        return kernel_gallery(self.weights, self.layer, None)
+
+    def save(self, folder: str | Path) -> list[Path]:
+        from cnnviz.render.figures import save_figure
+
+        folder = Path(folder)
+        extra = {} if self.bias is None else {"bias": self.bias}
+        return [_save_arrays(folder / f"kernels-{slug(self.layer)}.npz", kernels=self.weights,
+                             **extra),
+                save_figure(self.show(), folder / f"kernels-{slug(self.layer)}.png", tight=True)]
+
+
+@dataclass
+class StatsResult(Mapping, _Shown):
+    """Statistics of every layer over a split: `result["conv2"]` is a LayerStats with `mean`,
+    `std`, `max`, `active_fraction`, `dead`, `always_on` (maps,), `class_mean` (classes, maps),
+    `top_index` / `top_score` (maps, k) of the top-k images."""
+
+    layers: dict
+    split: str
+    images: int
+
+    def __getitem__(self, layer: str):
+        return self.layers[layer]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def show(self):
+        """The overview figure: share of active values and dead maps per layer."""
+        from cnnviz.render.stats import overview
+
+        return overview(list(self.layers), [float(s.active_fraction.mean()) for s in self.layers.values()],
+                        [int(s.dead.sum()) for s in self.layers.values()],
+                        [len(s.mean) for s in self.layers.values()], None)
+
+    def save(self, folder: str | Path) -> list[Path]:
+        from cnnviz.render.figures import save_figure
+
+        folder = Path(folder)
+        arrays = {f"{slug(layer)}_{key}": getattr(s, key) for layer, s in self.layers.items()
+                  for key in ("mean", "std", "max", "active_fraction", "dead", "always_on",
+                              "class_mean", "top_index", "top_score")}
+        return [_save_arrays(folder / "stats.npz", **arrays),
+                save_figure(self.show(), folder / "overview.png")]
