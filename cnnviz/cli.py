@@ -203,7 +203,7 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
 
     used_device = select_device(device)
     from cnnviz.data import load_dataset
-    from cnnviz.train import train_bundle
+    from cnnviz.training import train_bundle
     from cnnviz.training_run import draw_curves
 
     data = load_dataset(dataset, data_path)

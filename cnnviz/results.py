@@ -37,7 +37,7 @@ def _save_arrays(path: Path, **arrays) -> Path:
     return path
 
 
-@dataclass
+@dataclass(repr=False)
 class ActivationResult(Mapping, _Shown):
     """Every requested layer's output for N images: `result["conv2"]` is (N, h, w, maps) for
     a conv or pool layer and (N, units) for a dense one: exactly what the network computes.
@@ -52,6 +52,10 @@ class ActivationResult(Mapping, _Shown):
     index: np.ndarray                 # (N,) dataset indices, -1 for images given as arrays
     labels: np.ndarray | None         # (N,) true labels when known
     class_names: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in self.layers.items())
+        return f"<activations of {len(self.pixels)} image(s): {shapes}; {self.output_name}>"
 
     def __getitem__(self, layer: str) -> np.ndarray:
         try:
@@ -113,7 +117,7 @@ class ActivationResult(Mapping, _Shown):
                 top + ", ".join(f"{names[c]} {self.outputs[i, c]:.2f}" for c in order)]
 
 
-@dataclass
+@dataclass(repr=False)
 class PatternResult(_Shown):
     """The input pattern that drives each map of a layer hardest (gradient ascent).
 
@@ -129,6 +133,9 @@ class PatternResult(_Shown):
     predicted: np.ndarray
     seconds: float
     class_names: tuple[str, ...] = field(default=tuple(str(d) for d in range(10)))
+
+    def __repr__(self) -> str:
+        return f"<patterns {self.report}>"
 
     @property
     def report(self) -> str:
@@ -156,13 +163,16 @@ class PatternResult(_Shown):
                                     tight=True)]
 
 
-@dataclass
+@dataclass(repr=False)
 class KernelResult(_Shown):
     """A conv layer's kernels: `weights` (kh, kw, in channels, maps), `bias` (maps,) or None."""
 
     layer: str
     weights: np.ndarray
     bias: np.ndarray | None
+
+    def __repr__(self) -> str:
+        return f"<kernels of {self.layer}: {tuple(self.weights.shape)}>"
 
     def show(self):
         from cnnviz.render.patterns import kernel_gallery
@@ -179,7 +189,7 @@ class KernelResult(_Shown):
                 save_figure(self.show(), folder / f"kernels-{slug(self.layer)}.png", tight=True)]
 
 
-@dataclass
+@dataclass(repr=False)
 class StatsResult(Mapping, _Shown):
     """Statistics of every layer over a split: `result["conv2"]` is a LayerStats with `mean`,
     `std`, `max`, `active_fraction`, `dead`, `always_on` (maps,), `class_mean` (classes, maps),
@@ -188,6 +198,9 @@ class StatsResult(Mapping, _Shown):
     layers: dict
     split: str
     images: int
+
+    def __repr__(self) -> str:
+        return f"<statistics of {', '.join(self.layers)} over {self.images:,} {self.split} images>"
 
     def __getitem__(self, layer: str):
         return self.layers[layer]

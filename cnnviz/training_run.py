@@ -16,7 +16,7 @@ from cnnviz.model import LoadedModel, load_model
 from cnnviz.render.figures import training_curves
 from cnnviz.runtime import select_device
 from cnnviz.spec import resolve_settings, specs_from_settings
-from cnnviz.train import train_bundle
+from cnnviz.training import train_bundle
 
 
 def draw_curves(folder: Path, history: dict, epoch: int) -> None:

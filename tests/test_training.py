@@ -11,7 +11,7 @@ from cnnviz.data import Dataset
 from cnnviz.errors import CnnvizError
 from cnnviz.model import read_keras
 from cnnviz.spec import resolve_settings, specs_from_settings
-from cnnviz.train import TrainingInterrupted, epoch_order, train_bundle
+from cnnviz.training import TrainingInterrupted, epoch_order, train_bundle
 
 SMALL = {"conv": "8,16", "dense": "16", "batch_size": 64}
 
@@ -55,7 +55,7 @@ def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
 
 def test_every_epoch_sees_every_image_once_in_its_own_order(tiny_data):
     """Also with more steps per compiled call than batches per epoch (8 here, 32 per call)."""
-    from cnnviz.train import ShuffledEpochs
+    from cnnviz.training import ShuffledEpochs
 
     x = np.arange(100, dtype=np.float32).reshape(100, 1)
     batches = ShuffledEpochs(x, np.zeros(100, np.int32), batch_size=32, seed=5)

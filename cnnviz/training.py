@@ -135,7 +135,7 @@ class BundleCheckpoint(keras.callbacks.Callback):
         run.update(status="running", epochs_completed=epoch + 1, updated=_now(),
                    epoch_seconds=self.state.history["seconds"])
         bundle.write_run(self.folder, run)
-        if self.after_epoch is not None:  # e.g. draw the curves (train.py never draws)
+        if self.after_epoch is not None:  # e.g. draw the curves (this module never draws)
             self.after_epoch(self.folder, self.state.history, epoch + 1)
 
 
