@@ -8,7 +8,6 @@ output before its activation) until the map wakes up, so every map gets a patter
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 

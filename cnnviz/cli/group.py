@@ -1,0 +1,82 @@
+"""The `cnnviz` group and its entry point: one-line errors, exit 2 for a request that
+cannot be right, 1 for a failure, 130 for Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from cnnviz import __version__
+from cnnviz.errors import CnnvizError, UsageError
+from cnnviz.runtime import quiet_tensorflow
+
+quiet_tensorflow()  # before anything imports TensorFlow
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="cnnviz")
+@click.option("--trust-model", is_flag=True,
+              help="load .keras files even when that could run code stored in them "
+                   "(Lambda layers); only for files you trust")
+@click.pass_context
+def cli(ctx: click.Context, trust_model: bool) -> None:
+    """Train a small CNN on MNIST-style digits and look inside it.
+
+    \b
+    Start with:  cnnviz train                 (article2 network on MNIST, ~1 min on 2 cores)
+    then:        cnnviz atlas                 (everything below, and an HTML page to browse it)
+    or one by one:
+                 cnnviz info                  (layers, receptive fields, run metadata)
+                 cnnviz activations --image 17  (what every map outputs for a test digit)
+                 cnnviz filters               (the input pattern each map wants)
+                 cnnviz kernels, cnnviz stats (weights; every layer over the test split)
+                 cnnviz gallery --open        (rebuild the page and open it)
+    Two runs:    cnnviz train --runs 2 --name b && cnnviz compare b-1 b-2
+    Galleries go to outputs/NAME/ (index.html, manifest.json).
+    """
+    if trust_model:
+        from cnnviz.model import TRUST_ENV
+
+        before = os.environ.get(TRUST_ENV)
+        os.environ[TRUST_ENV] = "1"
+        ctx.call_on_close(lambda: os.environ.pop(TRUST_ENV) if before is None
+                          else os.environ.__setitem__(TRUST_ENV, before))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors, exit 2 for usage errors, 1 for failures, 130 for Ctrl-C."""
+    import threading
+
+    from cnnviz import interrupts
+
+    if threading.current_thread() is threading.main_thread():
+        interrupts.install()
+    try:
+        code = cli.main(args=argv, prog_name="cnnviz", standalone_mode=False)
+        interrupts.raise_if_received()
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        _fail(f"{exc.format_message()}{hint}", 2)
+    except UsageError as exc:
+        _fail(exc.as_flag(), exc.exit_code)  # library parameters shown as their flags
+    except CnnvizError as exc:
+        _fail(str(exc), exc.exit_code)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except (KeyboardInterrupt, click.Abort):
+        _fail("interrupted", 130)
+    except OSError as exc:  # disk full, permissions, a file vanishing under us
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}", 1)
+    except Exception as exc:  # a bug: still one line, traceback on request
+        if os.environ.get("CNNVIZ_DEBUG"):
+            raise
+        _fail(f"unexpected {type(exc).__name__}: {exc} (set CNNVIZ_DEBUG=1 for the traceback)", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    sys.exit(code)

@@ -1,0 +1,206 @@
+"""Shared options and helpers of the commands: Click types and decorators, opening the
+model and its data, choosing layers, recording what a command wrote, the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cnnviz import bundle
+from cnnviz.data import DATASETS, NORMALIZATIONS
+from cnnviz.errors import UsageError
+from cnnviz.spec import (
+    ACTIVATIONS,
+    OPTIMIZERS,
+    OUTPUT_ACTIVATIONS,
+    REG_SCOPES,
+    REGULARIZERS,
+    SCHEDULES,
+)
+
+
+class FiniteFloat(click.ParamType):
+    """A float flag that refuses inf and nan (a usage error, exit 2)."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a valid float", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
+
+# (flag, setting key, click type, help) for every training setting; keys as in spec.py.
+SETTING_FLAGS = [
+    ("--conv", "conv", str, "filters per conv layer, e.g. 32,64,64"),
+    ("--kernel", "kernel", str, "kernel side: one value or one per conv layer, e.g. 3"),
+    ("--conv-activation", "conv_activation", str,
+     f"one or one per conv layer: {'|'.join(ACTIVATIONS)}"),
+    ("--pools", "pools", str, "max-pool 2x2 after each conv, e.g. 1,1,0 (default: all but last)"),
+    ("--dense", "dense", str, "units per hidden dense layer, e.g. 70 ('none': no hidden layer)"),
+    ("--dense-activation", "dense_activation", str,
+     f"one or one per dense layer: {'|'.join(ACTIVATIONS)}"),
+    ("--output-activation", "output_activation", click.Choice(OUTPUT_ACTIVATIONS), None),
+    ("--optimizer", "optimizer", click.Choice(OPTIMIZERS), None),
+    ("--learning-rate", "learning_rate", FINITE, "initial learning rate"),
+    ("--momentum", "momentum", FINITE, "momentum for rmsprop and sgd"),
+    ("--schedule", "schedule", click.Choice(SCHEDULES), "learning-rate schedule"),
+    ("--decay-steps", "decay_steps", int, "schedule: steps per decay unit"),
+    ("--decay-rate", "decay_rate", FINITE, "schedule: decay rate"),
+    ("--regularizer", "regularizer", click.Choice(REGULARIZERS), "weight penalty"),
+    ("--reg-factor", "reg_factor", FINITE, "weight penalty factor"),
+    ("--reg-scope", "reg_scope", click.Choice(REG_SCOPES), "layers the penalty applies to"),
+    ("--epochs", "epochs", int, None),
+    ("--batch-size", "batch_size", int, None),
+    ("--seed", "seed", int, "seed of weights and batch order"),
+    ("--normalize", "normalize", click.Choice(NORMALIZATIONS),
+     "standardize: per-pixel, fitted on the training split; unit: /255"),
+]
+
+
+def trained_dir_option(func):
+    return click.option("--trained-dir", type=click.Path(file_okay=False, path_type=Path),
+                        envvar="CNNVIZ_TRAINED", default="trained", show_default=True,
+                        help="folder of model bundles (env CNNVIZ_TRAINED)")(func)
+
+
+def outputs_dir_option(func):
+    return click.option("--outputs-dir", type=click.Path(file_okay=False, path_type=Path),
+                        envvar="CNNVIZ_OUTPUTS", default="outputs", show_default=True,
+                        help="folder of galleries (env CNNVIZ_OUTPUTS)")(func)
+
+
+def probe_data_options(func):
+    """--dataset / --data for commands that read images: default, the bundle's own data."""
+    func = click.option("--data", "data_path", type=click.Path(path_type=Path),
+                        help="default: the bundle's own data source")(func)
+    return click.option("--dataset", type=click.Choice(DATASETS), default=None,
+                        help="default: the bundle's own dataset")(func)
+
+
+def setting_options(func):
+    for flag, key, kind, text in reversed(SETTING_FLAGS):
+        func = click.option(flag, key, type=kind, default=None, help=text)(func)
+    return func
+
+
+def has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def recorded_data(run: dict) -> str | None:
+    """The data path a bundle recorded, refused (exit 2) when it is gone."""
+    recorded = bundle.dataset_of(run)[1]
+    if recorded is not None and not Path(recorded).exists():
+        raise UsageError(f"the data this bundle was trained on, {recorded}, is gone; pass "
+                         "--data PATH")
+    return recorded
+
+
+def open_model(model: str | None, trained_dir: Path, err: bool = False):
+    """Import TensorFlow quietly, load the model (a bundle, a .keras file, or the newest
+    bundle) and say which one was taken when none was named."""
+    from cnnviz.runtime import import_tensorflow
+
+    import_tensorflow()
+    from cnnviz.model import load_model
+
+    loaded = load_model(model, trained_dir)
+    if loaded.ref.note:
+        click.echo(loaded.ref.note, err=err)
+    return loaded
+
+
+def open_data(loaded, dataset: str | None, data_path: Path | None, err: bool = False):
+    """The data the model was trained on (or the one given), with a line saying which."""
+    from cnnviz.data import load_dataset
+
+    name, path = bundle.dataset_of(loaded.run)
+    path = data_path or (recorded_data(loaded.run) if dataset in (None, name) else None)
+    data = load_dataset(dataset or name, path)
+    click.echo(f"data: {data.describe()}", err=err)
+    return data
+
+
+def chosen_layers(model, layer_specs: tuple[str, ...], default: str = "all",
+            eligible: list[str] | None = None) -> list[str]:
+    """--layer values → layer names in model order; `all` means every eligible layer."""
+    from cnnviz.model import resolve_layers
+
+    spec = ",".join(layer_specs) or default
+    layers = resolve_layers(model, spec)
+    if eligible is not None and spec.strip().lower() == "all":
+        layers = [name for name in layers if name in eligible]
+    return layers
+
+
+def check_writable(folder: Path) -> None:
+    from cnnviz.galleries.record import prepare
+
+    prepare(folder)
+
+
+def record_entries(loaded, out: Path, entries: list[dict], folder: str | None,
+                   refresh: bool = True) -> None:
+    """Add the written files to the gallery's manifest and say where they are (folder None:
+    quietly), then rebuild the page if there is one (unless the caller will)."""
+    from cnnviz.galleries.record import record
+
+    manifest = record(loaded, out, entries)
+    if folder is not None:
+        written = len({e["path"] for e in entries})
+        click.echo(f"wrote {written} files to {out / folder} (listed in {manifest})")
+        if refresh:
+            refresh_page(out)
+
+
+def refresh_page(out: Path) -> None:
+    """Keep an existing index.html up to date (no page yet: nothing to do)."""
+    from cnnviz.render.site import INDEX_FILE
+
+    if (out / INDEX_FILE).is_file():
+        write_site(out)
+
+
+def write_site(out: Path, err: bool = False):
+    """Build the HTML page and say where it is (and what it could not show)."""
+    from cnnviz.render.site import build_site
+
+    return say_site(build_site(out), out, err)
+
+
+def say_site(site, out: Path, err: bool = False):
+    """Say where the page is, and what it could not show."""
+    if site.recovered:
+        click.echo(f"note: {out / 'manifest.json'} was missing or corrupt; rebuilt it from the "
+                   f"{site.entries} files on disk", err=err)
+    if site.dropped:
+        click.echo(f"note: {len(site.dropped)} manifest entries point outside {out} (e.g. "
+                   f"{site.dropped[0]}); dropped", err=err)
+    if site.missing:
+        click.echo(f"note: {len(site.missing)} files listed in the manifest no longer exist "
+                   f"(e.g. {site.missing[0]}); left off the page", err=err)
+    click.echo(f"page: {site.index} ({site.entries} files, {site.cards} map cards); open it "
+               f"in a browser, no server needed", err=err)
+    return site
+
+
+def parse_int_list(flag: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} takes integers separated by commas, got {text!r}") from None
+    if not values:
+        raise UsageError(f"{flag} takes integers separated by commas, got {text!r}")
+    return values
