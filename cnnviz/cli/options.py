@@ -134,7 +134,7 @@ def open_data(loaded, dataset: str | None, data_path: Path | None, err: bool = F
 
 
 def chosen_layers(model, layer_specs: tuple[str, ...], default: str = "all",
-            eligible: list[str] | None = None) -> list[str]:
+                  eligible: list[str] | None = None) -> list[str]:
     """--layer values → layer names in model order; `all` means every eligible layer."""
     from cnnviz.model import resolve_layers
 
