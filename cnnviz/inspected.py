@@ -95,13 +95,13 @@ class Inspected:
         """The input pattern that drives each map hardest (gradient ascent from noise at
         several length scales; the best start per map). maps: an index, a list, "0-15,31",
         or None for all. progress(n) is called as steps finish."""
-        from cnnviz.probes.patterns import (PatternSettings, optimal_patterns, parse_maps,
-                                            response)
+        from cnnviz.layers import check_layers
+        from cnnviz.probes.patterns import PatternSettings, optimal_patterns, parse_maps
 
         (name,) = self._layers(layer, one=True)
         settings = PatternSettings(steps=steps, step_size=step_size, scales=tuple(scales),
                                    starts=starts, seed=seed)
-        response(self.model, name)  # refuses a layer without maps before any work
+        check_layers(self.model, [name], "patterns")
         chosen = self._maps(maps, self.model.get_layer(name).output.shape[-1], parse_maps)
         found = optimal_patterns(self.model, name, chosen, self.loaded.preprocessing, settings,
                                  progress)
@@ -113,9 +113,11 @@ class Inspected:
 
     def kernels(self, layer: str) -> KernelResult:
         """The kernels (kh, kw, in, maps) and bias of a conv layer."""
+        from cnnviz.layers import check_layers
         from cnnviz.probes.kernels import conv_kernels
 
         (name,) = self._layers(layer, one=True)
+        check_layers(self.model, [name], "kernels")
         weights = conv_kernels(self.model, name)
         conv = self.model.get_layer(name)
         bias = np.asarray(conv.bias, np.float32) if conv.use_bias else None

@@ -208,8 +208,9 @@ def _window(layer) -> tuple[int | None, int | None]:
 
 def resolve_layers(model: keras.Model, spec: str) -> list[str]:
     """`conv2`, `conv1,pool1` or `all` → layer names, in model order; unknown names list the valid ones."""
-    valid = [info.name for info in layer_table(model)
-             if info.kind not in ("Flatten", "InputLayer", "Dropout")]
+    from cnnviz.layers import layers_for
+
+    valid = layers_for(model, "activations")
     if spec.strip().lower() == "all":
         return valid
     names = [n.strip() for n in spec.split(",") if n.strip()]

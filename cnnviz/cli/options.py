@@ -134,14 +134,17 @@ def open_data(loaded, dataset: str | None, data_path: Path | None, err: bool = F
 
 
 def chosen_layers(model, layer_specs: tuple[str, ...], default: str = "all",
-                  eligible: list[str] | None = None) -> list[str]:
-    """--layer values → layer names in model order; `all` means every eligible layer."""
+                  probe: str = "activations") -> list[str]:
+    """--layer values → layer names in model order; `all` means every layer the probe takes
+    (cnnviz.layers decides), and a named layer it cannot take is refused before any work."""
+    from cnnviz.layers import check_layers, layers_for
     from cnnviz.model import resolve_layers
 
     spec = ",".join(layer_specs) or default
     layers = resolve_layers(model, spec)
-    if eligible is not None and spec.strip().lower() == "all":
-        layers = [name for name in layers if name in eligible]
+    if spec.strip().lower() == "all":
+        return [name for name in layers if name in layers_for(model, probe)]
+    check_layers(model, layers, probe)
     return layers
 
 

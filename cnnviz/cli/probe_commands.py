@@ -142,21 +142,13 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
     loaded = open_model(model, trained_dir)
     from cnnviz.data import class_names
     from cnnviz.galleries.filters import FILTERS, write_patterns
-    from cnnviz.probes.kernels import conv_layers
-    from cnnviz.probes.patterns import (
-        ascent_steps,
-        parse_maps,
-        pattern_layers,
-        response,
-    )
+    from cnnviz.layers import layers_for
+    from cnnviz.probes.patterns import ascent_steps, parse_maps
 
-    layers = chosen_layers(loaded.model, layer_specs, ",".join(conv_layers(loaded.model)),
-                     pattern_layers(loaded.model))
-    plan = []
-    for layer in layers:
-        response(loaded.model, layer)  # says now, before any work, if a layer has no maps
-        count = loaded.model.get_layer(layer).output.shape[-1]
-        plan.append((layer, parse_maps(maps, count)))
+    layers = chosen_layers(loaded.model, layer_specs, ",".join(layers_for(loaded.model, "kernels")),
+                           "patterns")
+    plan = [(layer, parse_maps(maps, loaded.model.get_layer(layer).output.shape[-1]))
+            for layer in layers]
     out = outputs_dir / loaded.folder_name
     check_writable(out)
     names = class_names(bundle.dataset_of(loaded.run)[0])
@@ -190,11 +182,8 @@ def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
     """
     loaded = open_model(model, trained_dir)
     from cnnviz.galleries.filters import KERNELS, write_kernels
-    from cnnviz.probes.kernels import conv_kernels, conv_layers
 
-    layers = chosen_layers(loaded.model, layer_specs, eligible=conv_layers(loaded.model))
-    for layer in layers:
-        conv_kernels(loaded.model, layer)  # a non-conv layer is refused before anything is written
+    layers = chosen_layers(loaded.model, layer_specs, probe="kernels")
     out = outputs_dir / loaded.folder_name
     check_writable(out)
     entries = [entry for layer in layers for entry in write_kernels(loaded, layer, out)]

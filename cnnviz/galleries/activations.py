@@ -10,13 +10,14 @@ import numpy as np
 from cnnviz.atomic import atomic_path
 from cnnviz.data import Dataset, read_image
 from cnnviz.errors import UsageError
+from cnnviz.layout import ACTIVATIONS
 from cnnviz.manifest import entry
 from cnnviz.names import slug
 from cnnviz.model import LoadedModel
 from cnnviz.probes.activations import activations, class_means
 from cnnviz.render.activations import class_heatmap, image_activation_figure, rows_figure
 
-FOLDER = "activations"
+FOLDER = ACTIVATIONS
 
 
 @dataclass(frozen=True)

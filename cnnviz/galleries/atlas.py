@@ -15,13 +15,13 @@ from cnnviz.galleries import stats as stats_gallery
 from cnnviz.galleries.activations import select_one_per_class, write_image_activations
 from cnnviz.galleries.filters import write_kernels, write_patterns
 from cnnviz.galleries.record import prepare, record
+from cnnviz.layout import CURVES, TRAIN
 from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel, resolve_layers
 from cnnviz.probes.kernels import conv_layers
 from cnnviz.probes.patterns import PatternSettings, Patterns, parse_maps
 from cnnviz.render.figures import training_curves
 
-CURVES = "train/curves.png"
 
 
 def default_snapshots(steps: int) -> tuple[int, ...]:
@@ -35,7 +35,7 @@ def write_curves(loaded: LoadedModel, out: Path) -> list[dict]:
     history = bundle.read_history(folder) if folder is not None else {}
     if not history:
         return []
-    (out / "train").mkdir(parents=True, exist_ok=True)
+    (out / TRAIN).mkdir(parents=True, exist_ok=True)
     training_curves(history, out / CURVES, f"{loaded.name}: accuracy and loss per epoch")
     epochs = len(next(iter(history.values())))
     return [entry(CURVES, f"training curves over {epochs} epochs (train and test split)",

@@ -11,16 +11,17 @@ import numpy as np
 from cnnviz.atomic import atomic_path, write_json
 from cnnviz.data import Dataset
 from cnnviz.errors import UsageError
+from cnnviz.layers import layers_for
+from cnnviz.layout import COMPARE, patterns_arrays
 from cnnviz.manifest import entry
 from cnnviz.names import slug
 from cnnviz.model import LoadedModel
-from cnnviz.probes.kernels import conv_layers
 from cnnviz.probes.similarity import (Matching, class_profiles, functional_similarity,
                                       kernel_cosine, match, untrained_copy)
 from cnnviz.render.compare import (class_profile_pairs, kernel_pairs, pattern_pairs,
                                    similarity_figure, summary_chart)
 
-FOLDER = "compare"
+FOLDER = COMPARE
 
 
 @dataclass
@@ -54,8 +55,7 @@ class Comparison:
 
 def default_layers(model: keras.Model) -> list[str]:
     """Conv layers and hidden dense layers (the output layer's order is fixed by the classes)."""
-    dense = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    return conv_layers(model) + dense[:-1]
+    return layers_for(model, "compare")
 
 
 def comparable(first: keras.Model, second: keras.Model, layers: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -180,7 +180,7 @@ def comparison_card(result: Comparison, first: LoadedModel, name: str) -> dict:
 
 def _patterns(gallery: Path, layer: str) -> np.ndarray | None:
     """Pixels of every map's best pattern from a gallery's saved arrays (all maps), if any."""
-    path = gallery / "filters" / slug(layer) / f"patterns-{slug(layer)}.npz"
+    path = gallery / patterns_arrays(layer)
     try:
         with np.load(path) as z:
             maps, pixels = z["maps"], z["pixels"]

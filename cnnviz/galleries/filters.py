@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from cnnviz.atomic import atomic_path
+from cnnviz.layout import FILTERS, KERNELS, KERNELS_KEY, kernels_arrays, patterns_arrays
 from cnnviz.manifest import entry
 from cnnviz.names import slug
 from cnnviz.model import LoadedModel
@@ -15,7 +16,6 @@ from cnnviz.probes.kernels import conv_kernels
 from cnnviz.probes.patterns import PatternSettings, Patterns, optimal_patterns
 from cnnviz.render.patterns import image_grid, kernel_gallery, pattern_gallery
 
-FILTERS, KERNELS = "filters", "kernels"
 
 
 def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: PatternSettings,
@@ -56,7 +56,7 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
                    caption, out / rel)
         entries.append(_entry(rel, caption, "patterns-evolution", layer, result.maps))
     if save_arrays:
-        rel = f"{FILTERS}/{place}/patterns-{place}.npz"
+        rel = patterns_arrays(layer)
         best_flat = result.best
         with atomic_path(out / rel) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, input=best, pixels=pixels, objective=objective, maps=result.maps,
@@ -79,9 +79,9 @@ def write_kernels(loaded: LoadedModel, layer: str, out: Path) -> list[dict]:
     caption = (f"{layer}: {kernels.shape[3]} kernels of {kernels.shape[0]}x{kernels.shape[1]} "
                f"over {kernels.shape[2]} input channel(s), red positive, blue negative")
     maps = np.arange(kernels.shape[3])
-    arrays = f"{KERNELS}/{place}/kernels-{place}.npz"
+    arrays = kernels_arrays(layer)
     with atomic_path(out / arrays) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, kernels=kernels)
+        np.savez(handle, **{KERNELS_KEY: kernels})
     return [_entry(rel, caption, "kernels", layer, maps, "kernels"),
             _entry(arrays, f"{layer}: kernel array (kh, kw, in, out)", "arrays", layer, maps, "kernels")]
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from cnnviz.atomic import atomic_path, write_json, write_text
 from cnnviz.data import Dataset
+from cnnviz.layout import STATS, STATS_CSV, STATS_JSON, TOP_EXAMPLES, top_keys
 from cnnviz.manifest import entry
 from cnnviz.names import slug
 from cnnviz.model import LoadedModel
@@ -18,7 +19,7 @@ from cnnviz.render.activations import class_heatmap
 from cnnviz.render.patterns import image_grid
 from cnnviz.render.stats import comparison, histograms, map_means, overview
 
-FOLDER = "stats"
+FOLDER = STATS
 CSV_COLUMNS = ("layer", "map", "mean", "std", "max", "active_fraction", "image_active_fraction",
                "dead", "always_on", "preferred_class", "weight_mean", "weight_std", "weight_min",
                "weight_max", "weight_l2", "weight_near_zero")
@@ -38,18 +39,17 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
     folder.mkdir(parents=True, exist_ok=True)
     weights = {name: weight_stats(loaded.model, name) for name in stats}
     entries = []
-    write_json(folder / "stats.json", _as_json(stats, weights, data, split))
-    entries.append(_entry("stats/stats.json", f"statistics of every layer over {_n(stats)} "
+    write_json(out / STATS_JSON, _as_json(stats, weights, data, split))
+    entries.append(_entry(STATS_JSON, f"statistics of every layer over {_n(stats)} "
                           f"{split} images of {data.name} (JSON)", "stats-table", None))
-    write_text(folder / "stats.csv", _as_csv(stats, weights))
-    entries.append(_entry("stats/stats.csv", "one row per layer × map", "stats-table", None))
+    write_text(out / STATS_CSV, _as_csv(stats, weights))
+    entries.append(_entry(STATS_CSV, "one row per layer × map", "stats-table", None))
     x, _ = data.split(split)
     top_pixels = {name: x[s.top_index] for name, s in stats.items()}
-    with atomic_path(folder / "top_examples.npz") as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **{name: s.top_index for name, s in stats.items()},
-                 **{f"{name}_score": s.top_score for name, s in stats.items()},
-                 **{f"{name}_pixels": pixels for name, pixels in top_pixels.items()})
-    entries.append(_entry("stats/top_examples.npz", "per layer: dataset indices of the top "
+    with atomic_path(out / TOP_EXAMPLES) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **{key: value for name, s in stats.items() for key, value in
+                            zip(top_keys(name), (s.top_index, s.top_score, top_pixels[name]))})
+    entries.append(_entry(TOP_EXAMPLES, "per layer: dataset indices of the top "
                           "images of every map (key = layer), their scores and pixels", "arrays", None))
     for name, s in stats.items():
         unit = "map" if len(s.shape) == 3 else "unit"
@@ -58,27 +58,27 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
         w = weights[name]
         rel = f"{place}/histograms-{place}.png"
         histograms(s.sample, w.values if w else None, name, folder / rel)
-        entries.append(_entry(f"stats/{rel}", f"{name}: histograms of activations"
+        entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: histograms of activations"
                               + (" and weights" if w else ""), "stats-histogram", name))
         rel = f"{place}/map-means-{place}.png"
         map_means(s.mean, s.dead, s.always_on, name, folder / rel, unit)
-        entries.append(_entry(f"stats/{rel}", f"{name}: mean activation per {unit}, dead marked",
+        entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: mean activation per {unit}, dead marked",
                               "stats-map-means", name))
         rel = f"{place}/class-heatmap-{place}.png"
         class_heatmap(s.class_mean, name, folder / rel, class_names, unit)
-        entries.append(_entry(f"stats/{rel}", f"{name}: mean activation per class × {unit}",
+        entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: mean activation per class × {unit}",
                               "stats-class-heatmap", name))
         rel = f"{place}/top-examples-{place}.png"
         k = s.top_index.shape[1]
         image_grid(top_pixels[name], [f"{unit} {m}" for m in range(len(s.mean))],
                    [f"#{r + 1}" for r in range(k)], f"{name}: top {split} images per {unit}",
                    folder / rel)
-        entries.append(_entry(f"stats/{rel}", f"{name}: the {k} {split} images with the highest "
+        entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: the {k} {split} images with the highest "
                               f"mean activation of each {unit} (rows)", "stats-top-examples", name))
     overview(list(stats), [float(s.active_fraction.mean()) for s in stats.values()],
              [int(s.dead.sum()) for s in stats.values()], [len(s.mean) for s in stats.values()],
              folder / "overview.png")
-    entries.append(_entry("stats/overview.png", "all layers: activity and dead maps", "stats-overview", None))
+    entries.append(_entry(f"{FOLDER}/overview.png", "all layers: activity and dead maps", "stats-overview", None))
     return entries
 
 
@@ -114,8 +114,8 @@ def write_comparison(names: tuple[str, str], first: dict[str, LayerStats],
                ([first[n].dead.mean() for n in shared], [second[n].dead.mean() for n in shared]),
                folder / f"{stem}.png")
     caption = f"{names[0]} (a) vs {names[1]} (b), layer by layer"
-    return [_entry(f"stats/{stem}.csv", caption, "stats-compare", None),
-            _entry(f"stats/{stem}.png", caption, "stats-compare", None)], notes
+    return [_entry(f"{FOLDER}/{stem}.csv", caption, "stats-compare", None),
+            _entry(f"{FOLDER}/{stem}.png", caption, "stats-compare", None)], notes
 
 
 def _as_json(stats, weights, data: Dataset, split: str) -> dict:

@@ -6,10 +6,11 @@ import keras
 import numpy as np
 
 from cnnviz.errors import UsageError
+from cnnviz.layers import layers_for
 
 
 def conv_layers(model: keras.Model) -> list[str]:
-    return [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    return layers_for(model, "kernels")
 
 
 def conv_kernels(model: keras.Model, name: str) -> np.ndarray:

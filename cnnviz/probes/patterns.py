@@ -17,11 +17,10 @@ import tensorflow as tf
 
 from cnnviz.data import IMAGE_SIDE, Preprocessing
 from cnnviz.errors import UsageError
+from cnnviz.layers import layers_for
 
 PRE_ACTIVATION = ("auto", "on", "off")
 OBJECTIVES = ("mean", "center")
-PATTERN_LAYERS = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.MaxPooling2D,
-                  keras.layers.AveragePooling2D)
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ PARALLEL_CHUNKS = 1
 
 def pattern_layers(model: keras.Model) -> list[str]:
     """Layers that have maps or units to optimise (conv, pool, dense)."""
-    return [layer.name for layer in model.layers if isinstance(layer, PATTERN_LAYERS)]
+    return layers_for(model, "patterns")
 
 
 def response(model: keras.Model, name: str) -> Callable:

@@ -12,13 +12,11 @@ from matplotlib import colors
 from matplotlib.cm import ScalarMappable
 
 from cnnviz.render.figures import save_figure, set_margins
+from cnnviz.render.colours import MAPS  # noqa: E402
 from cnnviz.render.mosaic import Mosaic, maps_to_tiles, mosaic
 
-MAP_CMAP = "viridis"
-
-
 def _cmap():
-    return plt.get_cmap(MAP_CMAP).with_extremes(bad="white")  # white gaps between tiles
+    return MAPS
 
 
 def draw_mosaic(ax, tiles: Mosaic, labels: Sequence[str] | None = None, cmap=None) -> None:

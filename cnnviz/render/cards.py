@@ -19,11 +19,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cnnviz.layout import (ACTIVATIONS, FILTERS, KERNELS, KERNELS_KEY, STATS_JSON,  # noqa: E402
+                           TOP_EXAMPLES, top_keys)
+from cnnviz.render.colours import MAPS as MAP_CMAP  # noqa: E402
+from cnnviz.render.colours import PIXELS as GRAY  # noqa: E402
+from cnnviz.render.colours import SIGNED as KERNEL_CMAP  # noqa: E402
 from cnnviz.render.mosaic import mosaic  # noqa: E402
-
-MAP_CMAP = plt.get_cmap("viridis").with_extremes(bad="white")
-GRAY = plt.get_cmap("gray").with_extremes(bad="white")
-KERNEL_CMAP = plt.get_cmap("RdBu_r").with_extremes(bad="white")
 
 
 @dataclass
@@ -75,25 +76,25 @@ def find_sources(folder: Path, entries: list[dict]) -> CardSources:
         path, parts = folder / e["path"], e["path"].split("/")
         layer = e.get("layer") or (parts[1] if len(parts) > 1 else "")
         try:
-            if parts[0] == "kernels" and path.suffix == ".npz":
+            if parts[0] == KERNELS and path.suffix == ".npz":
                 with np.load(path) as z:
-                    found.kernels[layer] = z["kernels"]
-            elif parts[0] == "filters" and path.suffix == ".npz":
+                    found.kernels[layer] = z[KERNELS_KEY]
+            elif parts[0] == FILTERS and path.suffix == ".npz":
                 with np.load(path) as z:
                     arrays = {k: z[k] for k in z.files if k != "all_objectives"}
                 if arrays["pixels"].ndim != 3 or arrays.get("snapshot_pixels", np.zeros((0,) * 4)).ndim != 4:
                     raise ValueError("unexpected array shapes")
                 found.patterns[layer] = arrays
-            elif e["path"] == "stats/stats.json":
+            elif e["path"] == STATS_JSON:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 found.stats = data["layers"]
                 found.stats_split = data.get("split", "test")
-            elif e["path"] == "stats/top_examples.npz":
+            elif e["path"] == TOP_EXAMPLES:
                 with np.load(path) as z:
                     for key in z.files:
-                        if f"{key}_pixels" in z.files:
-                            found.top[key] = (z[key], z[f"{key}_score"], z[f"{key}_pixels"])
-            elif parts[0] == "activations" and path.suffix == ".npz":
+                        if all(k in z.files for k in top_keys(key)):
+                            found.top[key] = tuple(z[k] for k in top_keys(key))
+            elif parts[0] == ACTIVATIONS and path.suffix == ".npz":
                 with np.load(path) as z:
                     if "pixels" in z.files and "labels" in z.files and (
                             found.sample_pixels is None or "one-per-class" in path.name):

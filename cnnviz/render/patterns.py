@@ -11,11 +11,11 @@ from matplotlib import colors
 from matplotlib.cm import ScalarMappable
 
 from cnnviz.render.activations import draw_mosaic
+from cnnviz.render.colours import PIXELS, SIGNED
 from cnnviz.render.figures import save_figure, set_margins
 from cnnviz.render.mosaic import mosaic
 
-PATTERN_CMAP = plt.get_cmap("gray").with_extremes(bad="white")
-KERNEL_CMAP = plt.get_cmap("RdBu_r").with_extremes(bad="white")
+PATTERN_CMAP, KERNEL_CMAP = PIXELS, SIGNED
 
 
 def _figure_for(image_shape: tuple[int, int], screen_px_per_pixel: float = 3.0, dpi: int = 110):

@@ -1,0 +1,38 @@
+"""Where everything lives inside a gallery folder (outputs/NAME/), named once.
+
+Recipes (galleries/) write these paths and the page (render/cards.py) reads them; both
+import this module, so a rename happens here only. Paths are relative, with "/" separators,
+and every layer part is a safe slug (cnnviz.names).
+"""
+
+from __future__ import annotations
+
+from cnnviz.names import slug
+
+TRAIN, ACTIVATIONS, FILTERS, KERNELS, STATS, COMPARE = (
+    "train", "activations", "filters", "kernels", "stats", "compare")
+CURVES = f"{TRAIN}/curves.png"
+STATS_JSON = f"{STATS}/stats.json"
+STATS_CSV = f"{STATS}/stats.csv"
+TOP_EXAMPLES = f"{STATS}/top_examples.npz"  # keys: LAYER, LAYER_score, LAYER_pixels
+KERNELS_KEY = "kernels"                     # (kh, kw, in, out) in kernels_arrays(layer)
+
+
+def layer_file(folder: str, layer: str, stem: str, suffix: str) -> str:
+    """FOLDER/LAYER/STEM-LAYER.SUFFIX, the layer as a slug."""
+    place = slug(layer)
+    return f"{folder}/{place}/{stem}-{place}.{suffix}"
+
+
+def patterns_arrays(layer: str) -> str:
+    """The .npz of a layer's patterns: input, pixels (M, 28, 28), objective, maps, …"""
+    return layer_file(FILTERS, layer, "patterns", "npz")
+
+
+def kernels_arrays(layer: str) -> str:
+    return layer_file(KERNELS, layer, "kernels", "npz")
+
+
+def top_keys(layer: str) -> tuple[str, str, str]:
+    """The keys of a layer's dataset indices, scores and pixels in TOP_EXAMPLES."""
+    return layer, f"{layer}_score", f"{layer}_pixels"
