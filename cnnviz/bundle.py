@@ -145,6 +145,15 @@ def dataset_of(run: dict) -> tuple[str, str | None]:
     return data.get("dataset") or "mnist", data.get("path")
 
 
+def recorded_data(run: dict) -> str | None:
+    """The data path a bundle recorded, refused (exit 2) when it is gone."""
+    recorded = dataset_of(run)[1]
+    if recorded is not None and not Path(recorded).exists():
+        raise UsageError(f"the data this bundle was trained on, {recorded}, is gone; pass "
+                         "--data PATH")
+    return recorded
+
+
 def write_run(folder: Path, run: dict) -> None:
     write_json(folder / RUN_FILE, run)
 

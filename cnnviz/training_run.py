@@ -1,22 +1,26 @@
-"""Training a new bundle from the library: settings by name, a lock, the curves drawn after
-every epoch, progress as a callback. The CLI's `train` uses `draw_curves` too."""
+"""Planning and running training for the command line and the library: which bundles, with
+which settings, from which data; a lock per bundle; resume; the curves drawn after every
+epoch; progress as a callback. (cnnviz.training fits one bundle and never draws.)"""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import keras
 
 from cnnviz import bundle
-from cnnviz.data import load_dataset
-from cnnviz.errors import UsageError
+from cnnviz.data import Dataset, load_dataset
+from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.model import LoadedModel, load_model
 from cnnviz.render.figures import training_curves
 from cnnviz.runtime import select_device
-from cnnviz.spec import resolve_settings, specs_from_settings
-from cnnviz.training import train_bundle
+from cnnviz.spec import (NetworkSpec, TrainSpec, network_from_json, read_config,
+                         resolve_settings, same_settings, specs_from_settings)
+from cnnviz.training import TrainResult, train_bundle
 
 
 def draw_curves(folder: Path, history: dict, epoch: int) -> None:
@@ -35,22 +39,147 @@ class EpochProgress(keras.callbacks.Callback):
         self.progress(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
 
 
+@dataclass
+class Plan:
+    """What a training command will do."""
+
+    runs: list[tuple[str, TrainSpec]]  # (bundle name, its training settings), in order
+    network: NetworkSpec
+    preset: str
+    dataset: str
+    data_path: str | None
+    resumed: dict | None = None        # the run.json of the bundle being resumed
+    initial: Path | None = None        # initial weights to start from
+
+
+def plan_training(trained_dir: Path, *, hold: Callable[[Path], None], name: str | None = None,
+                  preset: str | None = None, config: str | Path | None = None,
+                  overrides: dict[str, Any] | None = None, dataset: str | None = None,
+                  data_path: str | Path | None = None, runs: int = 1, resume: bool = False,
+                  force: bool = False, from_initial: str | None = None) -> Plan:
+    """Check a training request and plan it. `hold(folder)` is called for every bundle the
+    plan will write, before anything about it is read: it takes the bundle's lock."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if runs < 1:
+        raise UsageError(f"runs must be ≥ 1, got {runs}", "runs")
+    if runs > 1 and resume:
+        raise UsageError("runs cannot be combined with resume; resume each run by its name, "
+                         "e.g. cnnviz train --name base-2 --resume", "runs")
+    if resume:
+        name = bundle.check_name(name or f"{dataset or 'mnist'}-{preset or 'article2'}")
+        hold(trained_dir / name)
+        run, network, training = _resume_plan(trained_dir / name, preset, config, dataset,
+                                              from_initial, force, overrides)
+        return Plan([(name, training)], network, run.get("preset", ""),
+                    bundle.dataset_of(run)[0], data_path or bundle.recorded_data(run), run)
+    preset, settings = resolve_settings(preset, config, overrides)
+    network, training = specs_from_settings(settings)
+    dataset = dataset or "mnist"
+    name = bundle.check_name(name or f"{dataset}-{preset}")
+    names = [name] if runs == 1 else [f"{name}-{i}" for i in range(1, runs + 1)]
+    for each in names:
+        hold(trained_dir / each)
+    for each in names:
+        if (trained_dir / each).exists() and not force:
+            raise UsageError(f"bundle {trained_dir / each} exists; replace it (--force, or "
+                             "force=True in Python), continue it (--resume), or choose another "
+                             "name")
+    initial = _initial_weights(from_initial, trained_dir) if from_initial else None
+    return Plan([(each, replace(training, seed=training.seed + i)) for i, each in enumerate(names)],
+                network, preset, dataset, None if data_path is None else str(data_path),
+                None, initial)
+
+
+def run_plan(plan: Plan, trained_dir: Path, data: Dataset, device: str = "cpu",
+             callbacks: list = (), tensorboard_dir: Path | None = None,
+             verbose: int | str = 0, log: Callable[[str], None] | None = None,
+             announce: Callable[[str, TrainSpec], None] | None = None,
+             ) -> Iterator[tuple[str, TrainResult]]:
+    """Train every bundle of the plan in turn, yielding (name, result) as each ends;
+    `announce(name, training)` is called as each starts."""
+    if plan.resumed is not None:
+        want = (plan.resumed["data"].get("train_images"), plan.resumed["data"].get("test_images"))
+        if want != (len(data.x_train), len(data.x_test)):
+            raise UsageError(f"--resume: the run trained on {want[0]} train / {want[1]} test "
+                             f"images but {data.describe()}; pass the same --data")
+    for name, training in plan.runs:
+        folder = trained_dir / name
+        if plan.resumed is None and folder.exists():
+            shutil.rmtree(folder)
+        if announce is not None:
+            announce(name, training)
+        yield name, train_bundle(folder, plan.network, training, data, preset=plan.preset,
+                                 device=device, resume=plan.resumed is not None,
+                                 initial_weights=plan.initial, tensorboard_dir=tensorboard_dir,
+                                 callbacks=list(callbacks), after_epoch=draw_curves,
+                                 verbose=verbose, log=log)
+
+
 def train_new(preset: str, name: str | None, dataset: str, data: str | Path | None,
               trained_dir: Path, force: bool, progress: Callable[[int, dict], None] | None,
               settings: dict[str, Any]) -> LoadedModel:
-    """Train preset + settings on the dataset into trained_dir/NAME; returns it loaded."""
-    preset, flat = resolve_settings(preset, None, settings)
-    network, training = specs_from_settings(flat)
-    name = bundle.check_name(name or f"{dataset}-{preset}")
-    folder = trained_dir / name
-    with bundle.writing(folder):
-        if folder.exists() and not force:
-            raise UsageError(f"name: bundle {folder} exists; pass force=True to replace it or "
-                             "choose another name", "name")
-        found = load_dataset(dataset, data)
-        if folder.exists():
-            shutil.rmtree(folder)
-        train_bundle(folder, network, training, found, preset=preset, device=select_device("auto"),
-                     callbacks=[EpochProgress(progress)] if progress else [],
-                     after_epoch=draw_curves, verbose=0)
-    return load_model(name, trained_dir)
+    """The library's cnnviz.train: plan, lock, train, and return the bundle loaded."""
+    unknown = {"name", "preset", "dataset", "data", "force"} & set(settings)
+    if unknown:
+        raise UsageError(f"{sorted(unknown)[0]} given twice", sorted(unknown)[0])
+    with contextlib.ExitStack() as held:
+        plan = plan_training(trained_dir, hold=lambda f: held.enter_context(bundle.writing(f)),
+                             name=name, preset=preset, overrides=settings, dataset=dataset,
+                             data_path=data, force=force)
+        found = load_dataset(plan.dataset, plan.data_path)
+        for _ in run_plan(plan, trained_dir, found, select_device("auto"),
+                          [EpochProgress(progress)] if progress else []):
+            pass
+    return load_model(plan.runs[0][0], trained_dir)
+
+
+def _resume_plan(folder: Path, preset, config, dataset, from_initial, force,
+                 overrides: dict) -> tuple[dict, NetworkSpec, TrainSpec]:
+    """The run, network and training specs of the bundle to resume. Settings equal to the
+    bundle's own are accepted (people re-run the same command with --resume); only epochs
+    may differ."""
+    refused = [flag for flag, value in (("--from-initial", from_initial), ("--force", force))
+               if value]
+    if refused:
+        raise UsageError(f"--resume continues the bundle as it is; it cannot be combined with "
+                         f"{' or '.join(refused)}")
+    if not (folder / bundle.RUN_FILE).is_file():
+        raise UsageError(f"nothing to resume: no bundle {folder}; start it without --resume")
+    run = bundle.read_run(folder)
+    if not (folder / bundle.MODEL_FILE).is_file():
+        raise UsageError(f"nothing to resume: {folder} finished no epoch yet; "
+                         "start again with --force")
+    try:
+        network = network_from_json(run["network"])
+        training = TrainSpec(**(run["training"] | {"epochs": overrides.get("epochs")
+                                                  or run["training"]["epochs"]}))
+    except (KeyError, TypeError) as exc:
+        raise CnnvizError(f"{folder / bundle.RUN_FILE} is incomplete ({exc}); retrain with "
+                          "--force") from None
+    given = {k: v for k, v in overrides.items() if k != "epochs"}
+    if config is not None:
+        from_file = read_config(config)
+        if from_file.pop("preset", None) not in (None, run.get("preset")):
+            given.setdefault("preset", "?")
+        given = {k: v for k, v in from_file.items() if k != "epochs"} | given
+    differ = same_settings(network, training, given)
+    differ += [f"--{flag} {value} (the bundle's: {own})" for flag, value, own in
+               (("preset", preset, run.get("preset")),
+                ("dataset", dataset, bundle.dataset_of(run)[0])) if value and value != own]
+    if differ:
+        raise UsageError(f"--resume continues with the bundle's own settings; only --epochs may "
+                         f"change (got {'; '.join(differ)})")
+    done = int(run.get("epochs_completed", 0))
+    if done >= training.epochs:
+        raise UsageError(f"{folder.name} has finished {done} of {training.epochs} epochs; "
+                         f"pass --epochs N with N > {done} to train further")
+    return run, network, training
+
+
+def _initial_weights(other: str, trained_dir: Path) -> Path:
+    found = bundle.resolve(other, trained_dir)
+    path = (found.bundle_dir / bundle.INITIAL_WEIGHTS_FILE) if found.bundle_dir else None
+    if path is None or not path.is_file():
+        raise UsageError(f"--from-initial {other}: no {bundle.INITIAL_WEIGHTS_FILE} there; "
+                         "name a bundle trained by cnnviz")
+    return path

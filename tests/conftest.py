@@ -48,9 +48,10 @@ def train_with_cli(root: Path, data: Path, name: str) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory, small_npz) -> Path:
-    """article2 trained for one epoch on 1,000 real digits as bundle `a2` (one per module)."""
+    """article2 trained for one epoch on 1,000 real digits as bundle `a2`, once per session:
+    tests that change a bundle work on a copy."""
     return train_with_cli(tmp_path_factory.mktemp("trained"), small_npz, "a2")
 
 
@@ -65,13 +66,14 @@ def atlas_with_cli(trained: Path, out: Path, *options: str) -> Path:
     return out / "a2"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def atlas(trained, tmp_path_factory) -> Path:
-    """A small but complete atlas of the one-epoch bundle, shared by a test module."""
+    """A small but complete atlas of the one-epoch bundle, shared by the session (tests that
+    change it work on a copy)."""
     return atlas_with_cli(trained, tmp_path_factory.mktemp("outputs"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def loaded(trained):
     from cnnviz.model import load_model
 

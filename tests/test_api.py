@@ -116,7 +116,7 @@ def test_train_returns_the_opened_bundle(small_npz, tmp_path):
     predicted = np.asarray(m.model(m.loaded.preprocessing.apply(data.x_test))).argmax(axis=1)
     assert m.run["metrics"]["test_accuracy"] == pytest.approx((predicted == data.y_test).mean(),
                                                               abs=1e-6)
-    with pytest.raises(cnnviz.UsageError, match="name: bundle .* exists; pass force=True"):
+    with pytest.raises(cnnviz.UsageError, match="bundle .* exists; replace it .*force=True"):
         cnnviz.train(epochs=1, name="demo", data=small_npz, trained_dir=tmp_path)
 
 

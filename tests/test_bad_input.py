@@ -70,7 +70,7 @@ MATRIX = [
     # contradictory options
     ("activations {m} --image 3 --digit 4", 2, r"--image and --digit"),
     ("train --name good --resume --preset article3", 2, r"--resume continues with the bundle's own settings"),
-    ("train --runs 2 --resume --name good", 2, r"--runs cannot be combined with --resume"),
+    ("train --runs 2 --resume --name good", 2, r"--runs cannot be combined with"),
 ]
 
 

@@ -177,7 +177,7 @@ def test_bad_train_input(args, code, message, run_cli, tmp_path, bad_files, smal
 def test_existing_bundle_needs_force(trained, run_cli, small_npz):
     before = (trained / "e2e" / "run.json").read_bytes()
     result = run_cli("train", "--name", "e2e", "--data", small_npz, "--trained-dir", trained)
-    assert_one_line_error(result, 2, r"bundle .*e2e exists; pass --force to replace it")
+    assert_one_line_error(result, 2, r"bundle .*e2e exists; replace it \(--force")
     assert (trained / "e2e" / "run.json").read_bytes() == before
 
 

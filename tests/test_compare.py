@@ -211,7 +211,7 @@ def test_compare_bad_input(runs, run_cli, tmp_path, small_npz):
     result = run_cli("train", "--runs", "0", "--trained-dir", runs)
     assert_one_line_error(result, 2, "--runs must be ≥ 1")
     result = run_cli("train", "--runs", "2", "--name", "r", "--resume", "--trained-dir", runs)
-    assert_one_line_error(result, 2, "--runs cannot be combined with --resume")
+    assert_one_line_error(result, 2, "--runs cannot be combined with")
     result = run_cli("train", "--runs", "2", "--name", "r", "--trained-dir", runs)
     assert_one_line_error(result, 2, "r-1 exists")
 

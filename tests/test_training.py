@@ -105,7 +105,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_epoch(tmp_path, tiny_data):
 
 def test_bundle_files_history_and_learning_rate_schedule(tmp_path, tiny_data):
     network, training = specs(epochs=2, schedule="inverse-time", decay_steps=1, decay_rate=0.01)
-    result = train_bundle(tmp_path / "b", network, training, tiny_data, verbose=0)
+    from cnnviz.training_run import draw_curves
+
+    drawn = []
+    result = train_bundle(tmp_path / "b", network, training, tiny_data, verbose=0,
+                          after_epoch=lambda *args: (drawn.append(args[2]), draw_curves(*args)))
+    assert drawn == [1, 2]  # the caller draws, after every epoch; training itself never does
     for name in bundle.BUNDLE_FILES:
         assert (result.folder / name).is_file(), name
     assert not [p.name for p in result.folder.iterdir() if p.name.startswith(".")]

@@ -161,15 +161,11 @@ def compare(first, second, layer_specs, split, limit, as_json, dataset, data_pat
                                       (outputs_dir / loaded.folder_name, outputs_dir / other.folder_name),
                                       class_names(data.name))
     numbers = result.numbers()
-    from cnnviz import interrupts
-    from cnnviz.manifest import add_entries
+    from cnnviz.galleries.record import record
 
-    interrupts.raise_if_received()
-    add_entries(out, entries, model=recipe.comparison_card(result, loaded, name))
+    record(loaded, out, entries, model=recipe.comparison_card(result, loaded, name))
     if as_json:
-        click.echo(json.dumps({"a": loaded.name, "b": other.name, "split": split,
-                               "images": result.images, "layers": numbers,
-                               "skipped": result.skipped}, indent=2))
+        click.echo(json.dumps(result.summary(), indent=2))
         write_site(out, err=True)
         return
     click.echo(f"{'layer':<8} {'maps':>5} {'matched':>8} {'>0.8':>6} {'>0.5':>6} {'same idx':>9} "

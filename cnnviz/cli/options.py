@@ -99,15 +99,6 @@ def has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def recorded_data(run: dict) -> str | None:
-    """The data path a bundle recorded, refused (exit 2) when it is gone."""
-    recorded = bundle.dataset_of(run)[1]
-    if recorded is not None and not Path(recorded).exists():
-        raise UsageError(f"the data this bundle was trained on, {recorded}, is gone; pass "
-                         "--data PATH")
-    return recorded
-
-
 def open_model(model: str | None, trained_dir: Path, err: bool = False):
     """Import TensorFlow quietly, load the model (a bundle, a .keras file, or the newest
     bundle) and say which one was taken when none was named."""
@@ -127,7 +118,7 @@ def open_data(loaded, dataset: str | None, data_path: Path | None, err: bool = F
     from cnnviz.data import load_dataset
 
     name, path = bundle.dataset_of(loaded.run)
-    path = data_path or (recorded_data(loaded.run) if dataset in (None, name) else None)
+    path = data_path or (bundle.recorded_data(loaded.run) if dataset in (None, name) else None)
     data = load_dataset(dataset or name, path)
     click.echo(f"data: {data.describe()}", err=err)
     return data

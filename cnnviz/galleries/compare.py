@@ -38,6 +38,11 @@ class Comparison:
     profiles: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
+    def summary(self) -> dict:
+        """What summary.json holds and `compare --json` prints."""
+        return {"a": self.names[0], "b": self.names[1], "split": self.split,
+                "images": self.images, "layers": self.numbers(), "skipped": self.skipped}
+
     def numbers(self) -> dict[str, dict[str, float]]:
         """The per-layer numbers `--json` prints."""
         out = {}
@@ -114,9 +119,7 @@ def write_comparison(result: Comparison, first: LoadedModel, second: LoadedModel
     names, entries = result.names, []
     (out / FOLDER).mkdir(parents=True, exist_ok=True)
     numbers = result.numbers()
-    write_json(out / FOLDER / "summary.json", {"a": names[0], "b": names[1], "split": result.split,
-                                               "images": result.images, "layers": numbers,
-                                               "skipped": result.skipped})
+    write_json(out / FOLDER / "summary.json", result.summary())
     entries.append(_entry(f"{FOLDER}/summary.json", "per-layer numbers (JSON)", "compare-table", None))
     arrays = {f"{layer}_similarity": m.similarity for layer, m in result.matchings.items()}
     arrays |= {f"{layer}_partner": m.partner for layer, m in result.matchings.items()}

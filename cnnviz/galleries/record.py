@@ -28,8 +28,9 @@ def prepare(folder: Path) -> None:
                           "--outputs-dir or fix its permissions") from None
 
 
-def record(loaded: LoadedModel, folder: Path, entries: list[dict]) -> Path:
-    """Add the written files to the gallery's manifest (never the work of an interrupted
-    command); returns the manifest's path."""
+def record(loaded: LoadedModel, folder: Path, entries: list[dict],
+           model: dict | None = None) -> Path:
+    """Add the written files to the gallery's manifest with the model card (default: the
+    loaded model's), never the work of an interrupted command; returns the manifest's path."""
     interrupts.raise_if_received()
-    return add_entries(folder, entries, model=model_card(loaded))
+    return add_entries(folder, entries, model=model or model_card(loaded))
