@@ -10,7 +10,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import keras
+from cnnviz.runtime import import_tensorflow
+
+import_tensorflow()  # quietly, before Keras
+
+import keras  # noqa: E402
 
 from cnnviz import bundle
 from cnnviz.data import Dataset, load_dataset
