@@ -1,10 +1,12 @@
 """`cnnviz atlas`: every gallery of a model in one run, one TensorFlow import, then the page.
 
-Each stage is a function returning manifest entries; the CLI times and reports them.
+The atlas is a list of stages (STAGES), each a recipe taking one AtlasJob and returning
+manifest entries; `run_atlas` records each as it finishes and reports a line per stage.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -15,11 +17,11 @@ from cnnviz.galleries import stats as stats_gallery
 from cnnviz.galleries.activations import select_one_per_class, write_image_activations
 from cnnviz.galleries.filters import write_kernels, write_patterns
 from cnnviz.galleries.record import prepare, record
+from cnnviz.layers import layers_for
 from cnnviz.layout import CURVES, TRAIN
 from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel, resolve_layers
-from cnnviz.probes.kernels import conv_layers
-from cnnviz.probes.patterns import PatternSettings, Patterns, parse_maps
+from cnnviz.probes.patterns import PatternSettings, parse_maps
 from cnnviz.render.figures import training_curves
 
 
@@ -29,49 +31,77 @@ def default_snapshots(steps: int) -> tuple[int, ...]:
     return tuple(sorted({0, max(1, steps // 10), max(1, (3 * steps) // 10), steps}))
 
 
-def write_curves(loaded: LoadedModel, out: Path) -> list[dict]:
+@dataclass
+class AtlasJob:
+    """What every stage of the atlas gets."""
+
+    loaded: LoadedModel
+    data: Dataset
+    out: Path
+    patterns: PatternSettings
+    split: str = "test"
+    limit: int | None = None
+    top: int = 9
+    say: Callable[[str], None] = lambda line: None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return class_names(self.data.name)
+
+    @property
+    def layers(self) -> list[str]:
+        return resolve_layers(self.loaded.model, "all")
+
+
+def curves(job: AtlasJob) -> list[dict]:
     """The bundle's training curves (drawn from history.csv); none for a plain .keras file."""
-    folder = loaded.ref.bundle_dir
+    folder = job.loaded.ref.bundle_dir
     history = bundle.read_history(folder) if folder is not None else {}
     if not history:
         return []
-    (out / TRAIN).mkdir(parents=True, exist_ok=True)
-    training_curves(history, out / CURVES, f"{loaded.name}: accuracy and loss per epoch")
+    (job.out / TRAIN).mkdir(parents=True, exist_ok=True)
+    training_curves(history, job.out / CURVES, f"{job.loaded.name}: accuracy and loss per epoch")
     epochs = len(next(iter(history.values())))
     return [entry(CURVES, f"training curves over {epochs} epochs (train and test split)",
                   "curves", "train")]
 
 
-def write_class_samples(loaded: LoadedModel, layers: list[str], data: Dataset, split: str,
-                        out: Path, class_names: tuple[str, ...]) -> list[dict]:
+def class_samples(job: AtlasJob) -> list[dict]:
     """Every layer for the first image of each class: one images × maps figure per layer."""
-    selection = select_one_per_class(data, split)
-    return write_image_activations(loaded, layers, selection, out, "layer", True, class_names)
+    selection = select_one_per_class(job.data, job.split)
+    return write_image_activations(job.loaded, job.layers, selection, job.out, "layer", True,
+                                   job.classes)
 
 
-def write_all_patterns(loaded: LoadedModel, settings: PatternSettings, out: Path,
-                       class_names: tuple[str, ...],
-                       done: Callable[[str, Patterns], None]) -> list[dict]:
-    """Patterns (with arrays and evolution) for every conv layer."""
+def all_patterns(job: AtlasJob) -> list[dict]:
+    """Patterns (with arrays and evolution) for every layer the pattern probe takes by
+    default (the conv layers), a line per layer."""
     entries = []
-    for layer in conv_layers(loaded.model):
-        count = loaded.model.get_layer(layer).output.shape[-1]
-        written, result = write_patterns(loaded, layer, parse_maps(None, count), settings, out,
-                                         class_names, save_arrays=True)
+    for layer in layers_for(job.loaded.model, "kernels"):
+        count = job.loaded.model.get_layer(layer).output.shape[-1]
+        written, result = write_patterns(job.loaded, layer, parse_maps(None, count),
+                                         job.patterns, job.out, job.classes, save_arrays=True)
         entries += written
-        done(layer, result)
+        reached = result.best_objective
+        job.say(f"  {layer}: {int((reached > 0).sum())}/{len(reached)} maps with a positive "
+                f"objective, {result.seconds:.1f} s")
     return entries
 
 
-def write_all_kernels(loaded: LoadedModel, out: Path) -> list[dict]:
-    return [e for layer in conv_layers(loaded.model) for e in write_kernels(loaded, layer, out)]
+def all_kernels(job: AtlasJob) -> list[dict]:
+    return [e for layer in layers_for(job.loaded.model, "kernels")
+            for e in write_kernels(job.loaded, layer, job.out)]
 
 
-def write_all_stats(loaded: LoadedModel, layers: list[str], data: Dataset, split: str,
-                    limit: int | None, top: int, out: Path,
-                    class_names: tuple[str, ...]) -> list[dict]:
-    result = stats_gallery.compute(loaded, layers, data, split, limit, top)
-    return stats_gallery.write_stats(loaded, result, data, split, out, class_names)
+def all_stats(job: AtlasJob) -> list[dict]:
+    result = stats_gallery.compute(job.loaded, job.layers, job.data, job.split, job.limit, job.top)
+    return stats_gallery.write_stats(job.loaded, result, job.data, job.split, job.out, job.classes)
+
+
+# The atlas: one line per technique, in page order. A new technique adds its line here.
+STAGES: list[tuple[str, Callable[[AtlasJob], list[dict]]]] = [
+    ("curves", curves), ("activations", class_samples), ("patterns", all_patterns),
+    ("kernels", all_kernels), ("stats", all_stats)]
 
 
 def atlas_settings(steps: int = 100, step_size: float = 0.1,
@@ -101,24 +131,11 @@ def run_atlas(loaded: LoadedModel, data: Dataset, out: Path, settings: PatternSe
         raise UsageError(f"top {top} is larger than the {count:,} images used; choose top ≤ "
                          f"{count}", "top")
     prepare(out)
-    names = class_names(data.name)
-    layers = resolve_layers(loaded.model, "all")
-
-    def stage(label: str, work: Callable[[], list[dict]]) -> None:
+    job = AtlasJob(loaded, data, out, settings, split, limit, top, say)
+    for label, stage in STAGES:
         started = time.perf_counter()
-        entries = work()
-        record(loaded, out, entries)
+        entries = stage(job)
+        record(loaded, out, entries)  # each stage is kept even if a later one fails
         say(f"{label}: {len({e['path'] for e in entries})} files in "
             f"{time.perf_counter() - started:.1f} s")
-
-    def pattern_line(layer: str, result: Patterns) -> None:
-        reached = result.best_objective
-        say(f"  {layer}: {int((reached > 0).sum())}/{len(reached)} maps with a positive "
-            f"objective, {result.seconds:.1f} s")
-
-    stage("curves", lambda: write_curves(loaded, out))
-    stage("activations", lambda: write_class_samples(loaded, layers, data, split, out, names))
-    stage("patterns", lambda: write_all_patterns(loaded, settings, out, names, pattern_line))
-    stage("kernels", lambda: write_all_kernels(loaded, out))
-    stage("stats", lambda: write_all_stats(loaded, layers, data, split, limit, top, out, names))
     return build_site(out)
