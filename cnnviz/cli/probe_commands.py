@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from cnnviz import bundle
 from cnnviz.cli.group import cli
@@ -88,14 +87,11 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
         selection = gallery.select_images(data, split, images, digit, 6 if count is None else count)
     out = outputs_dir / loaded.folder_name
     check_writable(out)
-    names = class_names(dataset or bundle.dataset_of(loaded.run)[0])
-    entries = []
-    if wants_images:
-        entries += gallery.write_image_activations(loaded, layers, selection, out, scale,
-                                                   save_arrays, names)
-    if class_mean:
-        entries += gallery.write_class_means(loaded, layers, data, split, out, names)
-    record_entries(loaded, out, entries, gallery.FOLDER)
+    options = gallery.ActivationOptions(
+        tuple(layers), class_names(dataset or bundle.dataset_of(loaded.run)[0]),
+        selection if wants_images else None, scale, save_arrays,
+        data if class_mean else None, split)
+    record_entries(loaded, out, gallery.run(loaded, options, out), gallery.FOLDER)
 
 
 @cli.command()
@@ -140,8 +136,7 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
                                snapshots=tuple(parse_int_list("--snapshots", snapshots)) if snapshots else (),
                                seed=seed)
     loaded = open_model(model, trained_dir)
-    from cnnviz.data import class_names
-    from cnnviz.galleries.filters import FILTERS, write_patterns
+    from cnnviz.galleries import filters as gallery
     from cnnviz.layers import layers_for
     from cnnviz.probes.patterns import ascent_steps, parse_maps
 
@@ -151,18 +146,15 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
             for layer in layers]
     out = outputs_dir / loaded.folder_name
     check_writable(out)
-    names = class_names(bundle.dataset_of(loaded.run)[0])
     for layer, chosen in plan:
+        options = gallery.PatternOptions(layer, settings, chosen, per_scale, save_arrays)
         with click.progressbar(length=ascent_steps(len(chosen), settings),
                                label=f"{layer}: {len(chosen)} maps × "
                                f"{len(settings.scales) * settings.starts} starts",
                                file=sys.stderr) as bar:
-            written, result = write_patterns(loaded, layer, chosen, settings, out, names,
-                                             per_scale, save_arrays, bar.update)
-        reached = result.best_objective
-        click.echo(f"{layer}: {int((reached > 0).sum())}/{len(reached)} maps with a positive "
-                   f"objective, median {float(np.median(reached)):.3g}, {result.seconds:.1f} s")
-        record_entries(loaded, out, written, f"{FILTERS}/{layer}", refresh=False)  # kept if Ctrl-C
+            written = gallery.run(loaded, options, out, click.echo, bar.update)
+        record_entries(loaded, out, written, f"{gallery.FILTERS}/{layer}",
+                       refresh=False)  # each layer kept if Ctrl-C
     refresh_page(out)
 
 
@@ -181,13 +173,13 @@ def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
       cnnviz kernels
     """
     loaded = open_model(model, trained_dir)
-    from cnnviz.galleries.filters import KERNELS, write_kernels
+    from cnnviz.galleries import kernels as gallery
 
     layers = chosen_layers(loaded.model, layer_specs, probe="kernels")
     out = outputs_dir / loaded.folder_name
     check_writable(out)
-    entries = [entry for layer in layers for entry in write_kernels(loaded, layer, out)]
-    record_entries(loaded, out, entries, KERNELS)
+    entries = gallery.run(loaded, gallery.KernelOptions(tuple(layers)), out)
+    record_entries(loaded, out, entries, gallery.KERNELS)
 
 
 @cli.command()
@@ -222,7 +214,6 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be ≥ 1, got {value}")
     loaded = open_model(model, trained_dir)
-    from cnnviz.data import class_names
     from cnnviz.galleries import stats as gallery
     from cnnviz.model import load_model
 
@@ -233,22 +224,7 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
     if top > count:
         raise UsageError(f"--top {top} is larger than the {count:,} images used; "
                          f"choose --top ≤ {count}")
-    if second is not None and second.preprocessing.kind != loaded.preprocessing.kind:
-        click.echo(f"note: {second.name} normalises with {second.preprocessing.kind}, "
-                   f"{loaded.name} with {loaded.preprocessing.kind}: each gets its own")
     out = outputs_dir / loaded.folder_name
     check_writable(out)
-    result = gallery.compute(loaded, layers, data, split, limit, top, batch_size)
-    entries = gallery.write_stats(loaded, result, data, split, out, class_names(data.name))
-    for layer, s in result.items():
-        click.echo(f"{layer:<8} {len(s.mean):>4} {'maps' if len(s.shape) == 3 else 'units'}: "
-                   f"{s.active_fraction.mean():6.1%} of values > 0, {int(s.dead.sum())} dead, "
-                   f"{int(s.always_on.sum())} always on")
-    if second is not None:
-        shared = [n for n in layers if n in {layer.name for layer in second.model.layers}]
-        theirs = gallery.compute(second, shared, data, split, limit, top, batch_size)
-        written, notes = gallery.write_comparison((loaded.name, second.name), result, theirs, out)
-        entries += written
-        for note in notes:
-            click.echo(f"note: {note}")
-    record_entries(loaded, out, entries, gallery.FOLDER)
+    options = gallery.StatsOptions(tuple(layers), data, split, limit, top, batch_size, second)
+    record_entries(loaded, out, gallery.run(loaded, options, out, click.echo), gallery.FOLDER)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -77,6 +78,33 @@ def select_file(path: str | Path) -> Selection:
     pixels, note = read_image(path)
     return Selection(f"input-{slug(Path(path).stem, unique=False)}", pixels[np.newaxis],
                      np.array([-1]), None, None, note=note)
+
+
+@dataclass(frozen=True)
+class ActivationOptions:
+    """Which layers, for which images (a Selection, or none), and/or class means over a
+    split of a dataset; how to scale the figures; whether to save the arrays."""
+
+    layers: tuple[str, ...]
+    classes: tuple[str, ...]
+    selection: Selection | None = None
+    scale: str = "map"
+    save_arrays: bool = False
+    class_means_of: Dataset | None = None
+    split: str = "test"
+
+
+def run(loaded: LoadedModel, options: ActivationOptions, out: Path,
+        report: Callable[[str], None] | None = None) -> list[dict]:
+    """The recipe: figures (and arrays) for the selected images, then the class means."""
+    layers, entries = list(options.layers), []
+    if options.selection is not None:
+        entries += write_image_activations(loaded, layers, options.selection, out, options.scale,
+                                           options.save_arrays, options.classes)
+    if options.class_means_of is not None:
+        entries += write_class_means(loaded, layers, options.class_means_of, options.split, out,
+                                     options.classes)
+    return entries
 
 
 def write_image_activations(loaded: LoadedModel, layers: list[str], selection: Selection,

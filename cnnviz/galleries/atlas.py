@@ -13,15 +13,14 @@ from typing import Callable
 from cnnviz import bundle
 from cnnviz.data import Dataset, class_names
 from cnnviz.errors import UsageError
-from cnnviz.galleries import stats as stats_gallery
-from cnnviz.galleries.activations import select_one_per_class, write_image_activations
-from cnnviz.galleries.filters import write_kernels, write_patterns
+from cnnviz.galleries import activations, filters, kernels, stats
+from cnnviz.galleries.activations import select_one_per_class
 from cnnviz.galleries.record import prepare, record
 from cnnviz.layers import layers_for
 from cnnviz.layout import CURVES, TRAIN
 from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel, resolve_layers
-from cnnviz.probes.patterns import PatternSettings, parse_maps
+from cnnviz.probes.patterns import PatternSettings
 from cnnviz.render.figures import training_curves
 
 
@@ -69,33 +68,27 @@ def curves(job: AtlasJob) -> list[dict]:
 def class_samples(job: AtlasJob) -> list[dict]:
     """Every layer for the first image of each class: one images × maps figure per layer."""
     selection = select_one_per_class(job.data, job.split)
-    return write_image_activations(job.loaded, job.layers, selection, job.out, "layer", True,
-                                   job.classes)
+    options = activations.ActivationOptions(tuple(job.layers), job.classes, selection, "layer",
+                                            save_arrays=True)
+    return activations.run(job.loaded, options, job.out, job.say)
 
 
 def all_patterns(job: AtlasJob) -> list[dict]:
-    """Patterns (with arrays and evolution) for every layer the pattern probe takes by
-    default (the conv layers), a line per layer."""
-    entries = []
-    for layer in layers_for(job.loaded.model, "kernels"):
-        count = job.loaded.model.get_layer(layer).output.shape[-1]
-        written, result = write_patterns(job.loaded, layer, parse_maps(None, count),
-                                         job.patterns, job.out, job.classes, save_arrays=True)
-        entries += written
-        reached = result.best_objective
-        job.say(f"  {layer}: {int((reached > 0).sum())}/{len(reached)} maps with a positive "
-                f"objective, {result.seconds:.1f} s")
-    return entries
+    """Patterns (with arrays and evolution) for every conv layer, a line per layer."""
+    return [e for layer in layers_for(job.loaded.model, "kernels")
+            for e in filters.run(job.loaded, filters.PatternOptions(layer, job.patterns,
+                                                                     save_arrays=True),
+                                 job.out, lambda line: job.say(f"  {line}"))]
 
 
 def all_kernels(job: AtlasJob) -> list[dict]:
-    return [e for layer in layers_for(job.loaded.model, "kernels")
-            for e in write_kernels(job.loaded, layer, job.out)]
+    layers = tuple(layers_for(job.loaded.model, "kernels"))
+    return kernels.run(job.loaded, kernels.KernelOptions(layers), job.out, job.say)
 
 
 def all_stats(job: AtlasJob) -> list[dict]:
-    result = stats_gallery.compute(job.loaded, job.layers, job.data, job.split, job.limit, job.top)
-    return stats_gallery.write_stats(job.loaded, result, job.data, job.split, job.out, job.classes)
+    options = stats.StatsOptions(tuple(job.layers), job.data, job.split, job.limit, job.top)
+    return stats.run(job.loaded, options, job.out)
 
 
 # The atlas: one line per technique, in page order. A new technique adds its line here.

@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from cnnviz import bundle
 from cnnviz.atomic import atomic_path
-from cnnviz.layout import FILTERS, KERNELS, KERNELS_KEY, kernels_arrays, patterns_arrays
+from cnnviz.data import class_names
+from cnnviz.layout import FILTERS, patterns_arrays
 from cnnviz.manifest import entry
 from cnnviz.names import slug
 from cnnviz.model import LoadedModel
-from cnnviz.probes.kernels import conv_kernels
 from cnnviz.probes.patterns import PatternSettings, Patterns, optimal_patterns
-from cnnviz.render.patterns import image_grid, kernel_gallery, pattern_gallery
+from cnnviz.render.patterns import image_grid, pattern_gallery
 
+
+
+@dataclass(frozen=True)
+class PatternOptions:
+    """One layer's pattern gallery: which maps (None: all), how the ascent runs, extras."""
+
+    layer: str
+    settings: PatternSettings
+    maps: np.ndarray | None = None
+    per_scale: bool = False
+    save_arrays: bool = False
+
+
+def run(loaded: LoadedModel, options: PatternOptions, out: Path,
+        report: Callable[[str], None] | None = None,
+        progress: Callable[[int], None] | None = None) -> list[dict]:
+    """The recipe: the ascent for one layer, its galleries (and arrays); a line to `report`."""
+    count = loaded.model.get_layer(options.layer).output.shape[-1]
+    maps = np.arange(count) if options.maps is None else options.maps
+    names = class_names(bundle.dataset_of(loaded.run)[0])
+    entries, result = write_patterns(loaded, options.layer, maps, options.settings, out, names,
+                                     options.per_scale, options.save_arrays, progress)
+    if report is not None:
+        reached = result.best_objective
+        report(f"{options.layer}: {int((reached > 0).sum())}/{len(reached)} maps with a positive "
+               f"objective, median {float(np.median(reached)):.3g}, {result.seconds:.1f} s")
+    return entries
 
 
 def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: PatternSettings,
@@ -67,23 +96,6 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
                      snapshot_pixels=frames.astype(np.float32))
         entries.append(_entry(rel, f"{layer}: pattern arrays", "arrays", layer, result.maps))
     return entries, result
-
-
-def write_kernels(loaded: LoadedModel, layer: str, out: Path) -> list[dict]:
-    """One kernel mosaic for a conv layer."""
-    kernels = conv_kernels(loaded.model, layer)
-    place = slug(layer)
-    rel = f"{KERNELS}/{place}/kernels-{place}.png"
-    (out / KERNELS / place).mkdir(parents=True, exist_ok=True)
-    kernel_gallery(kernels, layer, out / rel)
-    caption = (f"{layer}: {kernels.shape[3]} kernels of {kernels.shape[0]}x{kernels.shape[1]} "
-               f"over {kernels.shape[2]} input channel(s), red positive, blue negative")
-    maps = np.arange(kernels.shape[3])
-    arrays = kernels_arrays(layer)
-    with atomic_path(out / arrays) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **{KERNELS_KEY: kernels})
-    return [_entry(rel, caption, "kernels", layer, maps, "kernels"),
-            _entry(arrays, f"{layer}: kernel array (kh, kw, in, out)", "arrays", layer, maps, "kernels")]
 
 
 def _pixels(loaded: LoadedModel, inputs: np.ndarray) -> np.ndarray:

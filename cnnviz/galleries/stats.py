@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from cnnviz.atomic import atomic_path, write_json, write_text
-from cnnviz.data import Dataset
+from cnnviz.data import Dataset, class_names
 from cnnviz.layout import STATS, STATS_CSV, STATS_JSON, TOP_EXAMPLES, top_keys
 from cnnviz.manifest import entry
 from cnnviz.names import slug
@@ -23,6 +25,44 @@ FOLDER = STATS
 CSV_COLUMNS = ("layer", "map", "mean", "std", "max", "active_fraction", "image_active_fraction",
                "dead", "always_on", "preferred_class", "weight_mean", "weight_std", "weight_min",
                "weight_max", "weight_l2", "weight_near_zero")
+
+
+@dataclass(frozen=True)
+class StatsOptions:
+    """Which layers over which images; how many top examples; optionally a second model."""
+
+    layers: tuple[str, ...]
+    data: Dataset
+    split: str = "test"
+    limit: int | None = None
+    top: int = 9
+    batch_size: int = 500
+    other: LoadedModel | None = None
+
+
+def run(loaded: LoadedModel, options: StatsOptions, out: Path,
+        report: Callable[[str], None] | None = None) -> list[dict]:
+    """The recipe: statistics, tables, top examples and figures; with `other`, the same for
+    the second model and the comparison. A line per layer (and per note) to `report`."""
+    say = report or (lambda line: None)
+    o = options
+    result = compute(loaded, list(o.layers), o.data, o.split, o.limit, o.top, o.batch_size)
+    entries = write_stats(loaded, result, o.data, o.split, out, class_names(o.data.name))
+    for layer, s in result.items():
+        say(f"{layer:<8} {len(s.mean):>4} {'maps' if len(s.shape) == 3 else 'units'}: "
+            f"{s.active_fraction.mean():6.1%} of values > 0, {int(s.dead.sum())} dead, "
+            f"{int(s.always_on.sum())} always on")
+    if o.other is not None:
+        if o.other.preprocessing.kind != loaded.preprocessing.kind:
+            say(f"note: {o.other.name} normalises with {o.other.preprocessing.kind}, "
+                f"{loaded.name} with {loaded.preprocessing.kind}: each gets its own")
+        shared = [n for n in o.layers if n in {layer.name for layer in o.other.model.layers}]
+        theirs = compute(o.other, shared, o.data, o.split, o.limit, o.top, o.batch_size)
+        written, notes = write_comparison((loaded.name, o.other.name), result, theirs, out)
+        entries += written
+        for note in notes:
+            say(f"note: {note}")
+    return entries
 
 
 def compute(loaded: LoadedModel, layers: list[str], data: Dataset, split: str, limit: int | None,

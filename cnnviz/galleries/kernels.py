@@ -1,0 +1,49 @@
+"""`cnnviz kernels`: the kernels of conv layers as mosaics and arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cnnviz.atomic import atomic_path
+from cnnviz.layout import KERNELS, KERNELS_KEY, kernels_arrays
+from cnnviz.manifest import entry
+from cnnviz.model import LoadedModel
+from cnnviz.names import slug
+from cnnviz.probes.kernels import conv_kernels
+from cnnviz.render.patterns import kernel_gallery
+
+
+@dataclass(frozen=True)
+class KernelOptions:
+    layers: tuple[str, ...]
+
+
+def run(loaded: LoadedModel, options: KernelOptions, out: Path,
+        report: Callable[[str], None] | None = None) -> list[dict]:
+    """The recipe: a kernel mosaic and array per conv layer."""
+    return [e for layer in options.layers for e in write_kernels(loaded, layer, out)]
+
+
+def write_kernels(loaded: LoadedModel, layer: str, out: Path) -> list[dict]:
+    """One kernel mosaic for a conv layer."""
+    kernels = conv_kernels(loaded.model, layer)
+    place = slug(layer)
+    rel = f"{KERNELS}/{place}/kernels-{place}.png"
+    (out / KERNELS / place).mkdir(parents=True, exist_ok=True)
+    kernel_gallery(kernels, layer, out / rel)
+    caption = (f"{layer}: {kernels.shape[3]} kernels of {kernels.shape[0]}x{kernels.shape[1]} "
+               f"over {kernels.shape[2]} input channel(s), red positive, blue negative")
+    maps = np.arange(kernels.shape[3])
+    arrays = kernels_arrays(layer)
+    with atomic_path(out / arrays) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **{KERNELS_KEY: kernels})
+    return [_entry(rel, caption, "kernels", layer, maps, "kernels"),
+            _entry(arrays, f"{layer}: kernel array (kh, kw, in, out)", "arrays", layer, maps, "kernels")]
+
+
+def _entry(path: str, caption: str, kind: str, layer: str, maps, command: str = "kernels") -> dict:
+    return entry(path, caption, kind, command, layer, maps=[int(m) for m in maps])
