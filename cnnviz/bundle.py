@@ -110,9 +110,10 @@ def validate_run(path: Path, run: dict) -> None:
         ok = (value is None and optional) or (isinstance(value, kinds) and not isinstance(value, bool))
         field(name, value, ok, want)
 
-    typed("epochs_completed", run.get("epochs_completed", 0), int, "an integer")
-    field("epochs_completed", run.get("epochs_completed", 0), run.get("epochs_completed", 0) is None
-          or run.get("epochs_completed", 0) >= 0, "an integer ≥ 0")
+    done = run.get("epochs_completed", 0)
+    field("epochs_completed", done, done is None or (isinstance(done, int) and not
+                                                     isinstance(done, bool) and done >= 0),
+          "an integer ≥ 0")
     for key in ("status", "updated", "preset", "name", "device"):
         typed(key, run.get(key), str, "text")
     for key in ("metrics", "training", "network", "data", "versions"):
@@ -150,7 +151,7 @@ def recorded_data(run: dict) -> str | None:
     recorded = dataset_of(run)[1]
     if recorded is not None and not Path(recorded).exists():
         raise UsageError(f"the data this bundle was trained on, {recorded}, is gone; pass "
-                         "--data PATH")
+                         "--data PATH (data=PATH to cnnviz.load)", "data")
     return recorded
 
 

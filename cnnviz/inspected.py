@@ -49,9 +49,9 @@ class Inspected:
 
     @property
     def conv_layers(self) -> list[str]:
-        from cnnviz.probes.kernels import conv_layers
+        from cnnviz.layers import layers_for
 
-        return conv_layers(self.model)
+        return layers_for(self.model, "kernels")
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -65,12 +65,8 @@ class Inspected:
     def data(self) -> Dataset:
         """The dataset the model was trained on (or the one given to `load`), read once."""
         if self._data is None:
-            name, recorded = bundle.dataset_of(self.loaded.run)
-            path = self._data_path or recorded
-            if self._data_path is None and recorded is not None and not Path(recorded).exists():
-                raise UsageError(f"the data this bundle was trained on, {recorded}, is gone; "
-                                 "pass data=PATH to cnnviz.load", "data")
-            self._data = load_dataset(name, path)
+            name = bundle.dataset_of(self.loaded.run)[0]
+            self._data = load_dataset(name, self._data_path or bundle.recorded_data(self.loaded.run))
         return self._data
 
     def activations(self, images: int | Sequence[int] | np.ndarray = 0,
@@ -113,11 +109,9 @@ class Inspected:
 
     def kernels(self, layer: str) -> KernelResult:
         """The kernels (kh, kw, in, maps) and bias of a conv layer."""
-        from cnnviz.layers import check_layers
         from cnnviz.probes.kernels import conv_kernels
 
         (name,) = self._layers(layer, one=True)
-        check_layers(self.model, [name], "kernels")
         weights = conv_kernels(self.model, name)
         conv = self.model.get_layer(name)
         bias = np.asarray(conv.bias, np.float32) if conv.use_bias else None

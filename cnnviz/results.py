@@ -91,14 +91,14 @@ class ActivationResult(Mapping, _Shown):
 
     def save(self, folder: str | Path) -> list[Path]:
         """activations.npz (every array) and one PNG per image and layer."""
+        from cnnviz.render.activations import image_activation_figure
+
         folder = Path(folder)
         written = [_save_arrays(folder / "activations.npz", pixels=self.pixels, index=self.index,
                                 **{self.output_name: self.outputs},
                                 **{f"layer_{slug(k)}": v for k, v in self.layers.items()})]
         for layer in self.layers:
             for i in range(len(self.pixels)):
-                from cnnviz.render.activations import image_activation_figure
-
                 path = folder / f"{slug(layer)}-image-{i}.png"
                 written.append(image_activation_figure(
                     self[layer][i], self.pixels[i], layer, self._title(i), self._lines(i), "map",

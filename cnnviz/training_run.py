@@ -123,9 +123,6 @@ def train_new(preset: str, name: str | None, dataset: str, data: str | Path | No
               trained_dir: Path, force: bool, progress: Callable[[int, dict], None] | None,
               settings: dict[str, Any]) -> LoadedModel:
     """The library's cnnviz.train: plan, lock, train, and return the bundle loaded."""
-    unknown = {"name", "preset", "dataset", "data", "force"} & set(settings)
-    if unknown:
-        raise UsageError(f"{sorted(unknown)[0]} given twice", sorted(unknown)[0])
     with contextlib.ExitStack() as held:
         plan = plan_training(trained_dir, hold=lambda f: held.enter_context(bundle.writing(f)),
                              name=name, preset=preset, overrides=settings, dataset=dataset,

@@ -9,19 +9,9 @@ import click
 
 from cnnviz import bundle
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (
-    FINITE,
-    check_writable,
-    chosen_layers,
-    open_data,
-    open_model,
-    outputs_dir_option,
-    parse_int_list,
-    probe_data_options,
-    say_site,
-    trained_dir_option,
-    write_site,
-)
+from cnnviz.cli.options import (FINITE, check_writable, chosen_layers, open_data, open_model,
+                                outputs_dir_option, parse_int_list, probe_data_options, say_site,
+                                trained_dir_option, write_site)
 from cnnviz.errors import UsageError
 
 

@@ -10,14 +10,8 @@ import click
 from cnnviz import bundle
 from cnnviz.data import DATASETS, NORMALIZATIONS
 from cnnviz.errors import UsageError
-from cnnviz.spec import (
-    ACTIVATIONS,
-    OPTIMIZERS,
-    OUTPUT_ACTIVATIONS,
-    REG_SCOPES,
-    REGULARIZERS,
-    SCHEDULES,
-)
+from cnnviz.spec import (ACTIVATIONS, OPTIMIZERS, OUTPUT_ACTIVATIONS, REG_SCOPES, REGULARIZERS,
+                         SCHEDULES)
 
 
 class FiniteFloat(click.ParamType):
@@ -134,7 +128,8 @@ def chosen_layers(model, layer_specs: tuple[str, ...], default: str = "all",
     spec = ",".join(layer_specs) or default
     layers = resolve_layers(model, spec)
     if spec.strip().lower() == "all":
-        return [name for name in layers if name in layers_for(model, probe)]
+        qualifying = set(layers_for(model, probe))
+        return [name for name in layers if name in qualifying]
     check_layers(model, layers, probe)
     return layers
 

@@ -9,13 +9,8 @@ import click
 
 from cnnviz import bundle
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (
-    has_module,
-    open_model,
-    outputs_dir_option,
-    setting_options,
-    trained_dir_option,
-)
+from cnnviz.cli.options import (has_module, open_model, outputs_dir_option, setting_options,
+                                trained_dir_option)
 from cnnviz.data import DATASETS
 from cnnviz.errors import CnnvizError
 from cnnviz.runtime import DEVICES

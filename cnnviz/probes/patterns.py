@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from cnnviz.data import IMAGE_SIDE, Preprocessing
 from cnnviz.errors import UsageError
-from cnnviz.layers import layers_for
+from cnnviz.layers import check_layers
 
 PRE_ACTIVATION = ("auto", "on", "off")
 OBJECTIVES = ("mean", "center")
@@ -75,8 +75,9 @@ class Patterns:
     start_objective: np.ndarray  # (M, S, K) the same for the starting images
     best_inputs: np.ndarray     # (M, 28, 28, 1) each map's best final pattern, as fed
     scale_inputs: np.ndarray    # (M, S, 28, 28, 1) each map's best final pattern per scale
-    snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # step → (M, 28, 28, 1)
-    seconds: float = 0.0        # of the best start, at that step
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # step → (M, 28, 28, 1),
+    #                                                         each map's best start at that step
+    seconds: float = 0.0
 
     @property
     def best(self) -> np.ndarray:
@@ -97,18 +98,15 @@ GRADIENT_CHUNK = 64  # items per gradient computation inside one step (measured:
 PARALLEL_CHUNKS = 1
 
 
-def pattern_layers(model: keras.Model) -> list[str]:
-    """Layers that have maps or units to optimise (conv, pool, dense)."""
-    return layers_for(model, "patterns")
-
-
 def response(model: keras.Model, name: str) -> Callable:
     """x → (pre-activation, post-activation) output of a layer.
 
     Conv and dense layers: the linear part, then the layer's activation. Pool layers: the
     pool applied to both outputs of the conv layer feeding them (max-pooling commutes with
-    a monotone activation, so the post value is exactly the pool layer's output).
+    a monotone activation, so the post value is exactly the pool layer's output). Which
+    layers qualify is cnnviz.layers' decision.
     """
+    check_layers(model, [name], "patterns")
     layer = model.get_layer(name)
     if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
         feed = keras.Model(model.inputs, layer.input)  # a loaded Sequential has no .input
@@ -125,20 +123,13 @@ def response(model: keras.Model, name: str) -> Callable:
             return pre, activation(pre)
 
         return linear
-    if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
-        source = layer.input._keras_history.operation
-        if not isinstance(source, keras.layers.Conv2D):
-            raise UsageError(f"{name}: patterns of a pool layer need a conv layer before it")
-        below = response(model, source.name)
+    below = response(model, layer.input._keras_history.operation.name)  # a pool after a conv
 
-        def pooled(x):
-            pre, post = below(x)
-            return layer(pre), layer(post)
+    def pooled(x):
+        pre, post = below(x)
+        return layer(pre), layer(post)
 
-        return pooled
-    valid = ", ".join(pattern_layers(model))
-    raise UsageError(f"{name} has no maps or units to optimise (it only reshapes); "
-                     f"patterns need one of: {valid}")
+    return pooled
 
 
 def starting_images(maps: np.ndarray, settings: PatternSettings, scale_index: np.ndarray,
@@ -257,25 +248,31 @@ class _Best:
         self.inputs = np.zeros((m, *shape), np.float32)
         self.scale_inputs = np.zeros((m, s, *shape), np.float32)
         self.snapshots = {i: np.zeros((m, *shape), np.float32) for i in snapshots}
-        self.value = np.full(m, -np.inf, np.float32)
-        self.scale_value = np.full((m, s), -np.inf, np.float32)
 
     def add(self, items: np.ndarray, final: np.ndarray, start: np.ndarray, x: np.ndarray,
             snaps: dict[int, np.ndarray]) -> None:
-        """Record a piece's items (flat indices into M × S × K, increasing): the first item
-        with the highest objective wins, as argmax picks it."""
+        """Record a piece's items (flat indices into M × S × K, increasing): a pattern is
+        kept where it beats every earlier one; among equals the first wins, as argmax picks."""
         maps, scales, starts = items // (self.s * self.k), (items // self.k) % self.s, items % self.k
+        best_map = np.fmax.reduce(self.objective.reshape(len(self.objective), -1), axis=1)
+        best_scale = np.fmax.reduce(self.objective, axis=2)  # (fmax: a NaN never wins)
         self.objective[maps, scales, starts] = final
         self.start_objective[maps, scales, starts] = start
-        for row, (mi, sj) in enumerate(zip(maps, scales)):
-            if final[row] > self.scale_value[mi, sj]:
-                self.scale_value[mi, sj] = final[row]
-                self.scale_inputs[mi, sj] = x[row]
-            if final[row] > self.value[mi]:
-                self.value[mi] = final[row]
-                self.inputs[mi] = x[row]
-                for i, frames in snaps.items():
-                    self.snapshots[i][mi] = frames[row]
+        rows = _first_best(final, maps)
+        rows = rows[final[rows] > best_map[maps[rows]]]
+        self.inputs[maps[rows]] = x[rows]
+        for i, frames in snaps.items():
+            self.snapshots[i][maps[rows]] = frames[rows]
+        rows = _first_best(final, maps * self.s + scales)
+        rows = rows[final[rows] > best_scale[maps[rows], scales[rows]]]
+        self.scale_inputs[maps[rows], scales[rows]] = x[rows]
+
+
+def _first_best(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per group, the row of the highest value (the first among equals; NaN last)."""
+    order = np.lexsort((np.arange(len(values)), -values, groups))
+    first = np.r_[True, groups[order][1:] != groups[order][:-1]]
+    return order[first]
 
 
 def _select(values: tf.Tensor, targets: tf.Tensor, objective: str) -> tf.Tensor:

@@ -70,12 +70,15 @@ def build_site(folder: Path) -> Site:
     if not folder.is_dir():
         raise CnnvizError(f"no gallery folder {folder}; run a probe command (or `cnnviz atlas`) first")
     manifest, recovered = recover_manifest(folder)
-    root = folder.resolve()
-    inside = [e for e in manifest["entries"] if (folder / e["path"]).resolve().is_relative_to(root)]
-    dropped = manifest.get("dropped", []) + [e["path"] for e in manifest["entries"]
-                                             if e not in inside]
-    entries = [e for e in inside if (folder / e["path"]).is_file()]
-    missing = [e["path"] for e in inside if not (folder / e["path"]).is_file()]
+    root, entries, missing, dropped = folder.resolve(), [], [], list(manifest.get("dropped", []))
+    for e in manifest["entries"]:
+        path = folder / e["path"]
+        if not path.resolve().is_relative_to(root):  # e.g. through a link
+            dropped.append(e["path"])
+        elif path.is_file():
+            entries.append(e)
+        else:
+            missing.append(e["path"])
     model = manifest.get("model") or {}
     classes = [str(c) for c in model.get("classes") or range(10)]
     sources = find_sources(folder, entries)
