@@ -24,10 +24,16 @@ __all__ = ["__version__", "load", "train", "CnnvizError", "UsageError"]
 
 
 def load(model: Any = None, trained_dir: str | Path = "trained",
-         data: str | Path | None = None) -> "Inspected":
+         data: str | Path | None = None, dataset: str | None = None,
+         preprocess: str | None = None, resize: bool = True) -> "Inspected":
     """Open a model: a bundle name or folder in `trained_dir`, a .keras file, a keras.Model
-    object, or None for the newest bundle. `data`: a dataset file to use instead of the
-    bundle's own."""
+    object, or None for the newest bundle.
+
+    data: a dataset file or folder to use instead of the bundle's own; dataset: mnist,
+    fashion, cifar10 or cifar100 (default: the bundle's, else mnist). preprocess: how pixels
+    become a plain model's input (unit, raw, symmetric, caffe, torch or "MEAN,STD"; default:
+    detected from a leading Rescaling/Normalization layer, else unit). resize=False refuses
+    data of another image size instead of converting it."""
     from cnnviz.runtime import import_tensorflow
 
     import_tensorflow()
@@ -35,8 +41,10 @@ def load(model: Any = None, trained_dir: str | Path = "trained",
     from cnnviz.model import from_keras_model, load_model
 
     if model is not None and not isinstance(model, (str, Path)):
-        return Inspected(from_keras_model(model), data)
-    return Inspected(load_model(None if model is None else str(model), Path(trained_dir)), data)
+        return Inspected(from_keras_model(model, preprocess), data, dataset, resize)
+    loaded = load_model(None if model is None else str(model), Path(trained_dir),
+                        preprocess=preprocess)
+    return Inspected(loaded, data, dataset, resize)
 
 
 def train(preset: str = "article2", name: str | None = None, dataset: str = "mnist",

@@ -14,24 +14,24 @@ import os
 import socket
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from cnnviz.errors import CnnvizError, UsageError
+from cnnviz.images import FolderImages, LazyImages, fit_images, folder_classes
+from cnnviz.inputs import NORMALIZATIONS, STD_FLOOR, Preprocessing  # noqa: F401 (re-exported)
 
-DATASETS = ("mnist", "fashion")
-NORMALIZATIONS = ("standardize", "unit")
-IMAGE_SIDE = 28
-NUM_CLASSES = 10
+DATASETS = ("mnist", "fashion", "cifar10", "cifar100")
+IMAGE_SIDE = 28    # the article networks' input side
+NUM_CLASSES = 10   # mnist, fashion, cifar10
 EMBEDDED_SAMPLE = Path(__file__).parent / "data" / "mnist_sample.npz"
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_HOST = ("storage.googleapis.com", 443)
-# Per-pixel std floor in grey levels: border pixels that are almost always 0 in training
-# would otherwise turn a single lit test pixel into a huge input value.
-STD_FLOOR = 1.0
 
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot")
 
@@ -46,20 +46,32 @@ _NPZ_KEYS = tuple(_IDX_PARTS)
 
 @dataclass(frozen=True)
 class Dataset:
-    """Raw images (uint8, N×28×28, 0–255) and integer labels, with their own split."""
+    """Raw images (uint8, 0–255; (N, H, W) gray or (N, H, W, C)) and integer labels, with
+    their own split. Images may be lazy (cnnviz.images): read a batch at a time."""
 
     name: str
-    x_train: np.ndarray
+    x_train: np.ndarray | LazyImages
     y_train: np.ndarray
-    x_test: np.ndarray
+    x_test: np.ndarray | LazyImages
     y_test: np.ndarray
     source: str
     path: str | None = None  # the explicit --data path, when one was given
+    classes: tuple[str, ...] | None = None  # class names (None: those of `name`)
+    notes: tuple[str, ...] = ()             # conversions made for the model
 
     def describe(self) -> str:
         """One line: which dataset, from where, how many images."""
         return (f"{self.name} from {self.source}: {len(self.x_train):,} train / "
                 f"{len(self.x_test):,} test images")
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.classes or class_names(self.name)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """(H, W) for gray images, (H, W, C) otherwise."""
+        return tuple(self.x_test.shape[1:])
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Images and labels of the `train` or `test` split."""
@@ -71,112 +83,96 @@ class Dataset:
 
 
 def class_names(dataset: str) -> tuple[str, ...]:
-    """Names of the ten classes: digits for mnist, garment names for fashion."""
-    return FASHION_CLASSES if dataset == "fashion" else tuple(str(d) for d in range(NUM_CLASSES))
+    """Names of the classes: digits for mnist, garment names for fashion, CIFAR-10's names."""
+    if dataset == "fashion":
+        return FASHION_CLASSES
+    if dataset == "cifar10":
+        return CIFAR10_CLASSES
+    if dataset == "cifar100":
+        return tuple(str(d) for d in range(100))
+    return tuple(str(d) for d in range(NUM_CLASSES))
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """How raw 0–255 pixels become network input; stored in every model bundle."""
+def fit_to_model(data: Dataset, image_shape: tuple[int, ...], resize: bool = True) -> Dataset:
+    """The dataset as the model takes it: images of another size or channel count are
+    converted a batch at a time (a note says how); resize=False refuses instead."""
+    wanted = tuple(image_shape[:-1]) if image_shape[-1] == 1 else tuple(image_shape)
+    if data.image_shape == wanted:
+        return data
+    if not resize:
+        raise UsageError(f"the images are {_shape_text(data.image_shape)}, the model takes "
+                         f"{_shape_text(wanted)}; drop --no-resize to convert them", "resize")
+    note = (f"images converted from {_shape_text(data.image_shape)} to "
+            f"{_shape_text(wanted)} for the model")
+    return replace(data, x_train=fit_images(data.x_train, wanted),
+                   x_test=fit_images(data.x_test, wanted), notes=data.notes + (note,))
 
-    kind: str = "unit"
-    mean: np.ndarray | None = None  # 28×28 float32, for `standardize`
-    std: np.ndarray | None = None
 
-    @classmethod
-    def fit(cls, kind: str, x_train: np.ndarray) -> "Preprocessing":
-        """Fit the preprocessing on the training images only."""
-        if kind not in NORMALIZATIONS:
-            raise UsageError(f"unknown normalize {kind!r}; valid: {', '.join(NORMALIZATIONS)}")
-        if kind == "unit":
-            return cls("unit")
-        pixels = np.asarray(x_train, dtype=np.float64)
-        mean = pixels.mean(axis=0)
-        std = np.maximum(pixels.std(axis=0), STD_FLOOR)
-        return cls("standardize", mean.astype(np.float32), std.astype(np.float32))
-
-    def apply(self, images: np.ndarray) -> np.ndarray:
-        """Raw images (N×28×28, 0–255) → float32 network input (N×28×28×1)."""
-        x = np.asarray(images, dtype=np.float32)
-        if self.kind == "unit":
-            x = x / np.float32(255.0)
-        else:
-            x = (x - self.mean) / self.std
-        return x[..., np.newaxis]
-
-    def invert(self, inputs: np.ndarray) -> np.ndarray:
-        """Network input (N×28×28×1) → pixel space (N×28×28, 0–255 scale, not clipped)."""
-        x = np.asarray(inputs, dtype=np.float32)[..., 0]
-        if self.kind == "unit":
-            return x * np.float32(255.0)
-        return x * self.std + self.mean
-
-    def to_json(self) -> dict:
-        """A JSON-ready dict (float32 values survive the round trip exactly)."""
-        if self.kind == "unit":
-            return {"kind": "unit", "scale": 255.0}
-        return {"kind": "standardize", "std_floor": STD_FLOOR,
-                "mean": self.mean.tolist(), "std": self.std.tolist()}
-
-    @classmethod
-    def from_json(cls, data: dict | None, where: str = "run.json") -> "Preprocessing":
-        """Inverse of `to_json`; None means the default for plain .keras files (/255).
-
-        A recorded preprocessing is never guessed: an unknown kind, or a mean or std that is
-        not 28×28 finite numbers (std > 0), is refused naming `where` and the field."""
-        if data is None:
-            return cls("unit")
-        if not isinstance(data, dict):
-            raise CnnvizError(f"{where}: field preprocessing is {data!r}, expected an object")
-        if data.get("kind") == "unit":
-            return cls("unit")
-        if data.get("kind") != "standardize":
-            raise CnnvizError(f"{where}: unknown preprocessing.kind {data.get('kind')!r}; "
-                              f"valid: {', '.join(NORMALIZATIONS)}")
-        arrays = []
-        for key in ("mean", "std"):
-            try:
-                value = np.asarray(data.get(key), np.float32)
-            except (TypeError, ValueError):
-                value = np.zeros(0, np.float32)
-            if value.shape != (IMAGE_SIDE, IMAGE_SIDE) or not np.isfinite(value).all():
-                raise CnnvizError(f"{where}: field preprocessing.{key} must be {IMAGE_SIDE}×"
-                                  f"{IMAGE_SIDE} finite numbers (got shape {value.shape})")
-            arrays.append(value)
-        if not (arrays[1] > 0).all():
-            raise CnnvizError(f"{where}: field preprocessing.std has values ≤ 0; every input "
-                              "would be garbage: retrain the bundle with --force")
-        return cls("standardize", *arrays)
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) + ("x1" if len(shape) == 2 else "")
 
 
 def load_dataset(name: str = "mnist", path: str | os.PathLike | None = None,
-                 download: bool | None = None) -> Dataset:
+                 download: bool | None = None,
+                 image_shape: tuple[int, ...] = (IMAGE_SIDE, IMAGE_SIDE)) -> Dataset:
     """Load a dataset from the first source that has it (see module docstring).
 
     Args:
-        name: `mnist` or `fashion`.
-        path: an explicit .npz file or folder of IDX files; when given, nothing else is tried.
+        name: mnist, fashion, cifar10 or cifar100.
+        path: an explicit .npz file, folder of IDX files, or folder of class subfolders of
+            images; when given, nothing else is tried.
         download: allow a Keras download; default: yes unless env CNNVIZ_OFFLINE=1.
+        image_shape: the shape images of a folder are read as ((H, W) gray or (H, W, C)).
     """
     if name not in DATASETS:
         raise UsageError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     if path is not None:
-        return _check(name, *_read_path(Path(path)), source=str(path),
-                      path=str(Path(path).resolve()))
+        path = Path(path)
+        folder = _read_image_folder(path, image_shape) if path.is_dir() else None
+        if folder is not None:
+            return folder
+        return _check(name, *_read_path(path), source=str(path), path=str(path.resolve()))
     for finder in (_from_keras_cache, _from_debian, _from_download, _from_embedded):
         found = finder(name, download)
         if found is not None:
             arrays, source = found
             return _check(name, *arrays, source=source)
-    raise CnnvizError(
-        f"no {name} data found: pass --data PATH (.npz or IDX folder), put the files in "
-        f"{_keras_datasets_dir() / 'fashion-mnist'}, or install Debian's dataset-fashion-mnist")
+    where = {"fashion": f"put the files in {_keras_datasets_dir() / 'fashion-mnist'}, or install "
+                        "Debian's dataset-fashion-mnist",
+             "mnist": f"put mnist.npz in {_keras_datasets_dir()}"}.get(
+        name, f"put the Keras {name} download in {_keras_datasets_dir()}")
+    raise CnnvizError(f"no {name} data found: pass --data PATH (.npz, IDX folder or a folder "
+                      f"of class subfolders), {where}")
+
+
+def _read_image_folder(path: Path, image_shape: tuple[int, ...]) -> Dataset | None:
+    """A folder of class subfolders (both splits the same), or of train/ and test/ ones."""
+    if any(path.glob("*idx3*")):
+        return None
+    splits = [path / "train", path / "test"]
+    if all(p.is_dir() for p in splits):
+        found = [folder_classes(p) for p in splits]
+        if None in found or found[0][2] != found[1][2]:
+            raise CnnvizError(f"--data {path}: train/ and test/ must hold the same class "
+                              "subfolders of images")
+        split_note = "train/ and test/"
+    else:
+        found = [folder_classes(path)] * 2
+        if found[0] is None:
+            return None
+        split_note = "one folder, used as both splits"
+    (train_paths, y_train, classes), (test_paths, y_test, _) = found
+    return Dataset("folder", FolderImages(train_paths, image_shape), y_train,
+                   FolderImages(test_paths, image_shape), y_test,
+                   f"image folder {path} ({len(classes)} classes, {split_note})",
+                   str(path.resolve()), classes)
 
 
 def _read_path(path: Path) -> tuple[np.ndarray, ...]:
     if not path.exists():
         raise UsageError(f"--data {path}: no such file or folder; give a .npz with "
-                         f"{', '.join(_NPZ_KEYS)} or a folder of the four IDX files")
+                         f"{', '.join(_NPZ_KEYS)}, a folder of the four IDX files or a folder "
+                         "of class subfolders of images")
     if path.is_dir():
         return read_idx_folder(path)
     return read_npz(path)
@@ -233,19 +229,28 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def _check(name, x_train, y_train, x_test, y_test, source: str, path: str | None = None) -> Dataset:
-    return Dataset(name, _images(x_train, "x_train", source),
-                   _labels(y_train, x_train, "y_train", source),
-                   _images(x_test, "x_test", source), _labels(y_test, x_test, "y_test", source),
-                   source, path)
+    classes = len(class_names(name)) if name in DATASETS and path is None else None
+    x_train, x_test = _images(x_train, "x_train", source), _images(x_test, "x_test", source)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise CnnvizError(f"{source}: x_train images are {x_train.shape[1:]}, x_test images "
+                          f"{x_test.shape[1:]}; both splits need one image shape")
+    y_train = _labels(y_train, x_train, "y_train", source, classes)
+    y_test = _labels(y_test, x_test, "y_test", source, classes)
+    names = None
+    if path is not None:  # an explicit file: its labels say how many classes
+        count = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+        standard = class_names(name)
+        names = standard if count <= len(standard) else tuple(str(d) for d in range(count))
+    return Dataset(name, x_train, y_train, x_test, y_test, source, path, names)
 
 
 def _images(x: np.ndarray, key: str, source: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim == 4 and x.shape[-1] == 1:
         x = x[..., 0]
-    if x.ndim != 3 or x.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE) or len(x) == 0:
-        raise CnnvizError(f"{source}: {key} has shape {x.shape}; expected (N, 28, 28) "
-                          "or (N, 28, 28, 1) with N ≥ 1")
+    if x.ndim not in (3, 4) or len(x) == 0 or min(x.shape[1:3]) < 1:
+        raise CnnvizError(f"{source}: {key} has shape {x.shape}; expected images (N, H, W) "
+                          "or (N, H, W, C) with N ≥ 1")
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise CnnvizError(f"{source}: {key} has dtype {x.dtype}; expected uint8 pixels 0–255")
     if x.dtype != np.uint8:
@@ -255,15 +260,16 @@ def _images(x: np.ndarray, key: str, source: str) -> np.ndarray:
     return x
 
 
-def _labels(y: np.ndarray, x: np.ndarray, key: str, source: str) -> np.ndarray:
+def _labels(y: np.ndarray, x: np.ndarray, key: str, source: str, classes: int | None) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1 or len(y) != len(x):
         raise CnnvizError(f"{source}: {key} has shape {y.shape}; expected ({len(x)},), "
                           "one integer label per image")
-    if not np.issubdtype(y.dtype, np.integer) or len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES):
-        raise CnnvizError(f"{source}: {key} must hold integer labels 0–{NUM_CLASSES - 1}")
+    top = (classes or 100_000) - 1
+    if not np.issubdtype(y.dtype, np.integer) or len(y) and (y.min() < 0 or y.max() > top):
+        raise CnnvizError(f"{source}: {key} must hold integer labels 0–{top}")
     return y.astype(np.int32)
 
 
@@ -272,6 +278,9 @@ def _keras_datasets_dir() -> Path:
 
 
 def _from_keras_cache(name: str, _download) -> tuple[tuple, str] | None:
+    if name.startswith("cifar"):
+        folder = _keras_datasets_dir() / CIFAR_FOLDERS[name]
+        return (read_cifar(folder, name), f"Keras cache {folder}") if folder.is_dir() else None
     if name == "mnist":
         path = _keras_datasets_dir() / "mnist.npz"
         return (read_npz(path), f"Keras cache {path}") if path.is_file() else None
@@ -279,6 +288,48 @@ def _from_keras_cache(name: str, _download) -> tuple[tuple, str] | None:
     if folder.is_dir() and any(folder.glob("train-images*")):
         return read_idx_folder(folder), f"Keras cache {folder}"
     return None
+
+
+CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+_CIFAR_PARTS = {"cifar10": ([f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
+                "cifar100": (["train"], ["test"], b"fine_labels")}
+
+
+def read_cifar(folder: Path, name: str) -> tuple[np.ndarray, ...]:
+    """The CIFAR batches Keras downloads (Python pickles, read with only NumPy arrays
+    allowed) → x_train (N, 32, 32, 3), y_train, x_test, y_test."""
+    train, test, key = _CIFAR_PARTS[name]
+    arrays = []
+    for parts in (train, test):
+        images, labels = [], []
+        for part in parts:
+            batch = _read_pickle(folder / part)
+            try:
+                images.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32))
+                labels.append(np.asarray(batch[key], np.int64))
+            except (KeyError, TypeError, ValueError):
+                raise CnnvizError(f"{folder / part}: not a CIFAR batch (no {key.decode()} "
+                                  "or data of 3×32×32 images)") from None
+        arrays += [np.concatenate(images).transpose(0, 2, 3, 1), np.concatenate(labels)]
+    return tuple(arrays)
+
+
+def _read_pickle(path: Path):
+    import pickle
+
+    class OnlyArrays(pickle.Unpickler):
+        def find_class(self, module, name):
+            allowed = {("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
+                       ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct")}
+            if (module, name) not in allowed:
+                raise pickle.UnpicklingError(f"{module}.{name} is not allowed")
+            return super().find_class(module, name)
+
+    try:
+        with open(path, "rb") as handle:
+            return OnlyArrays(handle, encoding="bytes").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        raise CnnvizError(f"{path}: not a readable CIFAR batch ({_first_line(exc)})") from None
 
 
 def _from_debian(name: str, _download) -> tuple[tuple, str] | None:
@@ -295,9 +346,11 @@ def _from_download(name: str, download: bool | None) -> tuple[tuple, str] | None
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)
     try:
-        from keras.datasets import fashion_mnist, mnist
+        from keras import datasets
 
-        (x_train, y_train), (x_test, y_test) = (mnist if name == "mnist" else fashion_mnist).load_data()
+        loader = {"mnist": datasets.mnist, "fashion": datasets.fashion_mnist,
+                  "cifar10": datasets.cifar10, "cifar100": datasets.cifar100}[name]
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
     except Exception:  # an unreachable or broken download falls through to the next source
         return None
     finally:
@@ -371,3 +424,15 @@ def network_answers(host: str, port: int, timeout: float = 3.0) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+def dataset_for(loaded, dataset: str | None = None, path: str | os.PathLike | None = None,
+                resize: bool = True) -> Dataset:
+    """The data for an opened model (cnnviz.model.LoadedModel): `path` or `dataset` when
+    given, else what its bundle recorded (plain models: mnist), converted to its input."""
+    from cnnviz import bundle
+
+    name, _ = bundle.dataset_of(loaded.run)
+    path = path or (bundle.recorded_data(loaded.run) if dataset in (None, name) else None)
+    data = load_dataset(dataset or name, path, image_shape=loaded.image_shape)
+    return fit_to_model(data, loaded.image_shape, resize)

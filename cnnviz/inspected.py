@@ -15,8 +15,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from cnnviz import bundle
-from cnnviz.data import IMAGE_SIDE, Dataset, class_names, load_dataset
+from cnnviz.data import Dataset, dataset_for
+from cnnviz.graph import graph_of
 from cnnviz.errors import UsageError
 from cnnviz.model import LoadedModel, resolve_layers
 from cnnviz.results import ActivationResult, KernelResult, PatternResult, StatsResult
@@ -25,9 +25,12 @@ from cnnviz.results import ActivationResult, KernelResult, PatternResult, StatsR
 class Inspected:
     """A model opened by `cnnviz.load` (or returned by `cnnviz.train`)."""
 
-    def __init__(self, loaded: LoadedModel, data: str | Path | None = None):
+    def __init__(self, loaded: LoadedModel, data: str | Path | None = None,
+                 dataset: str | None = None, resize: bool = True):
         self.loaded = loaded
         self._data_path = data
+        self._dataset = dataset
+        self._resize = resize
         self._data: Dataset | None = None
 
     def __repr__(self) -> str:
@@ -55,7 +58,13 @@ class Inspected:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return class_names(bundle.dataset_of(self.loaded.run)[0])
+        """The names of the model's output classes."""
+        return self.loaded.classes(self._data.class_names if self._data is not None else None)
+
+    @property
+    def input(self) -> str:
+        """What the network is fed, in words (e.g. "pixels / 255 (unit)")."""
+        return self.loaded.preprocessing.describe()
 
     @property
     def run(self) -> dict:
@@ -65,16 +74,16 @@ class Inspected:
     def data(self) -> Dataset:
         """The dataset the model was trained on (or the one given to `load`), read once."""
         if self._data is None:
-            name = bundle.dataset_of(self.loaded.run)[0]
-            self._data = load_dataset(name, self._data_path or bundle.recorded_data(self.loaded.run))
+            self._data = dataset_for(self.loaded, self._dataset, self._data_path, self._resize)
         return self._data
 
     def activations(self, images: int | Sequence[int] | np.ndarray = 0,
                     layers: str | Iterable[str] = "all", split: str = "test") -> ActivationResult:
         """What every map of the layers outputs for some images.
 
-        images: dataset indices of `split` (an int or a list), or raw images (N, 28, 28) or
-        (N, 28, 28, 1) with pixels 0–255. layers: a name, a list, "conv1,pool1" or "all".
+        images: dataset indices of `split` (an int or a list), or raw images (N, H, W) or
+        (N, H, W, C) with pixels 0–255 in the model's input size. layers: a name, a list,
+        "conv1,pool1", "features/conv2" or "all".
         """
         from cnnviz.probes.activations import activations
 
@@ -98,7 +107,7 @@ class Inspected:
         settings = PatternSettings(steps=steps, step_size=step_size, scales=tuple(scales),
                                    starts=starts, seed=seed)
         check_layers(self.model, [name], "patterns")
-        chosen = self._maps(maps, self.model.get_layer(name).output.shape[-1], parse_maps)
+        chosen = self._maps(maps, graph_of(self.model).shape(name)[-1], parse_maps)
         found = optimal_patterns(self.model, name, chosen, self.loaded.preprocessing, settings,
                                  progress)
         best = found.best_inputs
@@ -113,8 +122,9 @@ class Inspected:
 
         (name,) = self._layers(layer, one=True)
         weights = conv_kernels(self.model, name)
-        conv = self.model.get_layer(name)
+        conv = graph_of(self.model).layer(name)
         bias = np.asarray(conv.bias, np.float32) if conv.use_bias else None
+        bias = bias if bias is None or len(bias) == weights.shape[-1] else None
         return KernelResult(name, weights, bias)
 
     def stats(self, layers: str | Iterable[str] = "all", split: str = "test",
@@ -161,16 +171,19 @@ class Inspected:
         return names
 
     def _images(self, images, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(pixels (N, 28, 28), dataset indices or -1, labels or None)."""
+        """(pixels (N, H, W[, C]), dataset indices or -1, labels or None)."""
         array = np.asarray(images)
+        shape = self.loaded.image_shape
         if array.ndim >= 2:  # raw images
-            if array.ndim == 4 and array.shape[-1] == 1:
+            if array.ndim == len(shape) + 2 and array.shape[-1] == 1:
                 array = array[..., 0]
-            if array.ndim == 2:
+            if array.ndim == len(shape):
                 array = array[np.newaxis]
-            if array.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-                raise UsageError(f"images: raw images must be (N, 28, 28) or (N, 28, 28, 1), "
-                                 f"got {np.asarray(images).shape}", "images")
+            if array.shape[1:] != shape:
+                side = "x".join(map(str, shape))
+                raise UsageError(f"images: raw images must be (N, {', '.join(map(str, shape))})"
+                                 f" for this model's {side} input, got {np.asarray(images).shape}",
+                                 "images")
             if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
                 raise UsageError("images: raw pixels must be finite and within 0–255", "images")
             return array.astype(np.float32), np.full(len(array), -1), None
@@ -180,7 +193,7 @@ class Inspected:
         if bad or len(index) == 0:
             raise UsageError(f"images: index {bad[0] if bad else 'none'} out of range; the "
                              f"{split} split has images 0–{len(x) - 1}", "images")
-        return x[index], index, y[index]
+        return np.asarray(x[index]), index, y[index]
 
     @staticmethod
     def _maps(maps, count: int, parse) -> np.ndarray:

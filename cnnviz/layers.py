@@ -1,42 +1,49 @@
 """Which layers qualify for which probe: the one place that decides.
 
-    activations, stats   every layer with an output worth looking at (not Input, Flatten,
-                         Dropout: they only pass values on)
-    patterns             layers with maps or units to optimise: conv, dense, and pooling
-                         right after a conv layer
-    kernels              conv layers
-    compare              conv layers and hidden dense layers (the output layer's order is
+Layers are addressed as in cnnviz.graph (`conv2`, or `features/conv2` inside a nested model).
+
+    activations, stats   every layer whose output is image-shaped (h, w, c) or a vector (n),
+                         except those that only pass values on (Input, Flatten, Reshape,
+                         Dropout and other inference no-ops)
+    patterns             the same, less the input conversions (Rescaling, Normalization:
+                         their pattern would be the input itself)
+    kernels              convolutions: Conv2D, DepthwiseConv2D, SeparableConv2D
+    compare              convolutions and hidden dense layers (the output layer's order is
                          fixed by the classes, so matching it means nothing)
 """
 
 from __future__ import annotations
 
 from cnnviz.errors import UsageError
+from cnnviz.graph import (
+    ACTIVATIONS,
+    CONVOLUTIONS,
+    INPUT_CONVERSIONS,
+    PASS_THROUGH,
+    graph_of,
+)
 from cnnviz.runtime import import_tensorflow
 
 import_tensorflow()  # quietly, before Keras
 
-import keras  # noqa: E402
+import keras
 
 PROBES = ("activations", "stats", "patterns", "kernels", "compare")
-_PASS_THROUGH = (keras.layers.InputLayer, keras.layers.Flatten, keras.layers.Dropout)
-_OPTIMISABLE = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.MaxPooling2D,
-                keras.layers.AveragePooling2D)
 
 
 def layers_for(model: keras.Model, probe: str) -> list[str]:
-    """The names of the layers `probe` works on, in model order."""
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    """The addresses of the layers `probe` works on, in model order."""
+    steps = [s for s in graph_of(model).steps if not s.nested]
     if probe in ("activations", "stats"):
-        return [layer.name for layer in layers if not isinstance(layer, _PASS_THROUGH)]
+        return [s.address for s in steps if len(s.shape) in (2, 4)
+                and not isinstance(s.layer, PASS_THROUGH)]
     if probe == "patterns":
-        return [layer.name for layer in layers if isinstance(layer, _OPTIMISABLE)
-                and (isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
-                     or isinstance(_source(layer), keras.layers.Conv2D))]
+        return [a for a in layers_for(model, "activations")
+                if not isinstance(graph_of(model).layer(a), INPUT_CONVERSIONS)]
     if probe == "kernels":
-        return [layer.name for layer in layers if isinstance(layer, keras.layers.Conv2D)]
+        return [s.address for s in steps if isinstance(s.layer, CONVOLUTIONS)]
     if probe == "compare":
-        dense = [layer.name for layer in layers if isinstance(layer, keras.layers.Dense)]
+        dense = [s.address for s in steps if isinstance(s.layer, keras.layers.Dense)]
         return layers_for(model, "kernels") + dense[:-1]
     raise ValueError(f"unknown probe {probe!r}; valid: {', '.join(PROBES)}")
 
@@ -47,14 +54,36 @@ def check_layers(model: keras.Model, names: list[str], probe: str) -> None:
     bad = [name for name in names if name not in valid]
     if not bad:
         return
-    why = {"patterns": "has no maps or units to optimise (it only reshapes, or is a pool "
-                       "layer not right after a conv layer); patterns need one of",
-           "kernels": "is not a conv layer; kernels exist for",
+    why = {"patterns": "has nothing to optimise (it only passes values on, or converts the "
+                       "input); patterns need one of",
+           "kernels": "is not a convolution; kernels exist for",
            "compare": "cannot be compared; comparable layers"}.get(probe, "cannot be probed; valid")
     raise UsageError(f"{bad[0]} {why}: {', '.join(valid) or 'none in this model'}", "layers")
 
 
-def _source(layer):
-    """The layer whose output feeds `layer` (None when it is not a single layer)."""
-    history = getattr(layer.input, "_keras_history", None)
-    return getattr(history, "operation", None)
+def activation_after(model: keras.Model, address: str) -> str | None:
+    """For a convolution or dense layer with no activation of its own that feeds a
+    normalisation and then an activation layer: that activation layer's address (where its
+    maps are what the network uses), else None."""
+    graph = graph_of(model)
+    layer = graph.layer(address)
+    if not isinstance(layer, CONVOLUTIONS + (keras.layers.Dense,)) or _has_activation(layer):
+        return None
+    current = address
+    for _ in range(3):
+        after = graph.followers(current)
+        if len(after) != 1:
+            return None
+        step = after[0]
+        if _has_activation(step.layer) or isinstance(step.layer, ACTIVATIONS):
+            return step.address
+        if not isinstance(step.layer, (keras.layers.BatchNormalization,
+                                       keras.layers.LayerNormalization)):
+            return None
+        current = step.address
+    return None
+
+
+def _has_activation(layer) -> bool:
+    activation = getattr(layer, "activation", None)
+    return activation is not None and getattr(activation, "__name__", "") != "linear"

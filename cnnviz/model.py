@@ -13,11 +13,12 @@ from cnnviz.runtime import import_tensorflow
 import_tensorflow()  # quietly, before the imports below
 
 import keras
-import numpy as np
 
 from cnnviz.bundle import ModelRef, read_run, resolve
-from cnnviz.data import IMAGE_SIDE, Preprocessing
+from cnnviz.data import IMAGE_SIDE
 from cnnviz.errors import CnnvizError, UsageError
+from cnnviz.graph import check_model, graph_of
+from cnnviz.inputs import Preprocessing, detect
 from cnnviz.names import slug
 from cnnviz.spec import NetworkSpec, TrainSpec
 
@@ -100,31 +101,73 @@ class LoadedModel:
         return slug(self.ref.name)
 
 
-def load_model(ref: str | None, trained_root: Path, compile: bool = False) -> LoadedModel:
-    """Load a bundle (by name or folder) or a plain .keras file; None: the newest bundle."""
+    def classes(self, data_names: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        """Names of the model's output classes: the bundle's dataset's, else the data's (when
+        their count matches the output), else 0, 1, …"""
+        from cnnviz.bundle import dataset_of
+        from cnnviz.data import class_names
+
+        graph = graph_of(self.model)
+        count = graph.shape(graph.output_address)[-1]
+        for names in (class_names(dataset_of(self.run)[0]) if self.run else None, data_names,
+                      class_names("mnist")):
+            if names is not None and len(names) == count:
+                return tuple(names)
+        return tuple(str(i) for i in range(count))
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """The input image: (H, W) for one channel, (H, W, C) otherwise."""
+        h, w, c = graph_of(self.model).input_shape[1:]
+        return (h, w) if c == 1 else (h, w, c)
+
+
+def load_model(ref: str | None, trained_root: Path, compile: bool = False,
+               preprocess: str | Preprocessing | None = None) -> LoadedModel:
+    """Load a bundle (by name or folder) or a plain .keras file; None: the newest bundle.
+
+    preprocess: how pixels become input for a plain model (see cnnviz.inputs); a bundle
+    records its own."""
     found = resolve(ref, trained_root)
     run = read_run(found.bundle_dir) if found.bundle_dir else {}
-    prep = Preprocessing.from_json(run.get("preprocessing"), str(found.bundle_dir / "run.json")) \
-        if found.bundle_dir else Preprocessing()
     model = read_keras(found.model_path, compile=compile)
-    _check_input(model, found.model_path)
+    check_model(model)
+    if found.bundle_dir:
+        if preprocess is not None:
+            raise UsageError(f"{found.name} is a cnnviz bundle: its preprocessing is recorded "
+                             "in run.json; preprocess is for plain models", "preprocess")
+        prep = Preprocessing.from_json(run.get("preprocessing"), str(found.bundle_dir / "run.json"),
+                                       graph_of(model).input_shape[1:3])
+    else:
+        prep = input_convention(model, preprocess)
     return LoadedModel(found, model, run, prep)
 
 
-def from_keras_model(model: keras.Model) -> LoadedModel:
-    """A keras.Model object (a notebook's own) as a LoadedModel: no run, input pixels / 255."""
-    if not isinstance(model, keras.Model):
-        raise UsageError(f"model must be a bundle name, a .keras path or a keras.Model, got "
-                         f"{type(model).__name__}", "model")
-    _check_input(model, model.name)
+def from_keras_model(model: keras.Model, preprocess: str | Preprocessing | None = None) -> LoadedModel:
+    """A keras.Model object (a notebook's own) as a LoadedModel, with no run."""
+    check_model(model)
     return LoadedModel(ModelRef(model.name, Path(f"{model.name} (in memory)"), None), model, {},
-                       Preprocessing())
+                       input_convention(model, preprocess))
 
 
-def _check_input(model: keras.Model, where) -> None:
-    shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or shape[1:] != (IMAGE_SIDE, IMAGE_SIDE, 1):
-        raise UsageError(f"{where}: input shape {shape}; cnnviz needs a model of 28x28x1 images")
+def input_convention(model: keras.Model, preprocess: str | Preprocessing | None) -> Preprocessing:
+    """How pixels become this plain model's input: as given, else detected (a leading
+    Rescaling or Normalization layer: raw pixels), else pixels / 255 (origin `default`)."""
+    if isinstance(preprocess, str):
+        preprocess = Preprocessing.parse(preprocess)
+    prep = preprocess or detect(model) or Preprocessing("unit")
+    prep.check_channels(graph_of(model).input_shape[-1])
+    return prep
+
+
+def input_note(prep: Preprocessing) -> str | None:
+    """A line telling how the input was decided, when it was not given or recorded."""
+    if prep.origin == "default":
+        return (f"input: assumed {prep.describe()}; pass --preprocess "
+                "unit|raw|symmetric|caffe|torch|MEAN,STD if the model expects otherwise")
+    if prep.origin.startswith("detected"):
+        return f"input: {prep.describe()} ({prep.origin})"
+    return None
 
 
 TRUST_ENV = "CNNVIZ_TRUST_MODEL"
@@ -168,46 +211,46 @@ def _quiet_keras_warnings():
 class LayerInfo:
     """One layer: its output shape, parameters and where it looks on the input image."""
 
-    name: str
+    name: str                   # its address (outer/inner inside a nested model)
     kind: str
     output_shape: tuple
     params: int
-    receptive_field: int | None  # side in input pixels; None: the whole image (dense layers)
-    stride: int | None           # input pixels between neighbouring output positions
+    receptive_field: tuple[int, int] | None  # (height, width) in input pixels; None: the
+    #                                          whole image (vectors) or unknown (see known)
+    stride: tuple[int, int] | None           # input pixels between neighbouring positions
+    depth: int = 0              # how deeply nested
+    nested: bool = False        # a nested model (its layers follow, indented)
+    known: bool = True          # False: a layer whose geometry cnnviz cannot follow
+
+    def field_text(self) -> str:
+        if self.receptive_field is None:
+            return "image" if self.known else "?"
+        return "x".join(map(str, self.receptive_field))
+
+    def stride_text(self) -> str:
+        if self.stride is None:
+            return "-" if self.known else "?"
+        return str(self.stride[0]) if self.stride[0] == self.stride[1] else "x".join(map(str, self.stride))
 
 
 def layer_table(model: keras.Model) -> list[LayerInfo]:
-    """Every layer with its receptive field and effective stride on the input image.
-
-    Follows the chain r_out = r_in + (k - 1) * j_in, j_out = j_in * s through conv and pool
-    layers (article2: conv1 3, pool1 4, conv2 8, pool2 10, conv3 18 pixels).
-    """
-    rows, field, jump = [], 1, 1
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        kernel, stride = _window(layer)
-        if kernel is not None and field is not None:
-            field, jump = field + (kernel - 1) * jump, jump * stride
-        elif kernel is None and len(layer.output.shape) != 4:
-            field = jump = None
-        rows.append(LayerInfo(layer.name, type(layer).__name__, tuple(layer.output.shape),
-                              int(layer.count_params()), field, jump))
+    """Every layer (nested ones included, after their model) with its receptive field and
+    stride measured from the graph: the input pixels one output position sees, followed
+    through every branch (article2: conv1 3, pool1 4, conv2 8, pool2 10, conv3 18 pixels)."""
+    rows = []
+    for step in graph_of(model).steps:
+        window = step.window
+        field = None if window is None else (window[0].size, window[1].size)
+        stride = None if window is None else (window[0].jump, window[1].jump)
+        rows.append(LayerInfo(step.address, type(step.layer).__name__, step.shape,
+                              int(step.layer.count_params()), field, stride, step.depth,
+                              step.nested, step.known))
     return rows
 
 
-def _window(layer) -> tuple[int | None, int | None]:
-    """(kernel side, stride) of a conv or pool layer, scaled for dilation; (None, None) else."""
-    if isinstance(layer, keras.layers.Conv2D):
-        k, s, d = layer.kernel_size[0], layer.strides[0], layer.dilation_rate[0]
-        return d * (k - 1) + 1, s
-    if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
-        return layer.pool_size[0], layer.strides[0]
-    return None, None
-
-
 def resolve_layers(model: keras.Model, spec: str) -> list[str]:
-    """`conv2`, `conv1,pool1` or `all` → layer names, in model order; unknown names list the valid ones."""
+    """`conv2`, `conv1,pool1`, `features/conv2` or `all` → layer addresses, in model order;
+    unknown names list the valid ones."""
     from cnnviz.layers import layers_for
 
     valid = layers_for(model, "activations")
@@ -222,4 +265,4 @@ def resolve_layers(model: keras.Model, spec: str) -> list[str]:
 
 
 def parameter_count(model: keras.Model) -> int:
-    return int(np.sum([layer.count_params() for layer in model.layers]))
+    return int(model.count_params())

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from cnnviz import bundle
 from cnnviz.data import DATASETS, NORMALIZATIONS
 from cnnviz.errors import UsageError
 from cnnviz.spec import (ACTIVATIONS, OPTIMIZERS, OUTPUT_ACTIVATIONS, REG_SCOPES, REGULARIZERS,
@@ -74,11 +73,36 @@ def outputs_dir_option(func):
 
 
 def probe_data_options(func):
-    """--dataset / --data for commands that read images: default, the bundle's own data."""
+    """--dataset / --data for commands that read images: default, the bundle's own data;
+    and the model input options."""
+    func = model_input_options(func)
     func = click.option("--data", "data_path", type=click.Path(path_type=Path),
-                        help="default: the bundle's own data source")(func)
+                        help="a .npz, a folder of IDX files or of class subfolders of images "
+                             "(default: the bundle's own data source)")(func)
     return click.option("--dataset", type=click.Choice(DATASETS), default=None,
-                        help="default: the bundle's own dataset")(func)
+                        help="default: the bundle's own dataset (plain models: mnist)")(func)
+
+
+def _keep(ctx, param, value):
+    ctx.meta[f"cnnviz.{param.name}"] = value
+    return value
+
+
+def model_input_options(func):
+    """--preprocess and --no-resize: how a plain model is fed (read by open_model and
+    open_data from the click context, so commands need no parameters for them)."""
+    func = click.option("--no-resize", is_flag=True, expose_value=False, callback=_keep,
+                        help="refuse images of another size or channel count than the "
+                             "model's input instead of converting them")(func)
+    return click.option("--preprocess", metavar="unit|raw|symmetric|caffe|torch|MEAN,STD",
+                        expose_value=False, callback=_keep,
+                        help="how 0–255 pixels become a plain model's input (default: raw "
+                             "if it starts with Rescaling/Normalization, else unit = /255)")(func)
+
+
+def _context_value(name: str):
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(f"cnnviz.{name}") if ctx is not None else None
 
 
 def setting_options(func):
@@ -99,22 +123,26 @@ def open_model(model: str | None, trained_dir: Path, err: bool = False):
     from cnnviz.runtime import import_tensorflow
 
     import_tensorflow()
-    from cnnviz.model import load_model
+    from cnnviz.model import input_note, load_model
 
-    loaded = load_model(model, trained_dir)
+    loaded = load_model(model, trained_dir, preprocess=_context_value("preprocess"))
     if loaded.ref.note:
         click.echo(loaded.ref.note, err=err)
+    note = input_note(loaded.preprocessing)
+    if note:
+        click.echo(note, err=err)
     return loaded
 
 
 def open_data(loaded, dataset: str | None, data_path: Path | None, err: bool = False):
-    """The data the model was trained on (or the one given), with a line saying which."""
-    from cnnviz.data import load_dataset
+    """The data the model was trained on (or the one given), converted to its input, with
+    a line saying which (and one per conversion)."""
+    from cnnviz.data import dataset_for
 
-    name, path = bundle.dataset_of(loaded.run)
-    path = data_path or (bundle.recorded_data(loaded.run) if dataset in (None, name) else None)
-    data = load_dataset(dataset or name, path)
+    data = dataset_for(loaded, dataset, data_path, resize=not _context_value("no_resize"))
     click.echo(f"data: {data.describe()}", err=err)
+    for note in data.notes:
+        click.echo(f"note: {note}", err=err)
     return data
 
 

@@ -9,7 +9,7 @@ import click
 
 from cnnviz import bundle
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (FINITE, check_writable, chosen_layers, open_data, open_model,
+from cnnviz.cli.options import (model_input_options, FINITE, check_writable, chosen_layers, open_data, open_model,
                                 outputs_dir_option, parse_int_list, probe_data_options,
                                 record_entries, refresh_page, trained_dir_option)
 from cnnviz.errors import UsageError
@@ -103,6 +103,7 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
 @click.option("--per-scale", is_flag=True, help="also one gallery per length scale")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--save-arrays", is_flag=True, help="also write the patterns as .npz")
+@model_input_options
 @trained_dir_option
 @outputs_dir_option
 def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_activation,
@@ -127,18 +128,19 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
                                seed=seed)
     loaded = open_model(model, trained_dir)
     from cnnviz.galleries import filters as gallery
+    from cnnviz.graph import graph_of
     from cnnviz.layers import layers_for
     from cnnviz.probes.patterns import ascent_steps, parse_maps
 
     layers = chosen_layers(loaded.model, layer_specs, ",".join(layers_for(loaded.model, "kernels")),
                            "patterns")
-    plan = [(layer, parse_maps(maps, loaded.model.get_layer(layer).output.shape[-1]))
-            for layer in layers]
+    plan = [(layer, parse_maps(maps, graph_of(loaded.model).shape(layer)[-1])) for layer in layers]
     out = outputs_dir / loaded.folder_name
     check_writable(out)
     for layer, chosen in plan:
         options = gallery.PatternOptions(layer, settings, chosen, per_scale, save_arrays)
-        with click.progressbar(length=ascent_steps(len(chosen), settings),
+        with click.progressbar(length=ascent_steps(len(chosen), settings,
+                                                 graph_of(loaded.model).input_shape[1:]),
                                label=f"{layer}: {len(chosen)} maps × "
                                f"{len(settings.scales) * settings.starts} starts",
                                file=sys.stderr) as bar:
@@ -152,6 +154,7 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
 @click.argument("model", required=False)
 @click.option("--layer", "layer_specs", multiple=True, metavar="NAMES",
               help="a conv layer, a comma list, or all (default: all conv layers)")
+@model_input_options
 @trained_dir_option
 @outputs_dir_option
 def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:

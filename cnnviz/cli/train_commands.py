@@ -9,7 +9,7 @@ import click
 
 from cnnviz import bundle
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (has_module, open_model, outputs_dir_option, setting_options,
+from cnnviz.cli.options import (model_input_options, has_module, open_model, outputs_dir_option, setting_options,
                                 trained_dir_option)
 from cnnviz.data import DATASETS
 from cnnviz.errors import CnnvizError
@@ -92,6 +92,7 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
 
 @cli.command()
 @click.argument("model", required=False)
+@model_input_options
 @trained_dir_option
 @outputs_dir_option
 def info(model, trained_dir, outputs_dir) -> None:
@@ -106,23 +107,29 @@ def info(model, trained_dir, outputs_dir) -> None:
       cnnviz info path/to/any_model.keras
     """
     loaded = open_model(model, trained_dir)
+    from cnnviz.graph import graph_of
     from cnnviz.model import layer_table, parameter_count
 
     where = loaded.ref.bundle_dir or loaded.ref.model_path
     click.echo(f"model: {loaded.name} ({where})\n")
-    click.echo(f"{'layer':<10} {'kind':<14} {'output shape':<14} {'params':>8}  "
+    rows = layer_table(loaded.model)
+    width = max([10] + [len(r.name) + 2 * r.depth for r in rows])
+    kinds = max([14] + [len(r.kind) + 9 * r.nested for r in rows])
+    h, w, c = graph_of(loaded.model).input_shape[1:]
+    click.echo(f"input: {h}x{w}x{c}, fed {loaded.preprocessing.describe()}\n")
+    click.echo(f"{'layer':<{width}} {'kind':<{kinds}} {'output shape':<14} {'params':>10}  "
                f"{'receptive field':>15}  {'stride':>6}")
-    for row in layer_table(loaded.model):
+    for row in rows:
         shape = "x".join(str(d) for d in row.output_shape[1:])
-        field = f"{row.receptive_field}x{row.receptive_field}" if row.receptive_field else "image"
-        stride = str(row.stride) if row.stride else "-"
-        click.echo(f"{row.name:<10} {row.kind:<14} {shape:<14} {row.params:>8,}  "
-                   f"{field:>15}  {stride:>6}")
+        name = "  " * row.depth + row.name
+        kind = row.kind + (" (nested)" if row.nested else "")
+        click.echo(f"{name:<{width}} {kind:<{kinds}} {shape:<14} {row.params:>10,}  "
+                   f"{row.field_text():>15}  {row.stride_text():>6}")
+    if any(not r.known for r in rows):
+        click.echo("?: a layer whose geometry cnnviz cannot follow (and those after it)")
     click.echo(f"\ntotal parameters: {parameter_count(loaded.model):,}")
     for line in bundle.describe_run(loaded.run):
         click.echo(line)
-    if loaded.preprocessing.kind == "unit" and not loaded.run:
-        click.echo("preprocessing: none recorded; assuming pixels / 255")
     gallery = outputs_dir / loaded.folder_name
     click.echo(f"galleries: {gallery}" + ("" if gallery.is_dir() else " (none yet)"))
 

@@ -164,7 +164,8 @@ def write_class_means(loaded: LoadedModel, layers: list[str], data: Dataset, spl
                       out: Path, class_names: tuple[str, ...]) -> list[dict]:
     """Per layer: maps × classes heat map, and for spatial layers the mean maps per class."""
     x, y = data.split(split)
-    means = class_means(loaded.model, layers, x, y, loaded.preprocessing)
+    means = class_means(loaded.model, layers, x, y, loaded.preprocessing,
+                        classes=len(data.class_names))
     entries = []
     for layer in layers:
         place = slug(layer)

@@ -8,9 +8,9 @@ from typing import Callable
 
 import numpy as np
 
-from cnnviz import bundle
 from cnnviz.atomic import atomic_path
-from cnnviz.data import class_names
+from cnnviz.graph import graph_of
+from cnnviz.layers import activation_after
 from cnnviz.layout import FILTERS, patterns_arrays
 from cnnviz.manifest import entry
 from cnnviz.names import slug
@@ -35,9 +35,13 @@ def run(loaded: LoadedModel, options: PatternOptions, out: Path,
         report: Callable[[str], None] | None = None,
         progress: Callable[[int], None] | None = None) -> list[dict]:
     """The recipe: the ascent for one layer, its galleries (and arrays); a line to `report`."""
-    count = loaded.model.get_layer(options.layer).output.shape[-1]
+    count = graph_of(loaded.model).shape(options.layer)[-1]
     maps = np.arange(count) if options.maps is None else options.maps
-    names = class_names(bundle.dataset_of(loaded.run)[0])
+    names = loaded.classes()
+    better = activation_after(loaded.model, options.layer)
+    if better and report is not None:
+        report(f"note: {options.layer} feeds a normalisation and {better}; the maps the "
+               f"network passes on are {better}'s (--layer {better})")
     entries, result = write_patterns(loaded, options.layer, maps, options.settings, out, names,
                                      options.per_scale, options.save_arrays, progress)
     if report is not None:
@@ -77,7 +81,7 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
             entries.append(_entry(rel, caption, "patterns-scale", layer, result.maps))
     steps = sorted(result.snapshots)
     frames = (np.stack([_pixels(loaded, result.snapshots[s]) for s in steps], 1)
-              if steps else np.zeros((len(maps), 0, 28, 28), np.float32))
+              if steps else np.zeros((len(maps), 0, *loaded.image_shape), np.float32))
     if steps:
         rel = f"{FILTERS}/{place}/evolution-{place}.png"
         caption = f"{layer}: how each map's best pattern evolves over the steps"

@@ -10,6 +10,7 @@ import numpy as np
 
 from cnnviz.atomic import atomic_path
 from cnnviz.layout import KERNELS, KERNELS_KEY, kernels_arrays
+from cnnviz.graph import graph_of
 from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel
 from cnnviz.names import slug
@@ -34,7 +35,8 @@ def write_kernels(loaded: LoadedModel, layer: str, out: Path) -> list[dict]:
     place = slug(layer)
     rel = f"{KERNELS}/{place}/kernels-{place}.png"
     (out / KERNELS / place).mkdir(parents=True, exist_ok=True)
-    kernel_gallery(kernels, layer, out / rel)
+    colour = graph_of(loaded.model).step(layer).sources == ("",) and kernels.shape[2] == 3
+    kernel_gallery(kernels, layer, out / rel, colour=colour)
     caption = (f"{layer}: {kernels.shape[3]} kernels of {kernels.shape[0]}x{kernels.shape[1]} "
                f"over {kernels.shape[2]} input channel(s), red positive, blue negative")
     maps = np.arange(kernels.shape[3])

@@ -69,7 +69,7 @@ def compute(loaded: LoadedModel, layers: list[str], data: Dataset, split: str, l
             top: int, batch_size: int = 500) -> dict[str, LayerStats]:
     x, y = data.split(split)
     return layer_stats(loaded.model, layers, x[:limit], y[:limit], loaded.preprocessing, top=top,
-                       batch_size=batch_size)
+                       batch_size=batch_size, classes=len(data.class_names))
 
 
 def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset, split: str,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnviz.data import NUM_CLASSES, Preprocessing
+from cnnviz.graph import graph_of
+from cnnviz.inputs import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -31,17 +33,23 @@ class Activations:
         return order, np.take_along_axis(self.probabilities, order, axis=1)
 
 
-def layer_outputs_model(model: keras.Model, layers: list[str],
-                        with_predictions: bool = True) -> keras.Model:
-    """One intermediate model whose outputs are the layers (then the network's output)."""
-    outputs = [model.get_layer(name).output for name in layers]
-    # model.inputs, not model.input: a loaded Sequential has only the former
-    return keras.Model(model.inputs, outputs + ([model.outputs[0]] if with_predictions else []))
+def layer_outputs(model: keras.Model, layers: list[str],
+                  with_predictions: bool = True) -> Callable[..., list]:
+    """x → the values of the layers (then the network's output), one pass through the
+    model's flat graph (nested layers included; see cnnviz.graph)."""
+    graph = graph_of(model)
+    wanted = list(layers) + ([graph.output_address] if with_predictions else [])
+
+    def outputs(x, training=False):
+        return graph.run(x, wanted)
+
+    return outputs
 
 
 def ends_in_softmax(model: keras.Model) -> bool:
     """Whether the network's output is a softmax (probabilities) rather than raw scores."""
-    last = model.layers[-1]
+    graph = graph_of(model)
+    last = graph.layer(graph.output_address)
     if isinstance(last, keras.layers.Softmax):
         return True
     return getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
@@ -50,7 +58,7 @@ def ends_in_softmax(model: keras.Model) -> bool:
 def activations(model: keras.Model, layers: list[str], inputs: np.ndarray,
                 batch_size: int = 1000) -> Activations:
     """All requested layers for all inputs from one forward pass of one intermediate model."""
-    probe = tf.function(layer_outputs_model(model, layers))
+    probe = tf.function(layer_outputs(model, layers))
     chunks = [[] for _ in range(len(layers) + 1)]
     for start in range(0, len(inputs), batch_size):
         for store, out in zip(chunks, probe(inputs[start:start + batch_size], training=False)):
@@ -73,19 +81,20 @@ class ClassMeans:
 
 
 def class_means(model: keras.Model, layers: list[str], images: np.ndarray, labels: np.ndarray,
-                preprocessing: Preprocessing, batch_size: int = 1000) -> ClassMeans:
+                preprocessing: Preprocessing, batch_size: int = 1000,
+                classes: int = 10) -> ClassMeans:
     """Mean of every layer's output over the images of each class, streamed in batches.
 
     Only one batch of preprocessed input and per-class sums are held, so memory does not
     grow with the number of images.
     """
-    probe = layer_outputs_model(model, layers, with_predictions=False)
+    probe = layer_outputs(model, layers, with_predictions=False)
 
     @tf.function
     def class_sums(x, y):
         outputs = probe(x, training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        return [tf.math.unsorted_segment_sum(tf.cast(o, tf.float64), y, NUM_CLASSES)
+        return [tf.math.unsorted_segment_sum(tf.cast(o, tf.float64), y, classes)
                 for o in outputs]
 
     sums = None
@@ -94,7 +103,7 @@ def class_means(model: keras.Model, layers: list[str], images: np.ndarray, label
         y = np.asarray(labels[start:start + batch_size], np.int32)
         batch = [s.numpy() for s in class_sums(x, y)]
         sums = batch if sums is None else [a + b for a, b in zip(sums, batch)]
-    counts = np.bincount(np.asarray(labels, np.int64), minlength=NUM_CLASSES)
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=classes)
     divisor = np.maximum(counts, 1).astype(np.float64)
     means = {name: (s / divisor.reshape(-1, *[1] * (s.ndim - 1))).astype(np.float32)
              for name, s in zip(layers, sums)}

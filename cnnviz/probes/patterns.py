@@ -1,9 +1,13 @@
 """Optimal input patterns: gradient ascent on the input until a map (or unit) responds most.
 
 All maps × all length scales × all starts of a layer form ONE batch, optimised by ONE
-compiled step function (batch item i maximises map m(i)). A map whose output is zero for a
-start has zero gradient; in `auto` mode such an item climbs the pre-activation (the layer's
-output before its activation) until the map wakes up, so every map gets a pattern.
+compiled step function (batch item i maximises map m(i)). The objective is the chosen
+layer's output as the network computes it (any layer of cnnviz.graph, nested ones too).
+A map whose output is exactly zero for a start (a ReLU that is off everywhere) has zero
+gradient; in `auto` mode such an item climbs the pre-activation (before the ReLU: the
+layer's linear part, an activation layer's input, or a pool of either) until the map wakes
+up. A layer with no such pre-activation (BatchNorm, Add, a linear conv) is never switched,
+so a negative output is climbed as it is.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnviz.data import IMAGE_SIDE, Preprocessing
 from cnnviz.errors import UsageError
+from cnnviz.graph import ACTIVATIONS, CONVOLUTIONS, POOLS, graph_of
+from cnnviz.inputs import Preprocessing
 from cnnviz.layers import check_layers
 
 PRE_ACTIVATION = ("auto", "on", "off")
@@ -29,7 +34,7 @@ class PatternSettings:
 
     steps: int = 100
     step_size: float = 0.1     # per step, RMS change of the input (standardised units)
-    scales: tuple[int, ...] = (3, 7, 14, 28)
+    scales: tuple[int, ...] = (3, 7, 14, 28)  # for 28 pixels; `scaled_to` adapts them
     starts: int = 2            # random starts per scale
     pre_activation: str = "auto"
     objective: str = "mean"    # mean over positions, or the central position only
@@ -45,10 +50,10 @@ class PatternSettings:
         if not 0 < self.step_size < float("inf"):
             raise UsageError(f"step_size must be a finite number > 0, got {self.step_size}",
                              "step_size")
-        bad = [s for s in self.scales if not 1 <= s <= IMAGE_SIDE]
+        bad = [s for s in self.scales if not 1 <= s <= MAX_SCALE]
         if bad or not self.scales:
-            raise UsageError(f"scales: each length scale must be 1–{IMAGE_SIDE} pixels "
-                             f"(the input side), got {bad[0] if bad else 'none'}", "scales")
+            raise UsageError(f"scales: each length scale must be 1–{MAX_SCALE} pixels (at "
+                             f"most the input side), got {bad[0] if bad else 'none'}", "scales")
         if self.starts < 1:
             raise UsageError(f"starts must be ≥ 1, got {self.starts}", "starts")
         if self.pre_activation not in PRE_ACTIVATION:
@@ -62,6 +67,24 @@ class PatternSettings:
                              "snapshots")
 
 
+    def check_scales(self, image_side: int) -> None:
+        """Refuse a length scale larger than the image."""
+        bad = [s for s in self.scales if s > image_side]
+        if bad:
+            raise UsageError(f"scales: length scale {bad[0]} is larger than the input "
+                             f"({image_side} pixels a side at most)", "scales")
+
+
+MAX_SCALE = 4096
+DEFAULT_SCALES = (3, 7, 14, 28)
+
+
+def default_scales(image_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The default length scales for an image: 3, 7, 14, 28 pixels on 28, in proportion."""
+    side = max(image_shape[:2])
+    return tuple(sorted({max(1, round(s * side / 28)) for s in DEFAULT_SCALES}))
+
+
 @dataclass
 class Patterns:
     """Result for one layer: every start's objective, and each map's best pattern (overall,
@@ -73,9 +96,9 @@ class Patterns:
     scales: tuple[int, ...]
     objective: np.ndarray       # (M, S, K) post-activation objective of each final pattern
     start_objective: np.ndarray  # (M, S, K) the same for the starting images
-    best_inputs: np.ndarray     # (M, 28, 28, 1) each map's best final pattern, as fed
-    scale_inputs: np.ndarray    # (M, S, 28, 28, 1) each map's best final pattern per scale
-    snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # step → (M, 28, 28, 1),
+    best_inputs: np.ndarray     # (M, H, W, C) each map's best final pattern, as fed
+    scale_inputs: np.ndarray    # (M, S, H, W, C) each map's best final pattern per scale
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # step → (M, H, W, C),
     #                                                         each map's best start at that step
     seconds: float = 0.0
 
@@ -99,56 +122,94 @@ PARALLEL_CHUNKS = 1
 
 
 def response(model: keras.Model, name: str) -> Callable:
-    """x → (pre-activation, post-activation) output of a layer.
+    """x → (pre-activation, post-activation) output of a layer; post is the layer's output
+    as the network computes it.
 
-    Conv and dense layers: the linear part, then the layer's activation. Pool layers: the
-    pool applied to both outputs of the conv layer feeding them (max-pooling commutes with
-    a monotone activation, so the post value is exactly the pool layer's output). Which
-    layers qualify is cnnviz.layers' decision.
+    pre is: for a convolution or dense layer with its own activation, its linear part; for
+    an activation layer, its input; for a pool right after either, the pool of their pre
+    (max-pooling commutes with a monotone activation); for any other layer, post itself.
+    Which layers qualify is cnnviz.layers' decision.
     """
     check_layers(model, [name], "patterns")
-    layer = model.get_layer(name)
-    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-        feed = keras.Model(model.inputs, layer.input)  # a loaded Sequential has no .input
-
+    graph = graph_of(model)
+    layer = graph.layer(name)
+    source = graph.source(name)
+    if isinstance(layer, CONVOLUTIONS + (keras.layers.Dense,)) and _has_activation(layer):
         def linear(x):
-            inputs = feed(x, training=False)
-            if isinstance(layer, keras.layers.Conv2D):
-                pre = layer.convolution_op(inputs, layer.kernel)
-            else:
-                pre = keras.ops.matmul(inputs, layer.kernel)
-            if layer.use_bias:
-                pre = pre + layer.bias
-            activation = layer.activation or keras.activations.linear
-            return pre, activation(pre)
+            (inputs,) = graph.run(x, [], inputs_of=(name,))
+            pre = _linear(layer, inputs)
+            return pre, layer.activation(pre)
 
         return linear
-    below = response(model, layer.input._keras_history.operation.name)  # a pool after a conv
+    if isinstance(layer, ACTIVATIONS) and len(graph.step(name).sources) == 1:
+        def activated(x):
+            post, inputs = graph.run(x, [name], inputs_of=(name,))
+            return inputs, post
 
-    def pooled(x):
-        pre, post = below(x)
-        return layer(pre), layer(post)
+        return activated
+    if isinstance(layer, POOLS) and source is not None and (
+            isinstance(source.layer, ACTIVATIONS) or _has_activation(source.layer)) \
+            and source.address in graph.addresses and _patternable(model, source.address):
+        below = response(model, source.address)
 
-    return pooled
+        def pooled(x):
+            pre, post = below(x)
+            return layer(pre), layer(post)
+
+        return pooled
+
+    def plain(x):
+        (post,) = graph.run(x, [name])
+        return post, post
+
+    return plain
+
+
+def _patternable(model, name: str) -> bool:
+    from cnnviz.layers import layers_for
+
+    return name in layers_for(model, "patterns")
+
+
+def _has_activation(layer) -> bool:
+    activation = getattr(layer, "activation", None)
+    return isinstance(layer, CONVOLUTIONS + (keras.layers.Dense,)) and activation is not None \
+        and getattr(activation, "__name__", "") != "linear"
+
+
+def _linear(layer, x):
+    """The linear part of a convolution or dense layer (before its activation)."""
+    if isinstance(layer, keras.layers.Dense):
+        out = keras.ops.matmul(x, layer.kernel)
+    elif isinstance(layer, keras.layers.SeparableConv2D):
+        out = keras.ops.separable_conv(x, layer.depthwise_kernel, layer.pointwise_kernel,
+                                       layer.strides, layer.padding, layer.data_format,
+                                       layer.dilation_rate)
+    elif isinstance(layer, keras.layers.DepthwiseConv2D):
+        out = keras.ops.depthwise_conv(x, layer.kernel, layer.strides, layer.padding,
+                                       layer.data_format, layer.dilation_rate)
+    else:
+        out = layer.convolution_op(x, layer.kernel)
+    return out + layer.bias if layer.use_bias else out
 
 
 def starting_images(maps: np.ndarray, settings: PatternSettings, scale_index: np.ndarray,
-                    start_index: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) start images in pixel space for N items (map, scale index, start index):
-    noise drawn on an s×s grid, upsampled.
+                    start_index: np.ndarray, image_shape: tuple[int, ...] = (28, 28)) -> np.ndarray:
+    """(N, *image_shape) start images in pixel space for N items (map, scale index, start
+    index): noise drawn on an s×s grid (one per channel), upsampled.
 
     Each item's noise depends only on (seed, map, scale, start), so a map gets the same
     starts whether it is optimised alone or with others.
     """
     from skimage.transform import resize
 
-    out = np.empty((len(maps), IMAGE_SIDE, IMAGE_SIDE), np.float32)
+    out = np.empty((len(maps), *image_shape), np.float32)
+    channels = image_shape[2:]
     for i, (m, j, k) in enumerate(zip(maps, scale_index, start_index)):
         scale = settings.scales[j]
         rng = np.random.default_rng([settings.seed, int(m), scale, int(k)])
-        coarse = rng.normal(size=(scale, scale))
-        fine = resize(coarse, (IMAGE_SIDE, IMAGE_SIDE), order=3, mode="reflect",
-                      anti_aliasing=False)
+        coarse = rng.normal(size=(scale, scale, *channels))
+        fine = resize(coarse, image_shape, order=3, mode="reflect", anti_aliasing=False)
         fine = (fine - fine.mean()) / (fine.std() + 1e-8)
         out[i] = np.clip(127.5 + settings.start_contrast * fine, 0, 255)
     return out
@@ -165,18 +226,18 @@ def piece_size(item_shape: tuple[int, ...], snapshots: int) -> int:
     return max(GRADIENT_CHUNK, PIECE_BYTES // per_item // GRADIENT_CHUNK * GRADIENT_CHUNK)
 
 
-def _piece_items(total: int, settings: PatternSettings) -> int:
-    size = min(total, piece_size((IMAGE_SIDE, IMAGE_SIDE, 1), len(settings.snapshots)))
+def _piece_items(total: int, settings: PatternSettings, input_shape: tuple[int, ...]) -> int:
+    size = min(total, piece_size(input_shape, len(settings.snapshots)))
     if total > size:
         size = -(-total // -(-total // size))  # equal pieces: less padding in the last one
         size = -(-size // GRADIENT_CHUNK) * GRADIENT_CHUNK
     return size
 
 
-def ascent_steps(maps: int, settings: PatternSettings) -> int:
+def ascent_steps(maps: int, settings: PatternSettings, input_shape: tuple[int, ...] = (28, 28, 1)) -> int:
     """How many compiled steps `optimal_patterns` runs (what its progress counts up to)."""
     total = maps * len(settings.scales) * settings.starts
-    return settings.steps * -(-total // _piece_items(total, settings))
+    return settings.steps * -(-total // _piece_items(total, settings, input_shape))
 
 
 def optimal_patterns(model: keras.Model, layer: str, maps: np.ndarray,
@@ -193,21 +254,22 @@ def optimal_patterns(model: keras.Model, layer: str, maps: np.ndarray,
     maps = np.asarray(maps, dtype=np.int32)
     m, s, k = len(maps), len(settings.scales), settings.starts
     total = m * s * k
+    input_shape = tuple(graph_of(model).input_shape[1:])
+    image_shape = input_shape[:2] if input_shape[2] == 1 else input_shape
+    settings.check_scales(max(input_shape[:2]))
     respond = response(model, layer)
     step = _compiled_step(respond, settings.objective, settings.pre_activation)
     objective = _compiled_objective(respond, settings.objective)
-    low = preprocessing.apply(np.zeros((1, IMAGE_SIDE, IMAGE_SIDE)))
-    high = preprocessing.apply(np.full((1, IMAGE_SIDE, IMAGE_SIDE), 255.0))
-    lo, hi = tf.constant(np.minimum(low, high)), tf.constant(np.maximum(low, high))
+    lo, hi = (tf.constant(b) for b in preprocessing.bounds(input_shape))
     rate = tf.constant(settings.step_size, tf.float32)
-    size = _piece_items(total, settings)
-    best = _Best(m, s, k, settings.snapshots)
+    size = _piece_items(total, settings, input_shape)
+    best = _Best(m, s, k, settings.snapshots, input_shape)
     x = None
     for first in range(0, total, size):
         items = np.arange(first, min(first + size, total))
         padded = np.resize(items, size)  # the last piece repeats its items; extra ones dropped
         map_of, scale_of, start_of = padded // (s * k), (padded // k) % s, padded % k
-        starts = starting_images(maps[map_of], settings, scale_of, start_of)
+        starts = starting_images(maps[map_of], settings, scale_of, start_of, image_shape)
         targets = tf.constant(maps[map_of])
         if x is None:
             x = tf.Variable(preprocessing.apply(starts))
@@ -240,8 +302,8 @@ def _score(objective: Callable, x: tf.Variable, targets: tf.Tensor) -> np.ndarra
 class _Best:
     """Each map's best pattern (overall and per scale) over the pieces seen so far."""
 
-    def __init__(self, m: int, s: int, k: int, snapshots: tuple[int, ...]):
-        shape = (IMAGE_SIDE, IMAGE_SIDE, 1)
+    def __init__(self, m: int, s: int, k: int, snapshots: tuple[int, ...],
+                 shape: tuple[int, ...]):
         self.s, self.k = s, k
         self.objective = np.full((m, s, k), -np.inf, np.float32)
         self.start_objective = np.zeros((m, s, k), np.float32)
@@ -316,8 +378,9 @@ def _compiled_step(respond: Callable, objective: str, mode: str, chunk: int | No
             return post_value
         if mode == "on":
             return _select(pre, targets, objective)
-        # auto: while the map is silent, raise its strongest pre-activation
-        return tf.where(post_value > 0, post_value, _select(pre, targets, wake))
+        # auto: while the map is silent (exactly zero: a ReLU off everywhere), raise its
+        # strongest pre-activation; any other value, negative too, is climbed as it is
+        return tf.where(tf.not_equal(post_value, 0.0), post_value, _select(pre, targets, wake))
 
     def chunk_gradient(args):
         part, part_targets = args

@@ -24,8 +24,8 @@ import keras
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from cnnviz.data import Preprocessing
-from cnnviz.probes.activations import layer_outputs_model
+from cnnviz.inputs import Preprocessing
+from cnnviz.probes.activations import layer_outputs
 
 
 TIE_TOLERANCE = 1e-5  # a swap of partners that changes the total by less is a tie
@@ -128,7 +128,7 @@ def functional_similarity(first: tuple[keras.Model, Preprocessing],
                           x: np.ndarray, batch_size: int = 250) -> Similarities:
     """Correlate every map of `first` with every map of `second` and of `baseline` over all
     positions of all images x (raw pixels; each model applies its own preprocessing)."""
-    probes = [(layer_outputs_model(model, layers, with_predictions=False), prep)
+    probes = [(layer_outputs(model, layers, with_predictions=False), prep)
               for model, prep in (first, second, baseline)]
     pair = {name: StreamingCorrelation() for name in layers}
     base = {name: StreamingCorrelation() for name in layers}

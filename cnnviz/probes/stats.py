@@ -14,8 +14,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnviz.data import NUM_CLASSES, Preprocessing
-from cnnviz.probes.activations import layer_outputs_model
+from cnnviz.data import NUM_CLASSES
+from cnnviz.graph import graph_of
+from cnnviz.inputs import Preprocessing
+from cnnviz.probes.activations import layer_outputs
 
 NEAR_ZERO = 0.01  # a weight is "near zero" below this fraction of the layer's largest |weight|
 
@@ -68,9 +70,10 @@ class _Accumulator:
 
 def layer_stats(model: keras.Model, layers: list[str], images: np.ndarray, labels: np.ndarray,
                 preprocessing: Preprocessing, top: int = 9, batch_size: int = 500,
-                sample_size: int = 100_000, seed: int = 0) -> dict[str, LayerStats]:
+                sample_size: int = 100_000, seed: int = 0,
+                classes: int = NUM_CLASSES) -> dict[str, LayerStats]:
     """Statistics of every layer in `layers` over the images, streamed in batches."""
-    probe = layer_outputs_model(model, layers, with_predictions=False)
+    probe = layer_outputs(model, layers, with_predictions=False)
 
     @tf.function
     def reduce(x, picks):
@@ -89,11 +92,11 @@ def layer_stats(model: keras.Model, layers: list[str], images: np.ndarray, label
         return result
 
     n = len(images)
-    shapes = [tuple(model.get_layer(name).output.shape[1:]) for name in layers]
+    shapes = [tuple(graph_of(model).shape(name)[1:]) for name in layers]
     batches = max(1, -(-n // batch_size))
     rng = np.random.default_rng(seed)
     acc = [_Accumulator(np.zeros(s[-1]), np.zeros(s[-1]), np.full(s[-1], -np.inf, np.float32),
-                        np.zeros(s[-1]), np.zeros(s[-1]), np.zeros((NUM_CLASSES, s[-1])),
+                        np.zeros(s[-1]), np.zeros(s[-1]), np.zeros((classes, s[-1])),
                         np.zeros((s[-1], 0), np.int64), np.zeros((s[-1], 0)), [])
            for s in shapes]
     for start in range(0, n, batch_size):
@@ -112,7 +115,7 @@ def layer_stats(model: keras.Model, layers: list[str], images: np.ndarray, label
             a.top_index, a.top_score = _merge_top(a.top_index, a.top_score, per_image,
                                                   np.arange(start, start + len(x)), top)
             a.samples.append(sample)
-    counts = np.bincount(np.asarray(labels, np.int64), minlength=NUM_CLASSES)
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=classes)
     out = {}
     for name, shape, a in zip(layers, shapes, acc):
         values = n * int(np.prod(shape[:-1]))
@@ -148,7 +151,7 @@ class WeightStats:
 
 def weight_stats(model: keras.Model, name: str) -> WeightStats | None:
     """Kernel statistics of a conv or dense layer (None for layers without a kernel)."""
-    layer = model.get_layer(name)
+    layer = graph_of(model).layer(name)
     if not hasattr(layer, "kernel"):
         return None
     kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel), np.float64)

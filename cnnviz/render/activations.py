@@ -13,15 +13,19 @@ from matplotlib.cm import ScalarMappable
 
 from cnnviz.render.figures import save_figure, set_margins
 from cnnviz.render.colours import MAPS  # noqa: E402
-from cnnviz.render.mosaic import Mosaic, maps_to_tiles, mosaic
+from cnnviz.render.mosaic import Mosaic, as_tiles, maps_to_tiles, mosaic
 
 def _cmap():
     return MAPS
 
 
 def draw_mosaic(ax, tiles: Mosaic, labels: Sequence[str] | None = None, cmap=None) -> None:
-    """Show a mosaic on one axes, each tile labelled at its top-left corner."""
-    ax.imshow(tiles.image, cmap=cmap or _cmap(), vmin=0, vmax=1, interpolation="nearest")
+    """Show a mosaic on one axes, each tile labelled at its top-left corner (colour mosaics
+    as RGB, white between tiles)."""
+    if tiles.image.ndim == 3:
+        ax.imshow(np.nan_to_num(tiles.image, nan=1.0), interpolation="nearest")
+    else:
+        ax.imshow(tiles.image, cmap=cmap or _cmap(), vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     if labels is None:
         return
@@ -43,7 +47,11 @@ def _scale_note(ax, tiles: Mosaic, scale: str, fig) -> str:
 
 
 def _draw_input(ax, image: np.ndarray, title: str, lines: Sequence[str]) -> None:
-    ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    image = as_tiles(np.asarray(image)[np.newaxis])[0]
+    if image.ndim == 3:
+        ax.imshow(np.clip(image / 255.0, 0, 1), interpolation="nearest")
+    else:
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -56,7 +64,7 @@ def image_activation_figure(values: np.ndarray, image: np.ndarray, layer: str, t
 
     Args:
         values: the layer's output for this image: (h, w, maps) or (units,).
-        image: the input in pixel space, 28×28, 0–255.
+        image: the input in pixel space, (H, W[, C]), 0–255.
         lines: text under the input image (true label, prediction, top-3).
         scale: `map` (each map on its own range) or `layer` (one range, with a colour bar).
     """
@@ -102,7 +110,7 @@ def rows_figure(values: np.ndarray, row_labels: Sequence[str], layer: str, title
 
     Args:
         values: (rows, h, w, maps) or (rows, units).
-        images: optional (rows, 28, 28) inputs in pixel space, drawn as a first column.
+        images: optional (rows, H, W[, C]) inputs in pixel space, drawn as a first column.
         scale: `layer` shares one range across all rows (so common patterns show) or `map`.
     """
     n_rows = values.shape[0]
@@ -120,8 +128,12 @@ def rows_figure(values: np.ndarray, row_labels: Sequence[str], layer: str, title
     grid = fig.add_gridspec(1, 2, width_ratios=[1.2 if images is not None else 0.01, width])
     if images is not None:
         ax_in = fig.add_subplot(grid[0])
-        ax_in.imshow(np.concatenate(list(images), axis=0), cmap="gray", vmin=0, vmax=255,
-                     interpolation="nearest", aspect="auto")
+        column = np.concatenate(list(as_tiles(images)), axis=0)
+        if column.ndim == 3:
+            ax_in.imshow(np.clip(column / 255.0, 0, 1), interpolation="nearest", aspect="auto")
+        else:
+            ax_in.imshow(column, cmap="gray", vmin=0, vmax=255, interpolation="nearest",
+                         aspect="auto")
         ax_in.set_axis_off()
     ax = fig.add_subplot(grid[1])
     ax.imshow(tiles.image, cmap=_cmap(), vmin=0, vmax=1, interpolation="nearest", aspect="auto")

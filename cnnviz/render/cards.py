@@ -24,7 +24,7 @@ from cnnviz.layout import (ACTIVATIONS, FILTERS, KERNELS, KERNELS_KEY, STATS_JSO
 from cnnviz.render.colours import MAPS as MAP_CMAP  # noqa: E402
 from cnnviz.render.colours import PIXELS as GRAY  # noqa: E402
 from cnnviz.render.colours import SIGNED as KERNEL_CMAP  # noqa: E402
-from cnnviz.render.mosaic import mosaic  # noqa: E402
+from cnnviz.render.mosaic import as_tiles, mosaic  # noqa: E402
 
 
 @dataclass
@@ -126,7 +126,7 @@ def write_card_images(sources: CardSources, layer: str, folder: Path,
             if m >= len(cards):
                 continue
             card = cards[m]
-            pixels = np.asarray(patterns["pixels"][i]).reshape(28, 28) / 255.0
+            pixels = as_tiles(np.asarray(patterns["pixels"][i])[np.newaxis])[0] / 255.0
             predicted = int(patterns["predicted"][i])
             name = class_names[predicted] if predicted < len(class_names) else str(predicted)
             _add(card, folder, "pattern", pixels, GRAY,
@@ -135,14 +135,15 @@ def write_card_images(sources: CardSources, layer: str, folder: Path,
             steps = patterns.get("snapshot_steps")
             if steps is not None and len(steps):
                 frames = patterns["snapshot_pixels"][i]
-                strip = mosaic(frames, cols=len(frames), pad=2, scale="layer", low=0, high=255)
+                strip = mosaic(as_tiles(frames), cols=len(frames), pad=2, scale="layer", low=0,
+                               high=255)
                 _add(card, folder, "evolution", strip.image, GRAY,
                      "steps " + ", ".join(str(int(s)) for s in steps))
     top = sources.top.get(layer)
     if top is not None:
         index, score, pixels = top
         for card in cards:
-            strip = mosaic(pixels[card.index], cols=len(pixels[card.index]), pad=2,
+            strip = mosaic(as_tiles(pixels[card.index]), cols=len(pixels[card.index]), pad=2,
                            scale="layer", low=0, high=255)
             _add(card, folder, "top", strip.image, GRAY,
                  f"{sources.stats_split} images " + ", ".join(
@@ -184,7 +185,7 @@ def write_sample_strip(sources: CardSources, path: Path) -> bool:
     """The sample images (one per class) as one grey strip, once for all cards."""
     if sources.sample_pixels is None:
         return False
-    strip = mosaic(sources.sample_pixels, cols=len(sources.sample_pixels), pad=1,
+    strip = mosaic(as_tiles(sources.sample_pixels), cols=len(sources.sample_pixels), pad=1,
                    scale="layer", low=0, high=255)
     _save(path, strip.image, GRAY)
     return True
@@ -198,6 +199,11 @@ def _add(card: MapCard, folder: Path, section: str, image: np.ndarray, cmap, cap
 
 
 def _save(path: Path, image: np.ndarray, cmap) -> None:
-    """An image scaled to [0, 1] (NaN = white gap) as an RGBA PNG, one pixel per value."""
-    rgba = cmap(np.ma.masked_invalid(np.asarray(image, dtype=np.float32)), bytes=True)
+    """An image scaled to [0, 1] (NaN = white gap) as an RGBA PNG, one pixel per value;
+    a colour image (h, w, 3) as it is."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3:
+        plt.imsave(os.fspath(path), np.clip(np.nan_to_num(image, nan=1.0), 0, 1))
+        return
+    rgba = cmap(np.ma.masked_invalid(image), bytes=True)
     plt.imsave(os.fspath(path), rgba)

@@ -14,7 +14,7 @@ SCALES = ("map", "layer")
 class Mosaic:
     """A tiled image with NaN gaps, values scaled to [0, 1], and where each tile sits."""
 
-    image: np.ndarray  # (rows·(h+pad)-pad, cols·(w+pad)-pad) float32, NaN between tiles
+    image: np.ndarray  # (rows·(h+pad)-pad, cols·(w+pad)-pad[, 3]) float32, NaN between tiles
     rows: int
     cols: int
     tile_shape: tuple[int, int]
@@ -36,12 +36,14 @@ def grid_shape(n: int) -> tuple[int, int]:
 
 def scale_tiles(tiles: np.ndarray, scale: str = "map", low: float | None = None,
                 high: float | None = None) -> tuple[np.ndarray, float, float]:
-    """Scale tiles (N, h, w) to [0, 1]: each on its own range (`map`) or one shared range
-    (`layer`; `low`/`high` override it, e.g. to share it between images)."""
+    """Scale tiles (N, h, w) or colour tiles (N, h, w, 3) to [0, 1]: each on its own range
+    (`map`) or one shared range (`layer`; `low`/`high` override it, e.g. to share it
+    between images)."""
     tiles = np.asarray(tiles, dtype=np.float32)
     if scale == "map":
-        lo = tiles.min(axis=(1, 2), keepdims=True)
-        span = tiles.max(axis=(1, 2), keepdims=True) - lo
+        axes = tuple(range(1, tiles.ndim))
+        lo = tiles.min(axis=axes, keepdims=True)
+        span = tiles.max(axis=axes, keepdims=True) - lo
         out = np.where(span > 0, (tiles - lo) / np.where(span > 0, span, 1), 0)
         return out.astype(np.float32), float(tiles.min()), float(tiles.max())
     if scale != "layer":
@@ -54,17 +56,31 @@ def scale_tiles(tiles: np.ndarray, scale: str = "map", low: float | None = None,
 
 def mosaic(tiles: np.ndarray, cols: int | None = None, pad: int = 1, scale: str = "map",
            low: float | None = None, high: float | None = None) -> Mosaic:
-    """Tile (N, h, w) arrays row-major into one image, scaled per tile or on a shared range."""
+    """Tile (N, h, w) arrays, or colour tiles (N, h, w, 3), row-major into one image,
+    scaled per tile or on a shared range."""
     tiles = np.asarray(tiles)
-    n, h, w = tiles.shape
+    n, h, w = tiles.shape[:3]
+    colour = tiles.shape[3:]
     rows, cols = grid_shape(n) if cols is None else (math.ceil(n / cols), cols)
     scaled, lo, hi = scale_tiles(tiles, scale, low, high)
-    canvas = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), np.nan, np.float32)
-    padded = np.full((rows * cols, h + pad, w + pad), np.nan, np.float32)
+    canvas = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad, *colour), np.nan, np.float32)
+    padded = np.full((rows * cols, h + pad, w + pad, *colour), np.nan, np.float32)
     padded[:n, :h, :w] = scaled
-    grid = padded.reshape(rows, cols, h + pad, w + pad).transpose(0, 2, 1, 3)
-    canvas[:] = grid.reshape(rows * (h + pad), cols * (w + pad))[:canvas.shape[0], :canvas.shape[1]]
+    grid = padded.reshape(rows, cols, h + pad, w + pad, *colour).swapaxes(1, 2)
+    canvas[:] = grid.reshape(rows * (h + pad), cols * (w + pad), *colour)[:canvas.shape[0], :canvas.shape[1]]
     return Mosaic(canvas, rows, cols, (h, w), pad, lo, hi)
+
+
+def as_tiles(images: np.ndarray) -> np.ndarray:
+    """Images (N, H, W) gray or (N, H, W, C) → drawable tiles: gray and RGB as they are,
+    one channel squeezed, any other channel count side by side as gray (N, H, W·C)."""
+    images = np.asarray(images)
+    if images.ndim == 3 or images.shape[-1] == 3:
+        return images
+    if images.shape[-1] == 1:
+        return images[..., 0]
+    n, h, w, c = images.shape
+    return np.moveaxis(images, -1, 2).reshape(n, h, w * c)
 
 
 def maps_to_tiles(activation: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from matplotlib.cm import ScalarMappable
 from cnnviz.render.activations import draw_mosaic
 from cnnviz.render.colours import PIXELS, SIGNED
 from cnnviz.render.figures import save_figure, set_margins
-from cnnviz.render.mosaic import mosaic
+from cnnviz.render.mosaic import as_tiles, mosaic
 
 PATTERN_CMAP, KERNEL_CMAP = PIXELS, SIGNED
 
@@ -27,8 +27,9 @@ def _figure_for(image_shape: tuple[int, int], screen_px_per_pixel: float = 3.0, 
 
 def pattern_gallery(pixels: np.ndarray, labels: Sequence[str], title: str,
                     path: str | os.PathLike | None = None):
-    """Patterns (N, 28, 28) in pixel space on one fixed 0–255 grey scale, labelled tiles."""
-    tiles = mosaic(pixels, pad=2, scale="layer", low=0, high=255)
+    """Patterns (N, H, W[, C]) in pixel space on one fixed 0–255 scale (grey, or colour for
+    RGB), labelled tiles."""
+    tiles = mosaic(as_tiles(pixels), pad=2, scale="layer", low=0, high=255)
     fig, ax = _figure_for(tiles.image.shape, 3.6)
     draw_mosaic(ax, tiles, labels, cmap=PATTERN_CMAP)
     ax.set_title(title, fontsize=10)
@@ -37,11 +38,11 @@ def pattern_gallery(pixels: np.ndarray, labels: Sequence[str], title: str,
 
 def image_grid(frames: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str],
                title: str, path: str | os.PathLike | None = None):
-    """Images (R, C, 28, 28) in pixel space on one 0–255 grey scale, rows and columns labelled
+    """Images (R, T, H, W[, C]) in pixel space on one 0–255 scale, rows and columns labelled
     (pattern evolution: maps × steps; top examples: maps × ranks)."""
     m, t = frames.shape[:2]
-    tiles = mosaic(frames.reshape(m * t, *frames.shape[2:]), cols=t, pad=2, scale="layer",
-                   low=0, high=255)
+    tiles = mosaic(as_tiles(frames.reshape(m * t, *frames.shape[2:])), cols=t, pad=2,
+                   scale="layer", low=0, high=255)
     fig, ax = _figure_for(tiles.image.shape, 2.0)
     draw_mosaic(ax, tiles, cmap=PATTERN_CMAP)
     ax.set_axis_on()
@@ -56,21 +57,30 @@ def image_grid(frames: np.ndarray, row_labels: Sequence[str], col_labels: Sequen
     return save_figure(fig, path)
 
 
-def kernel_gallery(kernels: np.ndarray, layer: str, path: str | os.PathLike | None = None):
+def kernel_gallery(kernels: np.ndarray, layer: str, path: str | os.PathLike | None = None,
+                   colour: bool = False):
     """Conv kernels (kh, kw, in, out) on a diverging map centred on zero.
 
-    One input channel: one tile per output map. Several: an in × out grid (rows: input
-    channels, columns: output maps).
+    One input channel: one tile per output map. Three (an RGB image's first layer, with
+    `colour`): one colour tile per map, grey = 0, each channel's weight added to or taken
+    from it. Several: an in × out grid (rows: input channels, columns: output maps).
     """
     kh, kw, n_in, n_out = kernels.shape
     limit = float(np.abs(kernels).max()) or 1.0
-    tiles_array = np.transpose(kernels, (2, 3, 0, 1)).reshape(n_in * n_out, kh, kw)
-    cols = None if n_in == 1 else n_out
-    tiles = mosaic(tiles_array, cols=cols, pad=1, scale="layer", low=-limit, high=limit)
-    fig, ax = _figure_for(tiles.image.shape, 24.0 if n_in == 1 else 5.0)
-    draw_mosaic(ax, tiles, [str(i) for i in range(n_out)] if n_in == 1 else None,
+    colour = colour and n_in == 3
+    if colour:
+        tiles = mosaic(np.transpose(kernels, (3, 0, 1, 2)), pad=1, scale="layer", low=-limit,
+                       high=limit)
+    else:
+        tiles_array = np.transpose(kernels, (2, 3, 0, 1)).reshape(n_in * n_out, kh, kw)
+        tiles = mosaic(tiles_array, cols=None if n_in == 1 else n_out, pad=1, scale="layer",
+                       low=-limit, high=limit)
+    one_row = n_in == 1 or colour
+    fig, ax = _figure_for(tiles.image.shape, 24.0 if one_row else 5.0)
+    draw_mosaic(ax, tiles, [str(i) for i in range(n_out)] if one_row else None,
                 cmap=KERNEL_CMAP)
-    layout = (f"{n_out} kernels of {kh}x{kw}" if n_in == 1 else
+    layout = (f"{n_out} RGB kernels of {kh}x{kw} (grey = 0)" if colour else
+              f"{n_out} kernels of {kh}x{kw}" if n_in == 1 else
               f"{n_in} input channels (rows) × {n_out} maps (columns), {kh}x{kw} each")
     ax.set_title(f"{layer}: {layout}", fontsize=10)
     fig.colorbar(ScalarMappable(colors.Normalize(-limit, limit), KERNEL_CMAP), ax=ax,

@@ -1,0 +1,147 @@
+"""Images read or converted a batch at a time, so memory never depends on a dataset's size.
+
+`LazyImages` behaves like the uint8 array it stands for where cnnviz uses one: `len()`,
+`.shape`, `x[i]`, `x[a:b]` (another lazy view), `x[index_array]` and `np.asarray(x[a:b])`
+(which reads just those images).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cnnviz.errors import CnnvizError, UsageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+LUMINANCE = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as Pillow's "L"
+
+
+class LazyImages:
+    """A read-only uint8 image array whose images are produced when indexed."""
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, count: int, image_shape: tuple[int, ...]):
+        self.shape = (int(count), *image_shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def _take(self, index: np.ndarray) -> np.ndarray:
+        """Images at the 1-D `index` → (k, *image shape) uint8."""
+        raise NotImplementedError
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return _Subset(self, range(len(self))[key])
+        if np.isscalar(key):
+            return self._take(np.array([int(key)]))[0]
+        index = np.asarray(key, np.int64)
+        index = np.where(index < 0, index + len(self), index)
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"image index out of range 0–{len(self) - 1}")
+        return self._take(index.ravel()).reshape(*index.shape, *self.shape[1:])
+
+    def __array__(self, dtype=None, copy=None):
+        images = self._take(np.arange(len(self)))
+        return images if dtype is None else images.astype(dtype)
+
+
+class _Subset(LazyImages):
+    def __init__(self, parent: LazyImages, indices: range):
+        super().__init__(len(indices), parent.shape[1:])
+        self.parent, self.indices = parent, indices
+
+    def _take(self, index: np.ndarray) -> np.ndarray:
+        return self.parent[np.asarray(self.indices)[index]]
+
+
+class _Converted(LazyImages):
+    def __init__(self, source, image_shape: tuple[int, ...]):
+        super().__init__(len(source), image_shape)
+        self.source = source
+
+    def _take(self, index: np.ndarray) -> np.ndarray:
+        return convert(np.asarray(self.source[index]), self.shape[1:])
+
+
+def fit_images(images, image_shape: tuple[int, ...]) -> LazyImages:
+    """`images` converted to `image_shape` ((H, W) gray or (H, W, C)) a batch at a time."""
+    have = 1 if len(images.shape) == 3 else images.shape[3]
+    want = 1 if len(image_shape) == 2 else image_shape[2]
+    if have != want and not (have == 1 and want == 3) and not (have in (3, 4) and want in (1, 3)):
+        raise UsageError(f"cannot convert images of {have} channels to {want}; give images "
+                         f"with {want} channel(s)", "data")
+    return _Converted(images, tuple(image_shape))
+
+
+def convert(batch: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+    """A batch (k, h, w[, c]) uint8 → (k, *image_shape) uint8: channels first (gray ↔ RGB
+    by luminance or repetition, alpha dropped), then resized with anti-aliasing."""
+    from skimage.transform import resize
+
+    x = np.asarray(batch, np.float32)
+    x = x[..., np.newaxis] if x.ndim == 3 else x
+    want = 1 if len(image_shape) == 2 else image_shape[2]
+    if x.shape[-1] == 4:
+        x = x[..., :3]
+    if x.shape[-1] == 3 and want == 1:
+        x = (x @ LUMINANCE)[..., np.newaxis]
+    elif x.shape[-1] == 1 and want == 3:
+        x = np.repeat(x, 3, axis=-1)
+    if x.shape[1:3] != tuple(image_shape[:2]):
+        shrinking = x.shape[1] > image_shape[0] or x.shape[2] > image_shape[1]
+        x = resize(x, (len(x), *image_shape[:2], x.shape[-1]), order=1, preserve_range=True,
+                   anti_aliasing=shrinking)
+    x = np.rint(np.clip(x, 0, 255)).astype(np.uint8)
+    return x[..., 0] if want == 1 else x
+
+
+class FolderImages(LazyImages):
+    """Image files read (and converted to `image_shape`) when indexed."""
+
+    def __init__(self, paths: list[Path], image_shape: tuple[int, ...]):
+        super().__init__(len(paths), tuple(image_shape))
+        self.paths = paths
+
+    def _take(self, index: np.ndarray) -> np.ndarray:
+        out = np.empty((len(index), *self.shape[1:]), np.uint8)
+        for i, k in enumerate(index):
+            out[i] = read_file(self.paths[int(k)], self.shape[1:])
+        return out
+
+
+def read_file(path: Path, image_shape: tuple[int, ...]) -> np.ndarray:
+    """One image file → `image_shape` uint8 (gray or RGB, transparency on white)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.seek(0)
+            rgba = image.convert("RGBA")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise CnnvizError(f"{path}: not a readable image file ({type(exc).__name__})") from None
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return convert(rgb[np.newaxis], image_shape)[0]
+
+
+def folder_classes(folder: Path) -> tuple[list[Path], np.ndarray, tuple[str, ...]] | None:
+    """A folder of class subfolders of images (keras.utils.image_dataset_from_directory's
+    layout) → (image paths, labels, class names in alphanumeric order); None when it is not
+    one. Labels follow the sorted subfolder names; files are sorted within each."""
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (folder / name).rglob("*")
+                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        paths += files
+        labels += [label] * len(files)
+    if not paths:
+        return None
+    return paths, np.asarray(labels, np.int32), tuple(classes)
