@@ -369,12 +369,14 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
     return read_image(path)[0]
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
-    """A photo, scan or drawing of one digit → (28×28 uint8 white on black, a note or None).
+def read_image(path: str | os.PathLike, image_shape: tuple[int, ...] = (IMAGE_SIDE, IMAGE_SIDE)
+               ) -> tuple[np.ndarray, str | None]:
+    """An image file → (pixels of `image_shape` uint8, a note or None).
 
     Any image Pillow reads: gray, colour or palette; transparency is composited on white;
-    of an animation the first frame is taken (and the note says so). Converted to gray,
-    resized with anti-aliasing, and inverted when the background (the border) is light.
+    of an animation the first frame is taken (and the note says so). Resized with
+    anti-aliasing. For the article networks' 28×28 gray input (a digit), it is also
+    inverted when the background (the border) is light, to be white on black like MNIST.
     """
     from PIL import Image, UnidentifiedImageError
     from skimage import transform
@@ -400,12 +402,17 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
     if min(rgba.size) < 2:
         raise CnnvizError(f"--input {path}: {rgba.width}×{rgba.height} pixels is too small")
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    note = (f"{path.name} has {frames} frames; using the first" if frames > 1 else None)
+    if tuple(image_shape) != (IMAGE_SIDE, IMAGE_SIDE):
+        from cnnviz.images import convert
+
+        rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+        return convert(rgb[np.newaxis], tuple(image_shape))[0], note
     gray = np.asarray(Image.alpha_composite(white, rgba).convert("L"), np.float64) / 255.0
     small = transform.resize(gray, (IMAGE_SIDE, IMAGE_SIDE), anti_aliasing=True)
     border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
     if border.mean() > 0.5:
         small = 1.0 - small
-    note = (f"{path.name} has {frames} frames; using the first" if frames > 1 else None)
     return np.rint(np.clip(small, 0, 1) * 255).astype(np.uint8), note
 
 

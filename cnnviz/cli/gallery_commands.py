@@ -126,15 +126,9 @@ def compare(first, second, layer_specs, split, limit, as_json, dataset, data_pat
     if limit is not None and limit < 2:
         raise UsageError(f"--limit must be ≥ 2 (a correlation needs two images), got {limit}")
     loaded = open_model(first, trained_dir, err=as_json)
-    from cnnviz.data import class_names
     from cnnviz.galleries import compare as recipe
-    from cnnviz.model import load_model
 
-    other = load_model(second, trained_dir)
-    for one in (loaded, other):
-        if not one.run:
-            click.echo(f"note: {one.name} is a plain .keras file without run.json: assuming its "
-                       "input is pixels / 255", err=as_json)
+    other = open_model(second, trained_dir, err=as_json)
     default = ",".join(recipe.default_layers(loaded.model))
     layers = chosen_layers(loaded.model, layer_specs, default)
     data = open_data(loaded, dataset, data_path, err=as_json)
@@ -149,7 +143,7 @@ def compare(first, second, layer_specs, split, limit, as_json, dataset, data_pat
         click.echo(f"note: {layer} skipped: {why}", err=as_json)
     entries = recipe.write_comparison(result, loaded, other, out,
                                       (outputs_dir / loaded.folder_name, outputs_dir / other.folder_name),
-                                      class_names(data.name))
+                                      data.class_names)
     numbers = result.numbers()
     from cnnviz.galleries.record import record
 

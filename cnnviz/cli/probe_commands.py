@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from cnnviz import bundle
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (model_input_options, FINITE, check_writable, chosen_layers, open_data, open_model,
+from cnnviz.cli.options import (FINITE, check_writable, chosen_layers, model_input_options, open_data, open_model,
                                 outputs_dir_option, parse_int_list, probe_data_options,
                                 record_entries, refresh_page, trained_dir_option)
 from cnnviz.errors import UsageError
@@ -61,11 +60,11 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
         raise UsageError(f"--input {input_file}: no such file; give a PNG or JPEG of one digit")
 
     loaded = open_model(model, trained_dir)
-    from cnnviz.data import class_names
     from cnnviz.galleries import activations as gallery
 
     layers = chosen_layers(loaded.model, layer_specs)
-    selection = gallery.select_file(input_file) if input_file is not None else None
+    selection = (gallery.select_file(input_file, loaded.image_shape) if input_file is not None
+                 else None)
     if selection is not None and selection.note:
         click.echo(f"note: {selection.note}")
     wants_images = (selection is not None or images is not None or digit is not None
@@ -78,7 +77,7 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
     out = outputs_dir / loaded.folder_name
     check_writable(out)
     options = gallery.ActivationOptions(
-        tuple(layers), class_names(dataset or bundle.dataset_of(loaded.run)[0]),
+        tuple(layers), loaded.classes(data.class_names if data is not None else None),
         selection if wants_images else None, scale, save_arrays,
         data if class_mean else None, split)
     record_entries(loaded, out, gallery.run(loaded, options, out), gallery.FOLDER)
@@ -129,6 +128,7 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
     loaded = open_model(model, trained_dir)
     from cnnviz.galleries import filters as gallery
     from cnnviz.graph import graph_of
+    from cnnviz.names import slug
     from cnnviz.layers import layers_for
     from cnnviz.probes.patterns import ascent_steps, parse_maps
 
@@ -145,7 +145,7 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
                                f"{len(settings.scales) * settings.starts} starts",
                                file=sys.stderr) as bar:
             written = gallery.run(loaded, options, out, click.echo, bar.update)
-        record_entries(loaded, out, written, f"{gallery.FILTERS}/{layer}",
+        record_entries(loaded, out, written, f"{gallery.FILTERS}/{slug(layer)}",
                        refresh=False)  # each layer kept if Ctrl-C
     refresh_page(out)
 

@@ -46,15 +46,15 @@ def select_images(data: Dataset, split: str, images: list[int] | None = None,
     """Images by dataset index, or the first `count` images of class `digit`, in dataset order."""
     x, y = data.split(split)
     if digit is not None:
-        if not 0 <= digit <= 9:
-            raise UsageError(f"--digit {digit}: classes are 0–9")
+        if not 0 <= digit < len(data.class_names):
+            raise UsageError(f"--digit {digit}: classes are 0–{len(data.class_names) - 1}")
         if count < 1:
             raise UsageError(f"--count must be ≥ 1, got {count}")
         found = np.flatnonzero(y == digit)
         if len(found) == 0:
             raise UsageError(f"--digit {digit}: no image of class {digit} in the {split} split")
         index = found[:count]
-        return Selection(f"{split}-digit-{digit}-first{len(index)}", x[index], index, y[index],
+        return Selection(f"{split}-digit-{digit}-first{len(index)}", np.asarray(x[index]), index, y[index],
                          split, digit, rows=True)
     images = images if images else [0]
     bad = [i for i in images if not 0 <= i < len(x)]
@@ -63,19 +63,19 @@ def select_images(data: Dataset, split: str, images: list[int] | None = None,
                          f"images (0–{len(x) - 1})")
     index = np.asarray(images, dtype=np.int64)
     name = f"{split}-image-{index[0]:05d}" + (f"-and-{len(index) - 1}-more" if len(index) > 1 else "")
-    return Selection(name, x[index], index, y[index], split)
+    return Selection(name, np.asarray(x[index]), index, y[index], split)
 
 
 def select_one_per_class(data: Dataset, split: str) -> Selection:
     """The first image of every class present in the split, in class order."""
     x, y = data.split(split)
     index = np.array([np.flatnonzero(y == c)[0] for c in np.unique(y)], dtype=np.int64)
-    return Selection(f"{split}-one-per-class", x[index], index, y[index], split, rows=True)
+    return Selection(f"{split}-one-per-class", np.asarray(x[index]), index, y[index], split, rows=True)
 
 
-def select_file(path: str | Path) -> Selection:
-    """One image file of the user's own (read, grayed, resized, inverted if light)."""
-    pixels, note = read_image(path)
+def select_file(path: str | Path, image_shape: tuple[int, ...] = (28, 28)) -> Selection:
+    """One image file of the user's own, read as the model's input (see data.read_image)."""
+    pixels, note = read_image(path, image_shape)
     return Selection(f"input-{slug(Path(path).stem, unique=False)}", pixels[np.newaxis],
                      np.array([-1]), None, None, note=note)
 

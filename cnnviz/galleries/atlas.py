@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from cnnviz import bundle
-from cnnviz.data import Dataset, class_names
+from cnnviz.data import Dataset
 from cnnviz.errors import UsageError
 from cnnviz.galleries import activations, filters, kernels, stats
 from cnnviz.galleries.activations import select_one_per_class
@@ -45,7 +45,7 @@ class AtlasJob:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return class_names(self.data.name)
+        return self.loaded.classes(self.data.class_names)
 
     @property
     def layers(self) -> list[str]:

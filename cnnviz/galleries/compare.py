@@ -10,6 +10,7 @@ import numpy as np
 
 from cnnviz.atomic import atomic_path, write_json
 from cnnviz.data import Dataset
+from cnnviz.graph import graph_of
 from cnnviz.errors import UsageError
 from cnnviz.layers import layers_for
 from cnnviz.layout import COMPARE, patterns_arrays
@@ -66,16 +67,21 @@ def default_layers(model: keras.Model) -> list[str]:
 def comparable(first: keras.Model, second: keras.Model, layers: list[str]) -> tuple[list[str], dict[str, str]]:
     """The requested layers both models have with the same kind and output shape; why others are not."""
     ok, skipped = [], {}
-    names_b = {layer.name: layer for layer in second.layers}
+    graph_a, graph_b = graph_of(first), graph_of(second)
+    if graph_a.input_shape != graph_b.input_shape:
+        raise UsageError(f"the two models take different inputs ({graph_a.input_shape[1:]} and "
+                         f"{graph_b.input_shape[1:]}); compare needs one input shape")
     for name in layers:
-        a, b = first.get_layer(name), names_b.get(name)
+        a = graph_a.layer(name)
+        b = graph_b.layer(name) if name in graph_b.addresses else None
+        shape_a, shape_b = graph_a.shape(name), b is not None and graph_b.shape(name)
         if b is None:
             skipped[name] = "not in the second model"
         elif type(a) is not type(b):
             skipped[name] = f"{type(a).__name__} in the first, {type(b).__name__} in the second"
-        elif tuple(a.output.shape) != tuple(b.output.shape):
-            skipped[name] = (f"output {'x'.join(map(str, a.output.shape[1:]))} in the first, "
-                             f"{'x'.join(map(str, b.output.shape[1:]))} in the second")
+        elif shape_a != shape_b:
+            skipped[name] = (f"output {'x'.join(map(str, shape_a[1:]))} in the first, "
+                             f"{'x'.join(map(str, shape_b[1:]))} in the second")
         else:
             ok.append(name)
     if not ok:
@@ -101,7 +107,7 @@ def compare(first: LoadedModel, second: LoadedModel, layers: list[str], data: Da
         result.matchings[layer] = match(layer, found.pair[layer], (dead_a, dead_b))
         result.baselines[layer] = match(layer, found.baseline[layer], (dead_a, dead_base))
         result.profiles[layer] = tuple(class_profiles(m[layer], y) for m in found.means)
-        ka, kb, k0 = (m.get_layer(layer) for m in (first.model, second.model, untrained))
+        ka, kb, k0 = (graph_of(m).layer(layer) for m in (first.model, second.model, untrained))
         if isinstance(ka, keras.layers.Conv2D) and ka.kernel.shape[2] == 1:
             mine = np.asarray(ka.kernel)
             result.kernels[layer] = match(layer, kernel_cosine(mine, np.asarray(kb.kernel)))
@@ -149,8 +155,8 @@ def write_comparison(result: Comparison, first: LoadedModel, second: LoadedModel
         if layer in result.kernels:
             k = result.kernels[layer]
             rel = f"{FOLDER}/{place}/kernel-pairs-{place}.png"
-            kernel_pairs(np.asarray(first.model.get_layer(layer).kernel),
-                         np.asarray(second.model.get_layer(layer).kernel), k.partner, k.matched,
+            kernel_pairs(np.asarray(graph_of(first.model).layer(layer).kernel),
+                         np.asarray(graph_of(second.model).layer(layer).kernel), k.partner, k.matched,
                          names, layer, out / rel)
             entries.append(_entry(rel, f"{layer}: kernels matched by cosine similarity (mean "
                                        f"{k.summary()['mean_similarity']:.2f})", "compare-kernels", layer))

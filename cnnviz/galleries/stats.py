@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from cnnviz.atomic import atomic_path, write_json, write_text
-from cnnviz.data import Dataset, class_names
+from cnnviz.data import Dataset
 from cnnviz.layout import STATS, STATS_CSV, STATS_JSON, TOP_EXAMPLES, top_keys
 from cnnviz.manifest import entry
 from cnnviz.names import slug
@@ -47,7 +47,7 @@ def run(loaded: LoadedModel, options: StatsOptions, out: Path,
     say = report or (lambda line: None)
     o = options
     result = compute(loaded, list(o.layers), o.data, o.split, o.limit, o.top, o.batch_size)
-    entries = write_stats(loaded, result, o.data, o.split, out, class_names(o.data.name))
+    entries = write_stats(loaded, result, o.data, o.split, out, o.data.class_names)
     for layer, s in result.items():
         say(f"{layer:<8} {len(s.mean):>4} {'maps' if len(s.shape) == 3 else 'units'}: "
             f"{s.active_fraction.mean():6.1%} of values > 0, {int(s.dead.sum())} dead, "

@@ -21,6 +21,8 @@ import tensorflow as tf
 
 from cnnviz.errors import UsageError
 from cnnviz.graph import ACTIVATIONS, CONVOLUTIONS, POOLS, graph_of
+
+GLOBAL_POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
 from cnnviz.inputs import Preprocessing
 from cnnviz.layers import check_layers
 
@@ -126,8 +128,8 @@ def response(model: keras.Model, name: str) -> Callable:
     as the network computes it.
 
     pre is: for a convolution or dense layer with its own activation, its linear part; for
-    an activation layer, its input; for a pool right after either, the pool of their pre
-    (max-pooling commutes with a monotone activation); for any other layer, post itself.
+    an activation layer, its input; for a pool (global ones too) right after either, the
+    pool of their pre; for any other layer, post itself.
     Which layers qualify is cnnviz.layers' decision.
     """
     check_layers(model, [name], "patterns")
@@ -147,7 +149,7 @@ def response(model: keras.Model, name: str) -> Callable:
             return inputs, post
 
         return activated
-    if isinstance(layer, POOLS) and source is not None and (
+    if isinstance(layer, POOLS + GLOBAL_POOLS) and source is not None and (
             isinstance(source.layer, ACTIVATIONS) or _has_activation(source.layer)) \
             and source.address in graph.addresses and _patternable(model, source.address):
         below = response(model, source.address)
