@@ -232,8 +232,8 @@ def _check(name, x_train, y_train, x_test, y_test, source: str, path: str | None
     classes = len(class_names(name)) if name in DATASETS and path is None else None
     x_train, x_test = _images(x_train, "x_train", source), _images(x_test, "x_test", source)
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise CnnvizError(f"{source}: x_train images are {x_train.shape[1:]}, x_test images "
-                          f"{x_test.shape[1:]}; both splits need one image shape")
+        raise CnnvizError(f"{source}: x_train has shape {x_train.shape}; expected "
+                          f"(N, {', '.join(map(str, x_test.shape[1:]))}) like x_test")
     y_train = _labels(y_train, x_train, "y_train", source, classes)
     y_test = _labels(y_test, x_test, "y_test", source, classes)
     names = None

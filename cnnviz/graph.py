@@ -37,9 +37,10 @@ POINTWISE = (L.BatchNormalization, L.LayerNormalization, L.Dropout, L.SpatialDro
              L.Multiply, L.Average, L.Maximum, L.Minimum, L.Concatenate, L.Identity,
              L.UnitNormalization, L.ActivityRegularization) + ACTIVATIONS
 INPUT_CONVERSIONS = (L.Rescaling, L.Normalization)
-# Pass values on unchanged (at inference) or only reshape them: nothing to look at.
+# Pass values on unchanged (at inference), only reshape, pad or crop them: nothing to look at.
 PASS_THROUGH = (L.InputLayer, L.Flatten, L.Reshape, L.Dropout, L.SpatialDropout2D,
-                L.GaussianNoise, L.GaussianDropout, L.Identity, L.ActivityRegularization)
+                L.GaussianNoise, L.GaussianDropout, L.Identity, L.ActivityRegularization,
+                L.ZeroPadding2D, L.Cropping2D)
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,8 @@ def check_model(model: keras.Model) -> None:
     """Refuse (one line) a model cnnviz cannot open: subclassed, several inputs, not images,
     channels first."""
     if not isinstance(model, keras.Model):
-        raise UsageError(f"not a Keras model: {type(model).__name__}", "model")
+        raise UsageError(f"model must be a bundle name, a .keras path or a keras.Model, got "
+                         f"{type(model).__name__}", "model")
     if _functional(model) is None:
         raise UsageError(f"{model.name}: a subclassed model has no graph to look inside; "
                          "cnnviz opens functional and Sequential models", "model")

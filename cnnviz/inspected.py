@@ -95,15 +95,17 @@ class Inspected:
 
     def patterns(self, layer: str, maps: int | Iterable[int] | str | None = None,
                  steps: int = 100, step_size: float = 0.1,
-                 scales: Sequence[int] = (3, 7, 14, 28), starts: int = 2, seed: int = 0,
+                 scales: Sequence[int] | None = None, starts: int = 2, seed: int = 0,
                  progress: Callable[[int], None] | None = None) -> PatternResult:
         """The input pattern that drives each map hardest (gradient ascent from noise at
         several length scales; the best start per map). maps: an index, a list, "0-15,31",
         or None for all. progress(n) is called as steps finish."""
         from cnnviz.layers import check_layers
-        from cnnviz.probes.patterns import PatternSettings, optimal_patterns, parse_maps
+        from cnnviz.probes.patterns import (PatternSettings, default_scales, optimal_patterns,
+                                            parse_maps)
 
         (name,) = self._layers(layer, one=True)
+        scales = default_scales(self.loaded.image_shape) if scales is None else scales
         settings = PatternSettings(steps=steps, step_size=step_size, scales=tuple(scales),
                                    starts=starts, seed=seed)
         check_layers(self.model, [name], "patterns")
@@ -142,19 +144,22 @@ class Inspected:
         if top > len(x):
             raise UsageError(f"top {top} is larger than the {len(x):,} images used", "top")
         found = layer_stats(self.model, names, x, y, self.loaded.preprocessing, top=top,
-                            batch_size=batch_size)
+                            batch_size=batch_size, classes=len(self.data().class_names))
         return StatsResult(found, split, len(x))
 
     def atlas(self, folder: str | Path | None = None, steps: int = 100, top: int = 9,
               split: str = "test", limit: int | None = None,
-              report: Callable[[str], None] | None = None) -> Path:
+              report: Callable[[str], None] | None = None, layers: str | None = None) -> Path:
         """Everything `cnnviz atlas` writes, into `folder` (default outputs/NAME); returns
-        the page's path. `report` receives one line per stage."""
+        the page's path. `report` receives one line per stage. layers: None (every layer of
+        a small model, a choice on a big one), "all", or a comma list."""
         from cnnviz.galleries.atlas import atlas_settings, run_atlas
+        from cnnviz.probes.patterns import default_scales
 
         out = Path(folder) if folder is not None else Path("outputs") / self.loaded.folder_name
-        site = run_atlas(self.loaded, self.data(), out, atlas_settings(steps), split, limit,
-                         top, report)
+        settings = atlas_settings(steps, scales=default_scales(self.loaded.image_shape))
+        site = run_atlas(self.loaded, self.data(), out, settings, split, limit, top, report,
+                         layers)
         return site.index
 
     # ---- helpers ---------------------------------------------------------------------

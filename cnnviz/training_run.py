@@ -17,7 +17,7 @@ import_tensorflow()  # quietly, before Keras
 import keras  # noqa: E402
 
 from cnnviz import bundle
-from cnnviz.data import Dataset, load_dataset
+from cnnviz.data import IMAGE_SIDE, Dataset, load_dataset
 from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.model import LoadedModel, load_model
 from cnnviz.render.figures import training_curves
@@ -101,6 +101,10 @@ def run_plan(plan: Plan, trained_dir: Path, data: Dataset, device: str = "cpu",
              ) -> Iterator[tuple[str, TrainResult]]:
     """Train every bundle of the plan in turn, yielding (name, result) as each ends;
     `announce(name, training)` is called as each starts."""
+    if data.image_shape != (IMAGE_SIDE, IMAGE_SIDE):
+        raise CnnvizError(f"{data.source}: x_train has shape {data.x_train.shape}; expected "
+                          f"(N, {IMAGE_SIDE}, {IMAGE_SIDE}) or (N, {IMAGE_SIDE}, {IMAGE_SIDE}, 1): "
+                          "the article networks take 28x28 gray images")
     if plan.resumed is not None:
         want = (plan.resumed["data"].get("train_images"), plan.resumed["data"].get("test_images"))
         if want != (len(data.x_train), len(data.x_test)):

@@ -179,5 +179,5 @@ def test_absent_digit_and_a_model_without_image_input(trained, run_cli, tmp_path
     flat = keras.Model(inputs, keras.layers.Dense(2)(inputs))
     flat.save(tmp_path / "flat.keras")
     result = run_cli("activations", tmp_path / "flat.keras", "--outputs-dir", tmp_path / "o")
-    assert_one_line_error(result, 2, r"input shape \(None, 10\); cnnviz needs a model of 28x28x1")
+    assert_one_line_error(result, 2, r"input shape \(None, 10\); cnnviz needs images of a fixed size")
     assert not (tmp_path / "o").exists()

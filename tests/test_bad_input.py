@@ -24,7 +24,7 @@ MATRIX = [
     ("info ghost", 2, r"no model bundle 'ghost' in .*trained \(bundles there: .*good\)"),
     ("activations {m} --layer conv9", 2, r"unknown layer conv9; valid: conv1, pool1, conv2, pool2, conv3, dense1, output, all"),
     ("filters {m} --layer flatten", 2, r"unknown layer flatten; valid: .*conv1"),
-    ("kernels {m} --layer pool1", 2, r"pool1 is not a conv layer; kernels exist for: conv1, conv2, conv3"),
+    ("kernels {m} --layer pool1", 2, r"pool1 is not a convolution; kernels exist for: conv1, conv2, conv3"),
     ("stats {m} --compare ghost", 2, r"no model bundle 'ghost'"),
     ("compare {m} ghost", 2, r"no model bundle 'ghost'"),
     ("gallery ghost", 2, r"no model bundle 'ghost'"),

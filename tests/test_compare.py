@@ -230,8 +230,7 @@ def test_compare_bad_input(runs, run_cli, tmp_path, small_npz):
     result = run_cli("compare", "r-1", tmp_path / "plain.keras", "--layer", "conv1",
                      "--trained-dir", runs, "--outputs-dir", tmp_path)
     assert result.code == 0, result.output
-    assert "note: plain is a plain .keras file without run.json: assuming its input is pixels / 255" \
-        in result.out
+    assert "input: assumed pixels / 255 (unit); pass --preprocess" in result.out
 
 
 def test_layers_that_differ_are_skipped_with_a_note(runs, run_cli, tmp_path, small_npz):

@@ -144,8 +144,12 @@ def test_bad_files(tmp_path, sample):
     wrong_shape = tmp_path / "shape.npz"
     np.savez(wrong_shape, x_train=np.zeros((5, 32, 32), np.uint8), y_train=np.zeros(5, np.uint8),
              x_test=np.zeros((2, 32, 32), np.uint8), y_test=np.zeros(2, np.uint8))
+    assert load_dataset("mnist", wrong_shape).image_shape == (32, 32)  # any image shape is data
+    mixed = tmp_path / "mixed.npz"
+    np.savez(mixed, x_train=np.zeros((5, 32, 32), np.uint8), y_train=np.zeros(5, np.uint8),
+             x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.zeros(2, np.uint8))
     with pytest.raises(CnnvizError, match=r"x_train has shape \(5, 32, 32\); expected \(N, 28, 28\)"):
-        load_dataset("mnist", wrong_shape)
+        load_dataset("mnist", mixed)
 
     bad_labels = tmp_path / "labels.npz"
     np.savez(bad_labels, x_train=sample["x_train"][:5], y_train=np.full(5, 12),

@@ -25,9 +25,9 @@ def test_layer_names_and_shapes(article2):
 
 def test_receptive_fields_as_the_article_derives(article2):
     fields = {r.name: (r.receptive_field, r.stride) for r in layer_table(article2)}
-    assert fields["conv1"] == (3, 1) and fields["pool1"] == (4, 2)
-    assert fields["conv2"] == (8, 2) and fields["pool2"] == (10, 4)
-    assert fields["conv3"] == (18, 4)
+    assert fields["conv1"] == ((3, 3), (1, 1)) and fields["pool1"] == ((4, 4), (2, 2))
+    assert fields["conv2"] == ((8, 8), (2, 2)) and fields["pool2"] == ((10, 10), (4, 4))
+    assert fields["conv3"] == ((18, 18), (4, 4))
     assert fields["dense1"] == (None, None)
 
 

@@ -10,8 +10,8 @@ import click
 from cnnviz import bundle
 from cnnviz.cli.group import cli
 from cnnviz.cli.options import (FINITE, check_writable, chosen_layers, open_data, open_model,
-                                outputs_dir_option, parse_int_list, probe_data_options, say_site,
-                                trained_dir_option, write_site)
+                                outputs_dir_option, parse_scales, probe_data_options, say_site,
+                                trained_dir_option, with_scales, write_site)
 from cnnviz.errors import UsageError
 
 
@@ -23,15 +23,19 @@ from cnnviz.errors import UsageError
 @click.option("--top", type=int, default=9, show_default=True, help="top-activating images per map")
 @click.option("--steps", type=int, default=100, show_default=True, help="gradient-ascent steps")
 @click.option("--step-size", type=FINITE, default=0.1, show_default=True)
-@click.option("--scales", default="3,7,14,28", show_default=True, help="length scales of the start noise")
+@click.option("--scales", default="auto", show_default=True,
+              help="length scales of the start noise (auto: 3,7,14,28 on 28 pixels, in proportion)")
 @click.option("--starts", type=int, default=1, show_default=True,
               help="random starts per scale (the filters command's default is 2)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--layer", "layer_specs", multiple=True, metavar="NAMES",
+              help="layers for every stage: a comma list, or all (default: every layer of a "
+                   "small model; of a big one, the last layer of each resolution)")
 @probe_data_options
 @trained_dir_option
 @outputs_dir_option
-def atlas(model, split, limit, top, steps, step_size, scales, starts, seed, dataset, data_path,
-          trained_dir, outputs_dir) -> None:
+def atlas(model, split, limit, top, steps, step_size, scales, starts, seed, layer_specs, dataset,
+          data_path, trained_dir, outputs_dir) -> None:
     """Everything about a model in one run, then the HTML page to browse it.
 
     Training curves; every layer for the first test image of each class; the best input
@@ -48,13 +52,15 @@ def atlas(model, split, limit, top, steps, step_size, scales, starts, seed, data
     started = time.perf_counter()
     loaded = open_model(model, trained_dir)
     from cnnviz.galleries.atlas import atlas_settings, run_atlas
+    from cnnviz.probes.patterns import DEFAULT_SCALES
 
-    settings = atlas_settings(steps, step_size, tuple(parse_int_list("--scales", scales)),
-                              starts, seed)
+    given = parse_scales(scales)
+    settings = with_scales(atlas_settings(steps, step_size, given or DEFAULT_SCALES, starts, seed),
+                           given, loaded.image_shape)
     data = open_data(loaded, dataset, data_path)
     click.echo(f"loaded in {time.perf_counter() - started:.1f} s")
     site = run_atlas(loaded, data, outputs_dir / loaded.folder_name, settings, split, limit, top,
-                     report=click.echo)
+                     report=click.echo, layers=",".join(layer_specs) or None)
     say_site(site, outputs_dir / loaded.folder_name)
     click.echo(f"atlas done in {time.perf_counter() - started:.1f} s")
 

@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         where = f"{exc.filename}: " if exc.filename else ""
         _fail(f"{where}{exc.strerror or exc}", 1)
     except Exception as exc:  # a bug: still one line, traceback on request
+        if interrupts.received():  # Ctrl-C landed inside C code, which then failed
+            _fail("interrupted", 130)
         if os.environ.get("CNNVIZ_DEBUG"):
             raise
         _fail(f"unexpected {type(exc).__name__}: {exc} (set CNNVIZ_DEBUG=1 for the traceback)", 1)

@@ -221,3 +221,22 @@ def parse_int_list(flag: str, text: str) -> list[int]:
     if not values:
         raise UsageError(f"{flag} takes integers separated by commas, got {text!r}")
     return values
+
+
+def parse_scales(text: str) -> tuple[int, ...] | None:
+    """--scales: `auto` (None: 3, 7, 14, 28 pixels on a 28-pixel input, in proportion on
+    others) or a comma list of pixels."""
+    if text.strip().lower() == "auto":
+        return None
+    return tuple(parse_int_list("--scales", text))
+
+
+def with_scales(settings, scales: tuple[int, ...] | None, image_shape: tuple[int, ...]):
+    """The pattern settings with the model's default length scales when none were given."""
+    import dataclasses
+
+    from cnnviz.probes.patterns import default_scales
+
+    settings = settings if scales else dataclasses.replace(settings, scales=default_scales(image_shape))
+    settings.check_scales(max(image_shape[:2]))
+    return settings

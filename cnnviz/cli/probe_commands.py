@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (FINITE, check_writable, chosen_layers, model_input_options, open_data, open_model,
+from cnnviz.cli.options import (FINITE, check_writable, chosen_layers, model_input_options, open_data, open_model, parse_scales, with_scales,
                                 outputs_dir_option, parse_int_list, probe_data_options,
                                 record_entries, refresh_page, trained_dir_option)
 from cnnviz.errors import UsageError
@@ -91,8 +91,9 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
 @click.option("--steps", type=int, default=100, show_default=True)
 @click.option("--step-size", type=FINITE, default=0.1, show_default=True,
               help="RMS change of the input per step (standardised units)")
-@click.option("--scales", default="3,7,14,28", show_default=True,
-              help="length scales of the start noise, in pixels")
+@click.option("--scales", default="auto", show_default=True,
+              help="length scales of the start noise, in pixels (auto: 3,7,14,28 on a "
+                   "28-pixel input, in proportion on others)")
 @click.option("--starts", type=int, default=2, show_default=True, help="random starts per scale")
 @click.option("--pre-activation", type=click.Choice(["auto", "on", "off"]), default="auto",
               show_default=True, help="auto: climb the pre-activation while a map is silent")
@@ -118,14 +119,15 @@ def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_acti
       cnnviz filters --layer conv3 --maps 0-15,31 --snapshots 0,10,50,100
       cnnviz filters --layer all --steps 200 --scales 7,14 --starts 4 --save-arrays
     """
-    from cnnviz.probes.patterns import PatternSettings
+    from cnnviz.probes.patterns import DEFAULT_SCALES, PatternSettings
 
-    settings = PatternSettings(steps=steps, step_size=step_size,
-                               scales=tuple(parse_int_list("--scales", scales)), starts=starts,
-                               pre_activation=pre_activation, objective=objective,
+    given = parse_scales(scales)
+    settings = PatternSettings(steps=steps, step_size=step_size, scales=given or DEFAULT_SCALES,
+                               starts=starts, pre_activation=pre_activation, objective=objective,
                                snapshots=tuple(parse_int_list("--snapshots", snapshots)) if snapshots else (),
                                seed=seed)
     loaded = open_model(model, trained_dir)
+    settings = with_scales(settings, given, loaded.image_shape)
     from cnnviz.galleries import filters as gallery
     from cnnviz.graph import graph_of
     from cnnviz.names import slug

@@ -16,7 +16,8 @@ from cnnviz.errors import UsageError
 from cnnviz.galleries import activations, filters, kernels, stats
 from cnnviz.galleries.activations import select_one_per_class
 from cnnviz.galleries.record import prepare, record
-from cnnviz.layers import layers_for
+from cnnviz.graph import graph_of
+from cnnviz.layers import activation_after, layers_for
 from cnnviz.layout import CURVES, TRAIN
 from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel, resolve_layers
@@ -42,6 +43,7 @@ class AtlasJob:
     limit: int | None = None
     top: int = 9
     say: Callable[[str], None] = lambda line: None
+    chosen: "AtlasLayers | None" = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -49,7 +51,55 @@ class AtlasJob:
 
     @property
     def layers(self) -> list[str]:
-        return resolve_layers(self.loaded.model, "all")
+        return list(self.chosen.layers)
+
+
+BIG_MODEL = 24   # probe-able layers above which the atlas picks layers (see atlas_layers)
+BIG_MODEL_MAPS = 8  # patterns for at most this many maps of each picked layer
+
+
+@dataclass(frozen=True)
+class AtlasLayers:
+    """Which layers each stage of the atlas covers."""
+
+    layers: tuple[str, ...]    # activations and statistics
+    patterns: tuple[str, ...]
+    kernels: tuple[str, ...]
+    pattern_maps: int | None = None  # the first N maps of each (None: all)
+    note: str | None = None          # what was picked and why, for the user
+
+
+def atlas_layers(model, spec: str | None = None) -> AtlasLayers:
+    """The atlas's layers. A small model (≤ BIG_MODEL probe-able layers): every layer, with
+    patterns for each convolution (or the activation layer it feeds through a BatchNorm).
+    A big one: the last layer of each spatial resolution and the output, patterns for their
+    first BIG_MODEL_MAPS maps, the first convolution's kernels; a line says so. `all`: every
+    layer for every stage; a comma list: those layers for every stage that takes them."""
+    every = layers_for(model, "activations")
+    patternable, convolutions = layers_for(model, "patterns"), layers_for(model, "kernels")
+    if spec is not None and spec.strip().lower() != "all":
+        chosen = resolve_layers(model, spec)
+        return AtlasLayers(tuple(chosen), tuple(n for n in chosen if n in patternable),
+                           tuple(n for n in chosen if n in convolutions))
+    if spec is not None or len(every) <= BIG_MODEL:
+        patterns = every if spec is not None else list(dict.fromkeys(
+            activation_after(model, c) or c for c in convolutions))
+        return AtlasLayers(tuple(every), tuple(n for n in patterns if n in patternable),
+                           tuple(convolutions))
+    graph = graph_of(model)
+    last_of = {}
+    for name in every:
+        shape = graph.shape(name)
+        if len(shape) == 4:
+            last_of[shape[1:3]] = name
+    picked = [n for n in every if n in set(last_of.values())] + [graph.output_address]
+    picked = list(dict.fromkeys(n for n in picked if n in every))
+    note = (f"a big model ({len(every)} layers): the atlas takes the last layer of each "
+            f"resolution and the output ({', '.join(picked)}), patterns for the first "
+            f"{BIG_MODEL_MAPS} maps of each, kernels of {convolutions[0] if convolutions else 'none'}"
+            "; --layer all takes everything")
+    return AtlasLayers(tuple(picked), tuple(n for n in picked if n in patternable),
+                       tuple(convolutions[:1]), BIG_MODEL_MAPS, note)
 
 
 def curves(job: AtlasJob) -> list[dict]:
@@ -74,16 +124,26 @@ def class_samples(job: AtlasJob) -> list[dict]:
 
 
 def all_patterns(job: AtlasJob) -> list[dict]:
-    """Patterns (with arrays and evolution) for every conv layer, a line per layer."""
-    return [e for layer in layers_for(job.loaded.model, "kernels")
-            for e in filters.run(job.loaded, filters.PatternOptions(layer, job.patterns,
-                                                                     save_arrays=True),
-                                 job.out, lambda line: job.say(f"  {line}"))]
+    """Patterns (with arrays and evolution) for the chosen layers, a line per layer."""
+    import numpy as np
+
+    if not job.chosen.patterns:
+        job.say("  no layer to optimise among those chosen (patterns need a layer with maps "
+                "or units: see cnnviz.layers)")
+    entries = []
+    for layer in job.chosen.patterns:
+        count = graph_of(job.loaded.model).shape(layer)[-1]
+        maps = None if job.chosen.pattern_maps is None else np.arange(min(count, job.chosen.pattern_maps))
+        entries += filters.run(job.loaded, filters.PatternOptions(layer, job.patterns, maps,
+                                                                  save_arrays=True),
+                               job.out, lambda line: job.say(f"  {line}"))
+    return entries
 
 
 def all_kernels(job: AtlasJob) -> list[dict]:
-    layers = tuple(layers_for(job.loaded.model, "kernels"))
-    return kernels.run(job.loaded, kernels.KernelOptions(layers), job.out, job.say)
+    if not job.chosen.kernels:
+        job.say("  no convolution among the chosen layers: no kernels to draw")
+    return kernels.run(job.loaded, kernels.KernelOptions(job.chosen.kernels), job.out, job.say)
 
 
 def all_stats(job: AtlasJob) -> list[dict]:
@@ -107,10 +167,11 @@ def atlas_settings(steps: int = 100, step_size: float = 0.1,
 
 def run_atlas(loaded: LoadedModel, data: Dataset, out: Path, settings: PatternSettings,
               split: str = "test", limit: int | None = None, top: int = 9,
-              report: Callable[[str], None] | None = None):
+              report: Callable[[str], None] | None = None, layers: str | None = None):
     """Every gallery of a model, each stage recorded as it finishes, then the page.
 
-    `report` receives one line per stage (and per layer of patterns); returns the Site."""
+    `report` receives one line per stage (and per layer of patterns); `layers`: see
+    atlas_layers. Returns the Site."""
     import time
 
     from cnnviz.render.site import build_site
@@ -123,8 +184,11 @@ def run_atlas(loaded: LoadedModel, data: Dataset, out: Path, settings: PatternSe
     if top > count:
         raise UsageError(f"top {top} is larger than the {count:,} images used; choose top ≤ "
                          f"{count}", "top")
+    chosen = atlas_layers(loaded.model, layers)
+    if chosen.note:
+        say(f"note: {chosen.note}")
     prepare(out)
-    job = AtlasJob(loaded, data, out, settings, split, limit, top, say)
+    job = AtlasJob(loaded, data, out, settings, split, limit, top, say, chosen)
     for label, stage in STAGES:
         started = time.perf_counter()
         entries = stage(job)

@@ -73,8 +73,8 @@ class PatternSettings:
         """Refuse a length scale larger than the image."""
         bad = [s for s in self.scales if s > image_side]
         if bad:
-            raise UsageError(f"scales: length scale {bad[0]} is larger than the input "
-                             f"({image_side} pixels a side at most)", "scales")
+            raise UsageError(f"scales: each length scale must be at most the input side "
+                             f"({image_side} pixels), got {bad[0]}", "scales")
 
 
 MAX_SCALE = 4096
