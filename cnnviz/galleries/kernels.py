@@ -10,12 +10,15 @@ import numpy as np
 
 from cnnviz.atomic import atomic_path
 from cnnviz.layout import KERNELS, KERNELS_KEY, kernels_arrays
-from cnnviz.graph import graph_of
+from cnnviz.graph import INPUT_CONVERSIONS, graph_of
 from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel
 from cnnviz.names import slug
 from cnnviz.probes.kernels import conv_kernels
 from cnnviz.render.patterns import kernel_gallery
+
+
+DRAWN_INPUTS, DRAWN_MAPS = 16, 64  # a big layer's mosaic: the first 16 inputs × 64 maps
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,17 @@ def write_kernels(loaded: LoadedModel, layer: str, out: Path) -> list[dict]:
     place = slug(layer)
     rel = f"{KERNELS}/{place}/kernels-{place}.png"
     (out / KERNELS / place).mkdir(parents=True, exist_ok=True)
-    colour = graph_of(loaded.model).step(layer).sources == ("",) and kernels.shape[2] == 3
-    kernel_gallery(kernels, layer, out / rel, colour=colour)
+    graph = graph_of(loaded.model)
+    source = graph.source(layer)
+    on_image = source is None or isinstance(source.layer, INPUT_CONVERSIONS)
+    colour = on_image and graph.step(layer).sources != ("?",) and kernels.shape[2] == 3
+    drawn = kernels[:, :, :DRAWN_INPUTS, :DRAWN_MAPS]
+    kernel_gallery(drawn, layer, out / rel, colour=colour)
+    part = "" if drawn.shape == kernels.shape else (
+        f" (drawn: the first {drawn.shape[2]} input channels × {drawn.shape[3]} maps; all in "
+        "the array)")
     caption = (f"{layer}: {kernels.shape[3]} kernels of {kernels.shape[0]}x{kernels.shape[1]} "
-               f"over {kernels.shape[2]} input channel(s), red positive, blue negative")
+               f"over {kernels.shape[2]} input channel(s), red positive, blue negative{part}")
     maps = np.arange(kernels.shape[3])
     arrays = kernels_arrays(layer)
     with atomic_path(out / arrays) as tmp, open(tmp, "wb") as handle:

@@ -72,6 +72,9 @@ def compute(loaded: LoadedModel, layers: list[str], data: Dataset, split: str, l
                        batch_size=batch_size, classes=len(data.class_names))
 
 
+FIGURE_MAPS = 64  # rows of a top-examples figure (a big layer's first 64 maps)
+
+
 def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset, split: str,
                 out: Path, class_names: tuple[str, ...]) -> list[dict]:
     """stats.json, stats.csv, top_examples.npz and the figures; returns manifest entries."""
@@ -109,12 +112,14 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
         entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: mean activation per class × {unit}",
                               "stats-class-heatmap", name))
         rel = f"{place}/top-examples-{place}.png"
-        k = s.top_index.shape[1]
-        image_grid(top_pixels[name], [f"{unit} {m}" for m in range(len(s.mean))],
+        k, shown = s.top_index.shape[1], min(len(s.mean), FIGURE_MAPS)
+        image_grid(top_pixels[name][:shown], [f"{unit} {m}" for m in range(shown)],
                    [f"#{r + 1}" for r in range(k)], f"{name}: top {split} images per {unit}",
                    folder / rel)
+        part = "" if shown == len(s.mean) else f" (the first {shown} of {len(s.mean)}; all in {TOP_EXAMPLES})"
         entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: the {k} {split} images with the highest "
-                              f"mean activation of each {unit} (rows)", "stats-top-examples", name))
+                              f"mean activation of each {unit} (rows){part}", "stats-top-examples",
+                              name))
     overview(list(stats), [float(s.active_fraction.mean()) for s in stats.values()],
              [int(s.dead.sum()) for s in stats.values()], [len(s.mean) for s in stats.values()],
              folder / "overview.png")

@@ -155,6 +155,8 @@ def weight_stats(model: keras.Model, name: str) -> WeightStats | None:
     if not hasattr(layer, "kernel"):
         return None
     kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel), np.float64)
+    if isinstance(layer, keras.layers.DepthwiseConv2D):  # one kernel per output map
+        kernel = kernel.reshape(*kernel.shape[:2], 1, -1)
     per = kernel.reshape(-1, kernel.shape[-1])  # (fan_in, C)
     limit = NEAR_ZERO * np.abs(kernel).max()
 

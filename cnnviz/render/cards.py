@@ -106,11 +106,14 @@ def find_sources(folder: Path, entries: list[dict]) -> CardSources:
     return found
 
 
+CARD_LIMIT = 256  # cards per layer: a big layer's first 256 maps (its arrays keep them all)
+
+
 def write_card_images(sources: CardSources, layer: str, folder: Path,
                       class_names: list[str]) -> list[MapCard]:
     """One MapCard per map of a layer, its images written under folder/ (relative paths)."""
     folder.mkdir(parents=True, exist_ok=True)
-    cards = [MapCard(layer, m) for m in range(sources.count(layer))]
+    cards = [MapCard(layer, m) for m in range(min(sources.count(layer), CARD_LIMIT))]
     kernels = sources.kernels.get(layer)
     if kernels is not None:
         limit = float(np.abs(kernels).max()) or 1.0
