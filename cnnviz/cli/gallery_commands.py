@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -60,9 +61,21 @@ def atlas(model, split, limit, top, steps, step_size, scales, starts, seed, laye
     data = open_data(loaded, dataset, data_path)
     click.echo(f"loaded in {time.perf_counter() - started:.1f} s")
     site = run_atlas(loaded, data, outputs_dir / loaded.folder_name, settings, split, limit, top,
-                     report=click.echo, layers=",".join(layer_specs) or None)
+                     report=click.echo, layers=",".join(layer_specs) or None, bar=_bar)
     say_site(site, outputs_dir / loaded.folder_name)
     click.echo(f"atlas done in {time.perf_counter() - started:.1f} s")
+
+
+def _bar(label: str, length: int):
+    """A progress bar on stderr that updates in place and leaves no line behind."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def shown():
+        with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+            yield bar.update
+
+    return shown()
 
 
 @cli.command()

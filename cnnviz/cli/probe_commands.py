@@ -210,10 +210,9 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
             raise UsageError(f"{flag} must be ≥ 1, got {value}")
     loaded = open_model(model, trained_dir)
     from cnnviz.galleries import stats as gallery
-    from cnnviz.model import load_model
 
     layers = chosen_layers(loaded.model, layer_specs)
-    second = load_model(other, trained_dir) if other is not None else None
+    second = open_model(other, trained_dir) if other is not None else None
     data = open_data(loaded, dataset, data_path)
     count = min(limit or len(data.split(split)[0]), len(data.split(split)[0]))
     if top > count:
@@ -222,4 +221,7 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
     out = outputs_dir / loaded.folder_name
     check_writable(out)
     options = gallery.StatsOptions(tuple(layers), data, split, limit, top, batch_size, second)
-    record_entries(loaded, out, gallery.run(loaded, options, out, click.echo), gallery.FOLDER)
+    with click.progressbar(length=count * (2 if second else 1), label="stats",
+                           file=sys.stderr) as bar:
+        written = gallery.run(loaded, options, out, click.echo, bar.update)
+    record_entries(loaded, out, written, gallery.FOLDER)

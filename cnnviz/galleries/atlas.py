@@ -6,9 +6,10 @@ manifest entries; `run_atlas` records each as it finishes and reports a line per
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
 from cnnviz import bundle
 from cnnviz.data import Dataset
@@ -21,7 +22,7 @@ from cnnviz.layers import activation_after, layers_for
 from cnnviz.layout import CURVES, TRAIN
 from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel, resolve_layers
-from cnnviz.probes.patterns import PatternSettings
+from cnnviz.probes.patterns import PatternSettings, ascent_steps
 from cnnviz.render.figures import training_curves
 
 
@@ -44,6 +45,13 @@ class AtlasJob:
     top: int = 9
     say: Callable[[str], None] = lambda line: None
     chosen: "AtlasLayers | None" = None
+    bar: Callable[[str, int], ContextManager[Callable[[int], None]]] | None = None
+
+    def progress(self, label: str, length: int) -> ContextManager[Callable[[int], None]]:
+        """A progress bar for a long stage (the CLI's), or one that shows nothing."""
+        if self.bar is None:
+            return contextlib.nullcontext(lambda n: None)
+        return self.bar(label, length)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -133,10 +141,13 @@ def all_patterns(job: AtlasJob) -> list[dict]:
     entries = []
     for layer in job.chosen.patterns:
         count = graph_of(job.loaded.model).shape(layer)[-1]
-        maps = None if job.chosen.pattern_maps is None else np.arange(min(count, job.chosen.pattern_maps))
-        entries += filters.run(job.loaded, filters.PatternOptions(layer, job.patterns, maps,
-                                                                  save_arrays=True),
-                               job.out, lambda line: job.say(f"  {line}"))
+        maps = np.arange(count if job.chosen.pattern_maps is None
+                         else min(count, job.chosen.pattern_maps))
+        steps = ascent_steps(len(maps), job.patterns, graph_of(job.loaded.model).input_shape[1:])
+        with job.progress(f"  {layer}", steps) as update:
+            entries += filters.run(job.loaded, filters.PatternOptions(layer, job.patterns, maps,
+                                                                      save_arrays=True),
+                                   job.out, lambda line: job.say(f"  {line}"), update)
     return entries
 
 
@@ -148,7 +159,9 @@ def all_kernels(job: AtlasJob) -> list[dict]:
 
 def all_stats(job: AtlasJob) -> list[dict]:
     options = stats.StatsOptions(tuple(job.layers), job.data, job.split, job.limit, job.top)
-    return stats.run(job.loaded, options, job.out)
+    count = min(job.limit or len(job.data.split(job.split)[0]), len(job.data.split(job.split)[0]))
+    with job.progress("  stats", count) as update:
+        return stats.run(job.loaded, options, job.out, progress=update)
 
 
 # The atlas: one line per technique, in page order. A new technique adds its line here.
@@ -167,11 +180,13 @@ def atlas_settings(steps: int = 100, step_size: float = 0.1,
 
 def run_atlas(loaded: LoadedModel, data: Dataset, out: Path, settings: PatternSettings,
               split: str = "test", limit: int | None = None, top: int = 9,
-              report: Callable[[str], None] | None = None, layers: str | None = None):
+              report: Callable[[str], None] | None = None, layers: str | None = None,
+              bar: Callable[[str, int], ContextManager[Callable[[int], None]]] | None = None):
     """Every gallery of a model, each stage recorded as it finishes, then the page.
 
     `report` receives one line per stage (and per layer of patterns); `layers`: see
-    atlas_layers. Returns the Site."""
+    atlas_layers; `bar(label, length)`: a progress bar for the long stages (a context
+    manager giving update(n)). Returns the Site."""
     import time
 
     from cnnviz.render.site import build_site
@@ -188,7 +203,7 @@ def run_atlas(loaded: LoadedModel, data: Dataset, out: Path, settings: PatternSe
     if chosen.note:
         say(f"note: {chosen.note}")
     prepare(out)
-    job = AtlasJob(loaded, data, out, settings, split, limit, top, say, chosen)
+    job = AtlasJob(loaded, data, out, settings, split, limit, top, say, chosen, bar)
     for label, stage in STAGES:
         started = time.perf_counter()
         entries = stage(job)

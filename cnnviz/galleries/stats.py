@@ -12,6 +12,7 @@ import numpy as np
 
 from cnnviz.atomic import atomic_path, write_json, write_text
 from cnnviz.data import Dataset
+from cnnviz.graph import graph_of
 from cnnviz.layout import STATS, STATS_CSV, STATS_JSON, TOP_EXAMPLES, top_keys
 from cnnviz.manifest import entry
 from cnnviz.names import slug
@@ -41,12 +42,15 @@ class StatsOptions:
 
 
 def run(loaded: LoadedModel, options: StatsOptions, out: Path,
-        report: Callable[[str], None] | None = None) -> list[dict]:
+        report: Callable[[str], None] | None = None,
+        progress: Callable[[int], None] | None = None) -> list[dict]:
     """The recipe: statistics, tables, top examples and figures; with `other`, the same for
-    the second model and the comparison. A line per layer (and per note) to `report`."""
+    the second model and the comparison. A line per layer (and per note) to `report`;
+    progress(n) as each batch of n images is done."""
     say = report or (lambda line: None)
     o = options
-    result = compute(loaded, list(o.layers), o.data, o.split, o.limit, o.top, o.batch_size)
+    result = compute(loaded, list(o.layers), o.data, o.split, o.limit, o.top, o.batch_size,
+                     progress)
     entries = write_stats(loaded, result, o.data, o.split, out, o.data.class_names)
     for layer, s in result.items():
         say(f"{layer:<8} {len(s.mean):>4} {'maps' if len(s.shape) == 3 else 'units'}: "
@@ -56,8 +60,9 @@ def run(loaded: LoadedModel, options: StatsOptions, out: Path,
         if o.other.preprocessing.kind != loaded.preprocessing.kind:
             say(f"note: {o.other.name} normalises with {o.other.preprocessing.kind}, "
                 f"{loaded.name} with {loaded.preprocessing.kind}: each gets its own")
-        shared = [n for n in o.layers if n in {layer.name for layer in o.other.model.layers}]
-        theirs = compute(o.other, shared, o.data, o.split, o.limit, o.top, o.batch_size)
+        shared = [n for n in o.layers if n in graph_of(o.other.model).addresses]
+        theirs = compute(o.other, shared, o.data, o.split, o.limit, o.top, o.batch_size,
+                         progress)
         written, notes = write_comparison((loaded.name, o.other.name), result, theirs, out)
         entries += written
         for note in notes:
@@ -66,10 +71,11 @@ def run(loaded: LoadedModel, options: StatsOptions, out: Path,
 
 
 def compute(loaded: LoadedModel, layers: list[str], data: Dataset, split: str, limit: int | None,
-            top: int, batch_size: int = 500) -> dict[str, LayerStats]:
+            top: int, batch_size: int = 500,
+            progress: Callable[[int], None] | None = None) -> dict[str, LayerStats]:
     x, y = data.split(split)
     return layer_stats(loaded.model, layers, x[:limit], y[:limit], loaded.preprocessing, top=top,
-                       batch_size=batch_size, classes=len(data.class_names))
+                       batch_size=batch_size, classes=len(data.class_names), progress=progress)
 
 
 FIGURE_MAPS = 64  # rows of a top-examples figure (a big layer's first 64 maps)

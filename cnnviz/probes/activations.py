@@ -46,6 +46,18 @@ def layer_outputs(model: keras.Model, layers: list[str],
     return outputs
 
 
+OUTPUT_BYTES = 256 * 2**20  # layer outputs of one forward batch
+
+
+def bounded_batch(model: keras.Model, layers: list[str], batch_size: int) -> int:
+    """The batch size, lowered where one batch of the layers' outputs (and of the model's
+    largest layer) would pass OUTPUT_BYTES: memory bounded whatever the model's size."""
+    graph = graph_of(model)
+    size = [int(np.prod(graph.shape(n)[1:])) for n in layers]
+    largest = max(int(np.prod(s.shape[1:])) for s in graph.steps)
+    return max(1, min(batch_size, OUTPUT_BYTES // (4 * (sum(size) + largest))))
+
+
 def ends_in_softmax(model: keras.Model) -> bool:
     """Whether the network's output is a softmax (probabilities) rather than raw scores."""
     graph = graph_of(model)
@@ -59,6 +71,7 @@ def activations(model: keras.Model, layers: list[str], inputs: np.ndarray,
                 batch_size: int = 1000) -> Activations:
     """All requested layers for all inputs from one forward pass of one intermediate model."""
     probe = tf.function(layer_outputs(model, layers))
+    batch_size = bounded_batch(model, layers, batch_size)
     chunks = [[] for _ in range(len(layers) + 1)]
     for start in range(0, len(inputs), batch_size):
         for store, out in zip(chunks, probe(inputs[start:start + batch_size], training=False)):
@@ -89,6 +102,7 @@ def class_means(model: keras.Model, layers: list[str], images: np.ndarray, label
     grow with the number of images.
     """
     probe = layer_outputs(model, layers, with_predictions=False)
+    batch_size = bounded_batch(model, layers, batch_size)
 
     @tf.function
     def class_sums(x, y):

@@ -25,7 +25,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from cnnviz.inputs import Preprocessing
-from cnnviz.probes.activations import layer_outputs
+from cnnviz.probes.activations import bounded_batch, layer_outputs
 
 
 TIE_TOLERANCE = 1e-5  # a swap of partners that changes the total by less is a tie
@@ -133,6 +133,7 @@ def functional_similarity(first: tuple[keras.Model, Preprocessing],
     pair = {name: StreamingCorrelation() for name in layers}
     base = {name: StreamingCorrelation() for name in layers}
     means: tuple[dict, dict] = ({name: [] for name in layers}, {name: [] for name in layers})
+    batch_size = bounded_batch(first[0], layers, batch_size)
     for start in range(0, len(x), batch_size):
         chunk = x[start:start + batch_size]
         outs = []

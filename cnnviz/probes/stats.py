@@ -9,6 +9,7 @@ depend on the batch size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import keras
 import numpy as np
@@ -17,7 +18,7 @@ import tensorflow as tf
 from cnnviz.data import NUM_CLASSES
 from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
-from cnnviz.probes.activations import layer_outputs
+from cnnviz.probes.activations import bounded_batch, layer_outputs
 
 NEAR_ZERO = 0.01  # a weight is "near zero" below this fraction of the layer's largest |weight|
 
@@ -71,8 +72,10 @@ class _Accumulator:
 def layer_stats(model: keras.Model, layers: list[str], images: np.ndarray, labels: np.ndarray,
                 preprocessing: Preprocessing, top: int = 9, batch_size: int = 500,
                 sample_size: int = 100_000, seed: int = 0,
-                classes: int = NUM_CLASSES) -> dict[str, LayerStats]:
-    """Statistics of every layer in `layers` over the images, streamed in batches."""
+                classes: int = NUM_CLASSES,
+                progress: Callable[[int], None] | None = None) -> dict[str, LayerStats]:
+    """Statistics of every layer in `layers` over the images, streamed in batches;
+    progress(n) after each batch of n images."""
     probe = layer_outputs(model, layers, with_predictions=False)
 
     @tf.function
@@ -92,6 +95,7 @@ def layer_stats(model: keras.Model, layers: list[str], images: np.ndarray, label
         return result
 
     n = len(images)
+    batch_size = bounded_batch(model, layers, batch_size)
     shapes = [tuple(graph_of(model).shape(name)[1:]) for name in layers]
     batches = max(1, -(-n // batch_size))
     rng = np.random.default_rng(seed)
@@ -115,6 +119,8 @@ def layer_stats(model: keras.Model, layers: list[str], images: np.ndarray, label
             a.top_index, a.top_score = _merge_top(a.top_index, a.top_score, per_image,
                                                   np.arange(start, start + len(x)), top)
             a.samples.append(sample)
+        if progress:
+            progress(len(x))
     counts = np.bincount(np.asarray(labels, np.int64), minlength=classes)
     out = {}
     for name, shape, a in zip(layers, shapes, acc):
