@@ -229,19 +229,14 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def _check(name, x_train, y_train, x_test, y_test, source: str, path: str | None = None) -> Dataset:
-    classes = len(class_names(name)) if name in DATASETS and path is None else None
+    classes = len(class_names(name))  # a file of another class count: --dataset cifar100
     x_train, x_test = _images(x_train, "x_train", source), _images(x_test, "x_test", source)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise CnnvizError(f"{source}: x_train has shape {x_train.shape}; expected "
                           f"(N, {', '.join(map(str, x_test.shape[1:]))}) like x_test")
     y_train = _labels(y_train, x_train, "y_train", source, classes)
     y_test = _labels(y_test, x_test, "y_test", source, classes)
-    names = None
-    if path is not None:  # an explicit file: its labels say how many classes
-        count = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
-        standard = class_names(name)
-        names = standard if count <= len(standard) else tuple(str(d) for d in range(count))
-    return Dataset(name, x_train, y_train, x_test, y_test, source, path, names)
+    return Dataset(name, x_train, y_train, x_test, y_test, source, path)
 
 
 def _images(x: np.ndarray, key: str, source: str) -> np.ndarray:
@@ -260,14 +255,14 @@ def _images(x: np.ndarray, key: str, source: str) -> np.ndarray:
     return x
 
 
-def _labels(y: np.ndarray, x: np.ndarray, key: str, source: str, classes: int | None) -> np.ndarray:
+def _labels(y: np.ndarray, x: np.ndarray, key: str, source: str, classes: int) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1 or len(y) != len(x):
         raise CnnvizError(f"{source}: {key} has shape {y.shape}; expected ({len(x)},), "
                           "one integer label per image")
-    top = (classes or 100_000) - 1
+    top = classes - 1
     if not np.issubdtype(y.dtype, np.integer) or len(y) and (y.min() < 0 or y.max() > top):
         raise CnnvizError(f"{source}: {key} must hold integer labels 0–{top}")
     return y.astype(np.int32)
