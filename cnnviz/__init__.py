@@ -3,7 +3,7 @@
     import cnnviz
     m = cnnviz.load("mnist-article2")          # a bundle name or folder, a .keras file, a keras.Model
     a = m.activations([17, 3], layers="conv2")  # a["conv2"]: (2, 11, 11, 64); a.show()
-    p = m.patterns("conv3", maps=range(8))      # p.pixels (8, 28, 28), p.objective (8,)
+    p = m.patterns("conv3", maps=range(8))      # p.pixels (8, 28, 28) for a 28x28 gray input
     m.atlas("outputs/mnist-article2")
 
 Importing cnnviz imports no TensorFlow; the first call that needs it does.

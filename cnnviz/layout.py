@@ -25,7 +25,7 @@ def layer_file(folder: str, layer: str, stem: str, suffix: str) -> str:
 
 
 def patterns_arrays(layer: str) -> str:
-    """The .npz of a layer's patterns: input, pixels (M, 28, 28), objective, maps, …"""
+    """The .npz of a layer's patterns: input, pixels (M, H, W[, C]), objective, maps, …"""
     return layer_file(FILTERS, layer, "patterns", "npz")
 
 

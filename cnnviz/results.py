@@ -42,7 +42,7 @@ class ActivationResult(Mapping, _Shown):
     """Every requested layer's output for N images: `result["conv2"]` is (N, h, w, maps) for
     a conv or pool layer and (N, units) for a dense one: exactly what the network computes.
 
-    `pixels` (N, 28, 28) are the images in 0–255; `outputs` (N, classes) the network's output
+    `pixels` (N, H, W[, C]) are the images in 0–255; `outputs` (N, classes) the network's output
     (probabilities when it ends in a softmax, else scores: `output_name` says which)."""
 
     layers: dict[str, np.ndarray]
@@ -121,7 +121,7 @@ class ActivationResult(Mapping, _Shown):
 class PatternResult(_Shown):
     """The input pattern that drives each map of a layer hardest (gradient ascent).
 
-    `pixels` (M, 28, 28) in 0–255 (valid images), `objective` (M,) the map's mean activation
+    `pixels` (M, H, W) or (M, H, W, C) in 0–255 (valid images), `objective` (M,) the map's mean activation
     for its pattern, `maps` (M,) their indices, `all_objectives` (M, scales, starts) every
     start's result, `report` one line on how it went."""
 

@@ -79,10 +79,11 @@ def kernel_gallery(kernels: np.ndarray, layer: str, path: str | os.PathLike | No
     fig, ax = _figure_for(tiles.image.shape, 24.0 if one_row else 5.0)
     draw_mosaic(ax, tiles, [str(i) for i in range(n_out)] if one_row else None,
                 cmap=KERNEL_CMAP)
-    layout = (f"{n_out} RGB kernels of {kh}x{kw} (grey = 0)" if colour else
+    layout = (f"{n_out} RGB kernels of {kh}x{kw} (grey = 0, ±{limit:.2g} to black/full)" if colour else
               f"{n_out} kernels of {kh}x{kw}" if n_in == 1 else
               f"{n_in} input channels (rows) × {n_out} maps (columns), {kh}x{kw} each")
     ax.set_title(f"{layer}: {layout}", fontsize=10)
-    fig.colorbar(ScalarMappable(colors.Normalize(-limit, limit), KERNEL_CMAP), ax=ax,
-                 fraction=0.03, pad=0.02, label="weight")
+    if not colour:  # a colour tile's channels are its own scale: ±limit around grey
+        fig.colorbar(ScalarMappable(colors.Normalize(-limit, limit), KERNEL_CMAP), ax=ax,
+                     fraction=0.03, pad=0.02, label="weight")
     return save_figure(fig, path, tight=True)
