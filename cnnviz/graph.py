@@ -236,6 +236,9 @@ def _flatten(model, prefix: str, depth: int, graph: Graph, owner: dict, windows:
                 continue
             layer = node.operation
             address = prefix + layer.name
+            calls = sum(1 for s in graph.steps if s.layer is layer)
+            if calls:  # a shared layer: its second call is `name#2`, and so on
+                address = f"{address}#{calls + 1}"
             sources = tuple(dict.fromkeys(owner.get(id(t), "?") for t in node.input_tensors))
             out = node.outputs[0]
             step = Step(address, layer, node, tuple(out.shape), depth=depth, sources=sources)

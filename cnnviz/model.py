@@ -243,8 +243,8 @@ def layer_table(model: keras.Model) -> list[LayerInfo]:
         field = None if window is None else (window[0].size, window[1].size)
         stride = None if window is None else (window[0].jump, window[1].jump)
         rows.append(LayerInfo(step.address, type(step.layer).__name__, step.shape,
-                              int(step.layer.count_params()), field, stride, step.depth,
-                              step.nested, step.known))
+                              int(getattr(step.layer, "count_params", lambda: 0)()), field, stride,
+                              step.depth, step.nested, step.known))
     return rows
 
 

@@ -223,6 +223,24 @@ def test_nested_layers_are_addressed_outer_slash_inner(zoo_files, run_cli):
     assert_one_line_error(wrong, 2, "unknown layer conv2", "features/conv2")
 
 
+def test_a_shared_layer_is_addressed_once_per_call():
+    inputs = keras.Input((16, 16, 1))
+    shared = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="shared")
+    twice = shared(shared(keras.layers.Conv2D(1, 1, name="squeeze")(inputs))[..., :1])
+    model = keras.Model(inputs, keras.layers.Flatten()(twice))
+    m = cnnviz.load(model)
+    assert {"shared", "shared#2"} <= set(m.layers)
+    x = np.random.default_rng(0).integers(0, 256, (2, 16, 16)).astype("float32")
+    a = m.activations(x, layers="shared,shared#2")
+    np.testing.assert_allclose(a["shared#2"], np.asarray(model(x[..., None] / 255.0)).reshape(2, 16, 16, 4),
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(a["shared"], a["shared#2"])
+    rows = {r.name: r for r in layer_table(model)}
+    assert rows["shared"].receptive_field == (3, 3)
+    # after a Keras op cnnviz cannot follow (the slice), the field is unknown: "?", not a guess
+    assert rows["shared#2"].field_text() == "?" and any(r.params == 0 for r in rows.values())
+
+
 def test_depthwise_kernels_are_one_tile_per_map(zoo_files):
     m = cnnviz.load(zoo_files["mobilenet"], preprocess="symmetric")
     depthwise = m.kernels("expanded_conv_depthwise")
