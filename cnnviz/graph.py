@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cnnviz.errors import UsageError
@@ -96,6 +95,7 @@ class Graph:
     output_address: str = ""           # the layer whose value is the network's output
     steps: list[Step] = field(default_factory=list)
     _plan: list = field(default_factory=list)  # ("call", step) / ("alias", from ids, to ids)
+    _index: dict = field(default_factory=dict)  # address → step, filled on first use
 
     @property
     def addresses(self) -> list[str]:
@@ -107,9 +107,10 @@ class Graph:
         return tuple(self.entry.shape)
 
     def step(self, address: str) -> Step:
-        for s in self.steps:
-            if s.address == address and not s.nested:
-                return s
+        if not self._index:
+            self._index.update((s.address, s) for s in self.steps if not s.nested)
+        if address in self._index:
+            return self._index[address]
         raise UsageError(f"unknown layer {address!r}; valid: {', '.join(self.addresses)}", "layers")
 
     def layer(self, address: str) -> keras.layers.Layer:
@@ -129,12 +130,9 @@ class Graph:
         """The steps fed by `address`."""
         return [s for s in self.steps if address in s.sources and not s.nested]
 
-    def run(self, x, wanted: list[str], inputs_of: tuple[str, ...] = (),
-            replace: dict[str, Callable] | None = None) -> list:
-        """Values of the `wanted` layers (and the inputs of the layers in `inputs_of`) for
-        input x, at inference. `replace` maps an address to fn(inputs) used instead of the
-        layer (for a layer's linear part). Only the steps up to the last one needed run."""
-        replace = replace or {}
+    def run(self, x, wanted: list[str], inputs_of: tuple[str, ...] = ()) -> list:
+        """Values of the `wanted` layers (then the inputs of the layers in `inputs_of`) for
+        input x, at inference. Only the steps up to the last one needed run."""
         need = set(wanted) | set(inputs_of)
         last = max(i for i, (kind, *rest) in enumerate(self._plan)
                    if kind == "call" and rest[0].address in need and not rest[0].nested)
@@ -153,17 +151,12 @@ class Graph:
                 kwargs["training"] = False
             if step.address in inputs_of:
                 feeds[step.address] = args[0]
-            fn = replace.get(step.address)
-            out = fn(args[0]) if fn else step.layer(*args, **kwargs)
+            out = step.layer(*args, **kwargs)
             for ref, value in zip(step.node.outputs, keras.tree.flatten(out)):
                 values[id(ref)] = value
             if step.address in wanted:
                 found[step.address] = out
         return [found[a] for a in wanted] + [feeds[a] for a in inputs_of]
-
-    def output(self, x):
-        """The network's output for x (its first output)."""
-        return self.run(x, [self.output_address])[0]
 
 
 _GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
