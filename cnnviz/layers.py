@@ -67,7 +67,7 @@ def activation_after(model: keras.Model, address: str) -> str | None:
     maps are what the network uses), else None."""
     graph = graph_of(model)
     layer = graph.layer(address)
-    if not isinstance(layer, CONVOLUTIONS + (keras.layers.Dense,)) or _has_activation(layer):
+    if not isinstance(layer, CONVOLUTIONS + (keras.layers.Dense,)) or has_activation(layer):
         return None
     current = address
     for _ in range(3):
@@ -75,7 +75,7 @@ def activation_after(model: keras.Model, address: str) -> str | None:
         if len(after) != 1:
             return None
         step = after[0]
-        if _has_activation(step.layer) or isinstance(step.layer, ACTIVATIONS):
+        if has_activation(step.layer) or isinstance(step.layer, ACTIVATIONS):
             return step.address
         if not isinstance(step.layer, (keras.layers.BatchNormalization,
                                        keras.layers.LayerNormalization)):
@@ -84,6 +84,8 @@ def activation_after(model: keras.Model, address: str) -> str | None:
     return None
 
 
-def _has_activation(layer) -> bool:
+def has_activation(layer) -> bool:
+    """A convolution or dense layer with an activation of its own (not linear)."""
     activation = getattr(layer, "activation", None)
-    return activation is not None and getattr(activation, "__name__", "") != "linear"
+    return isinstance(layer, CONVOLUTIONS + (keras.layers.Dense,)) and activation is not None \
+        and getattr(activation, "__name__", "") != "linear"

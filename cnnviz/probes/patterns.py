@@ -20,11 +20,11 @@ import numpy as np
 import tensorflow as tf
 
 from cnnviz.errors import UsageError
-from cnnviz.graph import ACTIVATIONS, CONVOLUTIONS, POOLS, graph_of
+from cnnviz.graph import ACTIVATIONS, POOLS, graph_of
+from cnnviz.inputs import Preprocessing
+from cnnviz.layers import check_layers, has_activation, layers_for
 
 GLOBAL_POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
-from cnnviz.inputs import Preprocessing
-from cnnviz.layers import check_layers
 
 PRE_ACTIVATION = ("auto", "on", "off")
 OBJECTIVES = ("mean", "center")
@@ -36,7 +36,7 @@ class PatternSettings:
 
     steps: int = 100
     step_size: float = 0.1     # per step, RMS change of the input (standardised units)
-    scales: tuple[int, ...] = (3, 7, 14, 28)  # for 28 pixels; `scaled_to` adapts them
+    scales: tuple[int, ...] = (3, 7, 14, 28)  # for 28 pixels; see default_scales
     starts: int = 2            # random starts per scale
     pre_activation: str = "auto"
     objective: str = "mean"    # mean over positions, or the central position only
@@ -136,7 +136,7 @@ def response(model: keras.Model, name: str) -> Callable:
     graph = graph_of(model)
     layer = graph.layer(name)
     source = graph.source(name)
-    if isinstance(layer, CONVOLUTIONS + (keras.layers.Dense,)) and _has_activation(layer):
+    if has_activation(layer):
         def linear(x):
             (inputs,) = graph.run(x, [], inputs_of=(name,))
             pre = _linear(layer, inputs)
@@ -150,8 +150,8 @@ def response(model: keras.Model, name: str) -> Callable:
 
         return activated
     if isinstance(layer, POOLS + GLOBAL_POOLS) and source is not None and (
-            isinstance(source.layer, ACTIVATIONS) or _has_activation(source.layer)) \
-            and source.address in graph.addresses and _patternable(model, source.address):
+            isinstance(source.layer, ACTIVATIONS) or has_activation(source.layer)) \
+            and source.address in layers_for(model, "patterns"):
         below = response(model, source.address)
 
         def pooled(x):
@@ -165,18 +165,6 @@ def response(model: keras.Model, name: str) -> Callable:
         return post, post
 
     return plain
-
-
-def _patternable(model, name: str) -> bool:
-    from cnnviz.layers import layers_for
-
-    return name in layers_for(model, "patterns")
-
-
-def _has_activation(layer) -> bool:
-    activation = getattr(layer, "activation", None)
-    return isinstance(layer, CONVOLUTIONS + (keras.layers.Dense,)) and activation is not None \
-        and getattr(activation, "__name__", "") != "linear"
 
 
 def _linear(layer, x):
