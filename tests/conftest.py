@@ -91,10 +91,32 @@ class Result:
         return self.out + self.err
 
 
+_MODELS: dict = {}
+
+
 @pytest.fixture
-def run_cli(capsys):
-    """Run `cnnviz ARGS…` in-process through the real entry point; returns code and output."""
+def run_cli(capsys, monkeypatch):
+    """Run `cnnviz ARGS…` in-process through the real entry point; returns code and output.
+
+    A .keras file is read once per test session while it is unchanged (same path, inode,
+    size, time and trust): each real command is a new process that reads it; here the
+    reading is tested once, not in every test (MobileNetV2 takes 4 s to load)."""
+    from cnnviz import model as model_module
     from cnnviz.cli import main
+
+    read = model_module.read_keras
+
+    def read_once(path, compile=False):
+        if compile or not path.is_file():
+            return read(path, compile)
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns,
+               model_module.trusted())
+        if key not in _MODELS:
+            _MODELS[key] = read(path, compile)
+        return _MODELS[key]
+
+    monkeypatch.setattr(model_module, "read_keras", read_once)
 
     def run(*args: str) -> Result:
         capsys.readouterr()
