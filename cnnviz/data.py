@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnviz.errors import CnnvizError, UsageError
-from cnnviz.images import FolderImages, LazyImages, fit_images, folder_classes
+from cnnviz.cifar import CIFAR_FOLDERS, read_cifar
+from cnnviz.images import FolderImages, LazyImages, convert, fit_images, folder_classes, on_white
 from cnnviz.inputs import NORMALIZATIONS, STD_FLOOR, Preprocessing  # noqa: F401 (re-exported)
 
 DATASETS = ("mnist", "fashion", "cifar10", "cifar100")
@@ -285,48 +286,6 @@ def _from_keras_cache(name: str, _download) -> tuple[tuple, str] | None:
     return None
 
 
-CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
-_CIFAR_PARTS = {"cifar10": ([f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
-                "cifar100": (["train"], ["test"], b"fine_labels")}
-
-
-def read_cifar(folder: Path, name: str) -> tuple[np.ndarray, ...]:
-    """The CIFAR batches Keras downloads (Python pickles, read with only NumPy arrays
-    allowed) → x_train (N, 32, 32, 3), y_train, x_test, y_test."""
-    train, test, key = _CIFAR_PARTS[name]
-    arrays = []
-    for parts in (train, test):
-        images, labels = [], []
-        for part in parts:
-            batch = _read_pickle(folder / part)
-            try:
-                images.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32))
-                labels.append(np.asarray(batch[key], np.int64))
-            except (KeyError, TypeError, ValueError):
-                raise CnnvizError(f"{folder / part}: not a CIFAR batch (no {key.decode()} "
-                                  "or data of 3×32×32 images)") from None
-        arrays += [np.concatenate(images).transpose(0, 2, 3, 1), np.concatenate(labels)]
-    return tuple(arrays)
-
-
-def _read_pickle(path: Path):
-    import pickle
-
-    class OnlyArrays(pickle.Unpickler):
-        def find_class(self, module, name):
-            allowed = {("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
-                       ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct")}
-            if (module, name) not in allowed:
-                raise pickle.UnpicklingError(f"{module}.{name} is not allowed")
-            return super().find_class(module, name)
-
-    try:
-        with open(path, "rb") as handle:
-            return OnlyArrays(handle, encoding="bytes").load()
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
-        raise CnnvizError(f"{path}: not a readable CIFAR batch ({_first_line(exc)})") from None
-
-
 def _from_debian(name: str, _download) -> tuple[tuple, str] | None:
     if name != "fashion" or not DEBIAN_FASHION_DIR.is_dir():
         return None
@@ -396,14 +355,11 @@ def read_image(path: str | os.PathLike, image_shape: tuple[int, ...] = (IMAGE_SI
                           "give a PNG, JPEG, GIF, BMP or TIFF of one digit") from None
     if min(rgba.size) < 2:
         raise CnnvizError(f"--input {path}: {rgba.width}×{rgba.height} pixels is too small")
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     note = (f"{path.name} has {frames} frames; using the first" if frames > 1 else None)
     if tuple(image_shape) != (IMAGE_SIDE, IMAGE_SIDE):
-        from cnnviz.images import convert
-
-        rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+        rgb = np.asarray(on_white(rgba).convert("RGB"))
         return convert(rgb[np.newaxis], tuple(image_shape))[0], note
-    gray = np.asarray(Image.alpha_composite(white, rgba).convert("L"), np.float64) / 255.0
+    gray = np.asarray(on_white(rgba).convert("L"), np.float64) / 255.0
     small = transform.resize(gray, (IMAGE_SIDE, IMAGE_SIDE), anti_aliasing=True)
     border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
     if border.mean() > 0.5:

@@ -126,9 +126,14 @@ def read_file(path: Path, image_shape: tuple[int, ...]) -> np.ndarray:
             rgba = image.convert("RGBA")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise CnnvizError(f"{path}: not a readable image file ({type(exc).__name__})") from None
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return convert(rgb[np.newaxis], image_shape)[0]
+    return convert(np.asarray(on_white(rgba).convert("RGB"))[np.newaxis], image_shape)[0]
+
+
+def on_white(rgba):
+    """A Pillow RGBA image with its transparency composited on white."""
+    from PIL import Image
+
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
 
 
 def folder_classes(folder: Path) -> tuple[list[Path], np.ndarray, tuple[str, ...]] | None:

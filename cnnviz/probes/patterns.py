@@ -20,11 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 from cnnviz.errors import UsageError
-from cnnviz.graph import ACTIVATIONS, POOLS, graph_of
+from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
-from cnnviz.layers import check_layers, has_activation, layers_for
-
-GLOBAL_POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+from cnnviz.probes.objectives import response  # noqa: F401 (part of this module's API)
 
 PRE_ACTIVATION = ("auto", "on", "off")
 OBJECTIVES = ("mean", "center")
@@ -121,66 +119,6 @@ GRADIENT_CHUNK = 64  # items per gradient computation inside one step (measured:
 # about one run of three. Each chunk still uses every core. benchmarks/bench_patterns.py
 # measures both.
 PARALLEL_CHUNKS = 1
-
-
-def response(model: keras.Model, name: str) -> Callable:
-    """x → (pre-activation, post-activation) output of a layer; post is the layer's output
-    as the network computes it.
-
-    pre is: for a convolution or dense layer with its own activation, its linear part; for
-    an activation layer, its input; for a pool (global ones too) right after either, the
-    pool of their pre; for any other layer, post itself.
-    Which layers qualify is cnnviz.layers' decision.
-    """
-    check_layers(model, [name], "patterns")
-    graph = graph_of(model)
-    layer = graph.layer(name)
-    source = graph.source(name)
-    if has_activation(layer):
-        def linear(x):
-            (inputs,) = graph.run(x, [], inputs_of=(name,))
-            pre = _linear(layer, inputs)
-            return pre, layer.activation(pre)
-
-        return linear
-    if isinstance(layer, ACTIVATIONS) and len(graph.step(name).sources) == 1:
-        def activated(x):
-            post, inputs = graph.run(x, [name], inputs_of=(name,))
-            return inputs, post
-
-        return activated
-    if isinstance(layer, POOLS + GLOBAL_POOLS) and source is not None and (
-            isinstance(source.layer, ACTIVATIONS) or has_activation(source.layer)) \
-            and source.address in layers_for(model, "patterns"):
-        below = response(model, source.address)
-
-        def pooled(x):
-            pre, post = below(x)
-            return layer(pre), layer(post)
-
-        return pooled
-
-    def plain(x):
-        (post,) = graph.run(x, [name])
-        return post, post
-
-    return plain
-
-
-def _linear(layer, x):
-    """The linear part of a convolution or dense layer (before its activation)."""
-    if isinstance(layer, keras.layers.Dense):
-        out = keras.ops.matmul(x, layer.kernel)
-    elif isinstance(layer, keras.layers.SeparableConv2D):
-        out = keras.ops.separable_conv(x, layer.depthwise_kernel, layer.pointwise_kernel,
-                                       layer.strides, layer.padding, layer.data_format,
-                                       layer.dilation_rate)
-    elif isinstance(layer, keras.layers.DepthwiseConv2D):
-        out = keras.ops.depthwise_conv(x, layer.kernel, layer.strides, layer.padding,
-                                       layer.data_format, layer.dilation_rate)
-    else:
-        out = layer.convolution_op(x, layer.kernel)
-    return out + layer.bias if layer.use_bias else out
 
 
 def starting_images(maps: np.ndarray, settings: PatternSettings, scale_index: np.ndarray,
