@@ -18,6 +18,7 @@ import numpy as np
 from cnnviz.data import Dataset, dataset_for
 from cnnviz.graph import graph_of
 from cnnviz.errors import UsageError
+from cnnviz.layers import check_layers
 from cnnviz.model import LoadedModel, resolve_layers
 from cnnviz.results import ActivationResult, KernelResult, PatternResult, StatsResult
 
@@ -93,30 +94,48 @@ class Inspected:
         return ActivationResult(result.layers, pixels, result.probabilities, result.softmax,
                                 index, labels, self.classes)
 
-    def patterns(self, layer: str, maps: int | Iterable[int] | str | None = None,
-                 steps: int = 100, step_size: float = 0.1,
-                 scales: Sequence[int] | None = None, starts: int = 2, seed: int = 0,
-                 progress: Callable[[int], None] | None = None) -> PatternResult:
-        """The input pattern that drives each map hardest (gradient ascent from noise at
-        several length scales; the best start per map). maps: an index, a list, "0-15,31",
-        or None for all. progress(n) is called as steps finish."""
-        from cnnviz.layers import check_layers
+    def patterns(self, layer: str | None = None, maps: int | Iterable[int] | str | None = None,
+                 objective=None, split: str = "test", scales: Sequence[int] | None = None,
+                 progress: Callable[[int], None] | None = None, **settings) -> PatternResult:
+        """The input pattern that drives each map hardest: gradient ascent from smooth
+        noise, noise per pixel and each map's top images of `split` (`data_starts=0`: noise
+        only, no comparison). maps: an index, a list, "0-15,31", or None for all.
+        objective: instead of maps, an expression ('conv3:17 - 0.5*conv3:4'), an Objective,
+        or a list of them. Other keywords are PatternSettings fields (steps, step_size,
+        starts, pixel_starts, data_starts, diversity, recipe, seed, …). progress(n) is
+        called as steps finish."""
+        from cnnviz.probes.objectives import Objective, parse_objective
         from cnnviz.probes.patterns import (PatternSettings, default_scales, optimal_patterns,
                                             parse_maps)
 
-        (name,) = self._layers(layer, one=True)
         scales = default_scales(self.loaded.image_shape) if scales is None else scales
-        settings = PatternSettings(steps=steps, step_size=step_size, scales=tuple(scales),
-                                   starts=starts, seed=seed)
-        check_layers(self.model, [name], "patterns")
-        chosen = self._maps(maps, graph_of(self.model).shape(name)[-1], parse_maps)
-        found = optimal_patterns(self.model, name, chosen, self.loaded.preprocessing, settings,
-                                 progress)
+        try:
+            options = PatternSettings(scales=tuple(scales), **settings)
+        except TypeError as exc:
+            raise UsageError(f"patterns: {exc}", "settings") from None
+        objectives = None
+        if objective is not None:
+            given = objective if isinstance(objective, (list, tuple)) else [objective]
+            objectives = [o if isinstance(o, Objective) else parse_objective(str(o), self.model)
+                          for o in given]
+            name, chosen = layer or "objectives", np.arange(len(objectives))
+        else:
+            (name,) = self._layers(layer if layer is not None else self.conv_layers[-1:], one=True)
+            check_layers(self.model, [name], "patterns")
+            chosen = self._maps(maps, graph_of(self.model).shape(name)[-1], parse_maps)
+        images = self.data().split(split)[0] if options.data_starts else None
+        found = optimal_patterns(self.model, name, chosen, self.loaded.preprocessing, options,
+                                 progress, images, objectives)
         best = found.best_inputs
         pixels = np.clip(self.loaded.preprocessing.invert(best), 0, 255)
         predicted = np.asarray(self.model.predict(best, verbose=0)).argmax(axis=1)
+        diverse = None if found.diverse is None else np.clip(
+            self.loaded.preprocessing.invert(found.diverse.reshape(-1, *best.shape[1:])), 0, 255
+        ).reshape(*found.diverse.shape[:2], *pixels.shape[1:])
         return PatternResult(name, found.maps, pixels, found.best_objective, found.objective,
-                             predicted, found.seconds, self.classes)
+                             predicted, found.seconds, self.classes, found.objectives,
+                             found.reference, found.curve, found.curve_steps, found.flags(),
+                             diverse, found.summary(split))
 
     def kernels(self, layer: str) -> KernelResult:
         """The kernels (kh, kw, in, maps) and bias of a conv layer."""
@@ -147,7 +166,7 @@ class Inspected:
                             batch_size=batch_size, classes=len(self.data().class_names))
         return StatsResult(found, split, len(x))
 
-    def atlas(self, folder: str | Path | None = None, steps: int = 100, top: int = 9,
+    def atlas(self, folder: str | Path | None = None, steps: int = 50, top: int = 9,
               split: str = "test", limit: int | None = None,
               report: Callable[[str], None] | None = None, layers: str | None = None) -> Path:
         """Everything `cnnviz atlas` writes, into `folder` (default outputs/NAME); returns

@@ -119,11 +119,13 @@ class ActivationResult(Mapping, _Shown):
 
 @dataclass(repr=False)
 class PatternResult(_Shown):
-    """The input pattern that drives each map of a layer hardest (gradient ascent).
+    """The input pattern that drives each map of a layer (or each objective) hardest.
 
-    `pixels` (M, H, W) or (M, H, W, C) in 0–255 (valid images), `objective` (M,) the map's mean activation
-    for its pattern, `maps` (M,) their indices, `all_objectives` (M, scales, starts) every
-    start's result, `report` one line on how it went."""
+    `pixels` (M, H, W) or (M, H, W, C) in 0–255 (valid images); `objective` (M,) the value
+    each pattern reaches; `maps` (M,); `all_objectives` (M, starts) every start's result;
+    `reference` (M,) the best dataset image's value (None without data); `ratio` the two
+    divided; `curve` (M, checks) the objective over `curve_steps`; `flags` name → (M,)
+    booleans; `diverse` (M, K, H, W[, C]) with diversity; `report` one line."""
 
     layer: str
     maps: np.ndarray
@@ -133,22 +135,41 @@ class PatternResult(_Shown):
     predicted: np.ndarray
     seconds: float
     class_names: tuple[str, ...] = field(default=tuple(str(d) for d in range(10)))
+    objectives: tuple[str, ...] = ()
+    reference: np.ndarray | None = None
+    curve: np.ndarray | None = None
+    curve_steps: np.ndarray | None = None
+    flags: dict[str, np.ndarray] = field(default_factory=dict)
+    diverse: np.ndarray | None = None
+    summary: str = ""
 
     def __repr__(self) -> str:
         return f"<patterns {self.report}>"
 
     @property
+    def ratio(self) -> np.ndarray | None:
+        if self.reference is None:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.reference > 0, self.objective / self.reference, np.nan)
+
+    @property
     def report(self) -> str:
-        return (f"{self.layer}: {int((self.objective > 0).sum())}/{len(self.objective)} maps "
-                f"with a positive objective, median {float(np.median(self.objective)):.3g}, "
-                f"{self.seconds:.1f} s")
+        return f"{self.summary or self.layer}, {self.seconds:.1f} s"
 
     def show(self):
-        """The gallery figure: every map's pattern, labelled map: activation → class."""
-        from cnnviz.render.patterns import pattern_gallery
+        """The gallery figure: every pattern, labelled name: value (× best image) → class."""
+        from cnnviz.render.patterns import image_grid, pattern_gallery
 
-        labels = [f"{m}: {o:.2f} → {self.class_names[p]}"
-                  for m, o, p in zip(self.maps, self.objective, self.predicted)]
+        names = self.objectives if len(self.objectives) == len(self.maps) and self.layer == "objectives" \
+            else [str(m) for m in self.maps]
+        if self.diverse is not None:
+            return image_grid(self.diverse, names, [f"#{k + 1}" for k in range(self.diverse.shape[1])],
+                              f"{self.layer}: patterns that must differ", None)
+        ratio = self.ratio if self.ratio is not None else np.full(len(self.maps), np.nan)
+        labels = [f"{n}: {o:.3g}" + (f" ×{r:.2g}" if np.isfinite(r) else "")
+                  + f" → {self.class_names[p] if p < len(self.class_names) else p}"
+                  for n, o, r, p in zip(names, self.objective, ratio, self.predicted)]
         return pattern_gallery(self.pixels, labels, f"{self.layer}: best input pattern per map",
                                None)
 
@@ -156,9 +177,11 @@ class PatternResult(_Shown):
         from cnnviz.render.figures import save_figure
 
         folder = Path(folder)
+        extra = {} if self.reference is None else {"reference": self.reference}
         arrays = _save_arrays(folder / f"patterns-{slug(self.layer)}.npz", maps=self.maps,
                               pixels=self.pixels, objective=self.objective,
-                              all_objectives=self.all_objectives, predicted=self.predicted)
+                              all_objectives=self.all_objectives, predicted=self.predicted,
+                              **extra)
         return [arrays, save_figure(self.show(), folder / f"patterns-{slug(self.layer)}.png",
                                     tight=True)]
 

@@ -22,12 +22,17 @@ from cnnviz.errors import UsageError
               help="images for the per-class samples and the statistics")
 @click.option("--limit", type=int, help="statistics over only the first N images of the split")
 @click.option("--top", type=int, default=9, show_default=True, help="top-activating images per map")
-@click.option("--steps", type=int, default=100, show_default=True, help="gradient-ascent steps")
-@click.option("--step-size", type=FINITE, default=0.1, show_default=True)
+@click.option("--steps", type=int, default=50, show_default=True, help="gradient-ascent steps")
+@click.option("--step-size", type=FINITE, default=0.5, show_default=True,
+              help="Adam step at the start in pixels/255 (decays to a tenth)")
 @click.option("--scales", default="auto", show_default=True,
               help="length scales of the start noise (auto: 3,7,14,28 on 28 pixels, in proportion)")
 @click.option("--starts", type=int, default=1, show_default=True,
-              help="random starts per scale (the filters command's default is 2)")
+              help="smooth-noise starts per scale")
+@click.option("--pixel-starts", type=int, default=2, show_default=True,
+              help="starts of noise per pixel (the filters command's default is 6)")
+@click.option("--data-starts", type=int, default=2, show_default=True,
+              help="starts from each map's top images of --split (filters: 4)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--layer", "layer_specs", multiple=True, metavar="NAMES",
               help="layers for every stage: a comma list, or all (default: every layer of a "
@@ -35,7 +40,8 @@ from cnnviz.errors import UsageError
 @probe_data_options
 @trained_dir_option
 @outputs_dir_option
-def atlas(model, split, limit, top, steps, step_size, scales, starts, seed, layer_specs, dataset,
+def atlas(model, split, limit, top, steps, step_size, scales, starts, pixel_starts,
+          data_starts, seed, layer_specs, dataset,
           data_path, trained_dir, outputs_dir) -> None:
     """Everything about a model in one run, then the HTML page to browse it.
 
@@ -56,7 +62,8 @@ def atlas(model, split, limit, top, steps, step_size, scales, starts, seed, laye
     from cnnviz.probes.patterns import DEFAULT_SCALES
 
     given = parse_scales(scales)
-    settings = with_scales(atlas_settings(steps, step_size, given or DEFAULT_SCALES, starts, seed),
+    settings = with_scales(atlas_settings(steps, step_size, given or DEFAULT_SCALES, starts, seed,
+                                           pixel_starts, data_starts),
                            given, loaded.image_shape)
     data = open_data(loaded, dataset, data_path)
     click.echo(f"loaded in {time.perf_counter() - started:.1f} s")

@@ -86,70 +86,132 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
 @cli.command()
 @click.argument("model", required=False)
 @click.option("--layer", "layer_specs", multiple=True, metavar="NAMES",
-              help="a layer, a comma list, or all (default: every conv layer)")
+              help="a layer, a comma list, or all (default: every conv layer); output: "
+                   "what each class looks like to the network")
 @click.option("--maps", help="map indices and ranges, e.g. 0-15,31 (default: all)")
-@click.option("--steps", type=int, default=100, show_default=True)
-@click.option("--step-size", type=FINITE, default=0.1, show_default=True,
-              help="RMS change of the input per step (standardised units)")
+@click.option("--objective", default="mean", show_default=True, metavar="mean|center|EXPR",
+              help="per map: its mean over positions or its centre; or expressions of "
+                   "their own, ';'-separated, e.g. 'conv3:17 - 0.5*conv3:4; conv3:9@2,2; output:7'")
+@click.option("--steps", type=int, default=50, show_default=True)
+@click.option("--step-size", type=FINITE, default=0.5, show_default=True,
+              help="Adam step at the start in pixels/255 (decays to a tenth)")
 @click.option("--scales", default="auto", show_default=True,
-              help="length scales of the start noise, in pixels (auto: 3,7,14,28 on a "
+              help="length scales of the smooth start noise, in pixels (auto: 3,7,14,28 on a "
                    "28-pixel input, in proportion on others)")
-@click.option("--starts", type=int, default=2, show_default=True, help="random starts per scale")
+@click.option("--starts", type=int, default=1, show_default=True,
+              help="smooth-noise starts per scale")
+@click.option("--pixel-starts", type=int, default=6, show_default=True,
+              help="starts of independent noise per pixel")
+@click.option("--data-starts", type=int, default=4, show_default=True,
+              help="starts from each map's top images of the dataset split (0: none, and "
+                   "no comparison with real images)")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="the images for the data starts and the comparison")
+@click.option("--diversity", type=int, default=1, show_default=True,
+              help="K > 1: K patterns per map that must differ from each other, side by side")
+@click.option("--recipe", type=click.Choice(["auto", "plain", "regularised"]), default="auto",
+              show_default=True, help="plain pixel ascent, or regularised (Fourier, jitter, "
+                                      "zoom, rotation); auto: plain for grey, regularised for colour")
+@click.option("--regularise", metavar="NAME=W,…",
+              help="penalties relative to the objective: tv, l1, l2, blur, e.g. tv=0.05,l2=0.1")
+@click.option("--transform", metavar="NAME=V,…",
+              help="random moves per step: jitter (pixels), scale (±share), rotate (degrees), "
+                   "e.g. jitter=2,scale=0.05,rotate=5 (none: no moves)")
+@click.option("--parameterisation", type=click.Choice(["pixels", "fourier"]),
+              help="optimise the pixels, or a 1/f spectrum (default: by --recipe)")
 @click.option("--pre-activation", type=click.Choice(["auto", "on", "off"]), default="auto",
               show_default=True, help="auto: climb the pre-activation while a map is silent")
-@click.option("--objective", type=click.Choice(["mean", "center"]), default="mean",
-              show_default=True, help="mean over all positions of a map, or its centre only")
-@click.option("--snapshots", metavar="STEPS", help="also draw the patterns at these steps, e.g. 0,10,50,100")
-@click.option("--per-scale", is_flag=True, help="also one gallery per length scale")
+@click.option("--snapshots", metavar="STEPS", help="also draw the patterns at these steps, e.g. 0,10,25,50")
+@click.option("--per-scale", is_flag=True, help="also one gallery per kind of start")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--save-arrays", is_flag=True, help="also write the patterns as .npz")
-@model_input_options
+@probe_data_options
 @trained_dir_option
 @outputs_dir_option
-def filters(model, layer_specs, maps, steps, step_size, scales, starts, pre_activation,
-            objective, snapshots, per_scale, seed, save_arrays, trained_dir, outputs_dir) -> None:
-    """The input pattern that excites each map most (gradient ascent from noise).
+def filters(model, layer_specs, maps, objective, steps, step_size, scales, starts, pixel_starts,
+            data_starts, split, diversity, recipe, regularise, transform, parameterisation,
+            pre_activation, snapshots, per_scale, seed, save_arrays, dataset, data_path,
+            trained_dir, outputs_dir) -> None:
+    """The input pattern that excites each map most (gradient ascent).
 
-    All maps × scales × starts of a layer run as one batch. Writes
-    outputs/NAME/filters/LAYER/*.png and records them in outputs/NAME/manifest.json.
+    Every map × start of a layer runs as one batch: smooth noise at several scales, noise
+    per pixel, and the map's top dataset images; each map keeps its best pattern and is
+    compared with its best real image. Writes outputs/NAME/filters/LAYER/* (galleries,
+    patterns-LAYER.json) and records them in outputs/NAME/manifest.json.
 
     \b
     Examples:
       cnnviz filters                                # every conv layer
-      cnnviz filters --layer conv3 --maps 0-15,31 --snapshots 0,10,50,100
-      cnnviz filters --layer all --steps 200 --scales 7,14 --starts 4 --save-arrays
+      cnnviz filters --layer conv3 --maps 0-15,31 --snapshots 0,10,25,50
+      cnnviz filters --layer output                 # what each class looks like
+      cnnviz filters --objective "conv3:17 - 0.5*conv3:4"
+      cnnviz filters --layer conv3 --maps 5 --diversity 4
     """
     from cnnviz.probes.patterns import DEFAULT_SCALES, PatternSettings
+    from cnnviz.probes.transforms import REGULARISERS, TRANSFORMS, Transforms, parse_weights
 
     given = parse_scales(scales)
-    settings = PatternSettings(steps=steps, step_size=step_size, scales=given or DEFAULT_SCALES,
-                               starts=starts, pre_activation=pre_activation, objective=objective,
-                               snapshots=tuple(parse_int_list("--snapshots", snapshots)) if snapshots else (),
-                               seed=seed)
+    moves = None if transform is None else Transforms(**parse_weights(transform, TRANSFORMS, "transform"))
+    penalties = parse_weights(regularise, tuple(REGULARISERS), "regularise")
+    expressions = objective.strip() not in ("mean", "center")
+    settings = PatternSettings(
+        steps=steps, step_size=step_size, scales=given or DEFAULT_SCALES, starts=starts,
+        pixel_starts=pixel_starts, data_starts=data_starts, pre_activation=pre_activation,
+        objective="mean" if expressions else objective.strip(),
+        snapshots=tuple(parse_int_list("--snapshots", snapshots)) if snapshots else (),
+        seed=seed, recipe=recipe, regularisers=tuple(penalties.items()) if regularise else None,
+        transforms=moves, parameterisation=parameterisation, diversity=diversity)
+    if expressions and (layer_specs or maps):
+        raise UsageError("--objective expressions name their own layers and maps; drop "
+                         "--layer and --maps")
     loaded = open_model(model, trained_dir)
     settings = with_scales(settings, given, loaded.image_shape)
     from cnnviz.galleries import filters as gallery
     from cnnviz.graph import graph_of
     from cnnviz.names import slug
     from cnnviz.layers import layers_for
+    from cnnviz.probes.objectives import parse_objective
     from cnnviz.probes.patterns import ascent_steps, parse_maps
 
-    layers = chosen_layers(loaded.model, layer_specs, ",".join(layers_for(loaded.model, "kernels")),
-                           "patterns")
-    plan = [(layer, parse_maps(maps, graph_of(loaded.model).shape(layer)[-1])) for layer in layers]
+    import numpy as np
+
+    if expressions:
+        parsed = tuple(parse_objective(part, loaded.model) for part in objective.split(";")
+                       if part.strip())
+        plan = [("objectives", np.arange(len(parsed)), parsed)]
+    else:
+        layers = chosen_layers(loaded.model, layer_specs,
+                               ",".join(layers_for(loaded.model, "kernels")), "patterns")
+        plan = [(layer, parse_maps(maps, graph_of(loaded.model).shape(layer)[-1]), None)
+                for layer in layers]
     out = outputs_dir / loaded.folder_name
     check_writable(out)
-    for layer, chosen in plan:
-        options = gallery.PatternOptions(layer, settings, chosen, per_scale, save_arrays)
-        with click.progressbar(length=ascent_steps(len(chosen), settings,
-                                                 graph_of(loaded.model).input_shape[1:]),
-                               label=f"{layer}: {len(chosen)} maps × "
-                               f"{len(settings.scales) * settings.starts} starts",
-                               file=sys.stderr) as bar:
-            written = gallery.run(loaded, options, out, click.echo, bar.update)
+    images = _pattern_data(loaded, dataset, data_path, split) if data_starts else None
+    for layer, chosen, parsed in plan:
+        options = gallery.PatternOptions(layer, settings, chosen, per_scale, save_arrays, parsed)
+        length = ascent_steps(len(chosen), settings, graph_of(loaded.model).input_shape[1:],
+                              images is not None)
+        with click.progressbar(length=length, file=sys.stderr,
+                               label=f"{layer}: {len(chosen)} × "
+                               f"{settings.start_count(images is not None)} starts") as bar:
+            written = gallery.run(loaded, options, out, click.echo, bar.update, images, split)
         record_entries(loaded, out, written, f"{gallery.FILTERS}/{slug(layer)}",
                        refresh=False)  # each layer kept if Ctrl-C
     refresh_page(out)
+
+
+def _pattern_data(loaded, dataset, data_path, split):
+    """The split's images for the data starts; without an explicit source, a dataset that
+    cannot be read means noise starts only (with a note)."""
+    from cnnviz.errors import CnnvizError
+
+    try:
+        return open_data(loaded, dataset, data_path).split(split)[0]
+    except (CnnvizError, UsageError) as exc:
+        if dataset is not None or data_path is not None:
+            raise
+        click.echo(f"note: no dataset for the data starts ({exc}); noise starts only")
+        return None
 
 
 @cli.command()

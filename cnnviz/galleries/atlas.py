@@ -143,11 +143,14 @@ def all_patterns(job: AtlasJob) -> list[dict]:
         count = graph_of(job.loaded.model).shape(layer)[-1]
         maps = np.arange(count if job.chosen.pattern_maps is None
                          else min(count, job.chosen.pattern_maps))
-        steps = ascent_steps(len(maps), job.patterns, graph_of(job.loaded.model).input_shape[1:])
+        images = job.data.split(job.split)[0] if job.patterns.data_starts else None
+        steps = ascent_steps(len(maps), job.patterns, graph_of(job.loaded.model).input_shape[1:],
+                             images is not None)
         with job.progress(f"  {layer}", steps) as update:
             entries += filters.run(job.loaded, filters.PatternOptions(layer, job.patterns, maps,
                                                                       save_arrays=True),
-                                   job.out, lambda line: job.say(f"  {line}"), update)
+                                   job.out, lambda line: job.say(f"  {line}"), update, images,
+                                   job.split)
     return entries
 
 
@@ -170,11 +173,13 @@ STAGES: list[tuple[str, Callable[[AtlasJob], list[dict]]]] = [
     ("kernels", all_kernels), ("stats", all_stats)]
 
 
-def atlas_settings(steps: int = 100, step_size: float = 0.1,
+def atlas_settings(steps: int = 50, step_size: float = 0.5,
                    scales: tuple[int, ...] = (3, 7, 14, 28), starts: int = 1,
-                   seed: int = 0) -> PatternSettings:
-    """The atlas's pattern settings: its evolution snapshots at 0, ~10 %, ~30 % and the end."""
+                   seed: int = 0, pixel_starts: int = 2, data_starts: int = 2) -> PatternSettings:
+    """The atlas's pattern settings: fewer starts than `filters` (8 per map: the time of the
+    first atlas), and evolution snapshots at 0, ~10 %, ~30 % and the end."""
     return PatternSettings(steps=steps, step_size=step_size, scales=scales, starts=starts,
+                           pixel_starts=pixel_starts, data_starts=data_starts,
                            snapshots=default_snapshots(steps) if steps > 0 else (), seed=seed)
 
 

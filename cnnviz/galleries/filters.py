@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from cnnviz.atomic import atomic_path
 from cnnviz.graph import graph_of
 from cnnviz.layers import activation_after
-from cnnviz.layout import FILTERS, patterns_arrays
+from cnnviz.layout import FILTERS, layer_file, patterns_arrays
 from cnnviz.manifest import entry
 from cnnviz.names import slug
 from cnnviz.model import LoadedModel
+from cnnviz.probes.objectives import Objective
 from cnnviz.probes.patterns import PatternSettings, Patterns, optimal_patterns
 from cnnviz.render.patterns import image_grid, pattern_gallery
 
@@ -22,84 +24,158 @@ from cnnviz.render.patterns import image_grid, pattern_gallery
 
 @dataclass(frozen=True)
 class PatternOptions:
-    """One layer's pattern gallery: which maps (None: all), how the ascent runs, extras."""
+    """One layer's pattern gallery (or a list of objectives'): which maps (None: all), how
+    the ascent runs, extras. `objectives` replaces the maps; `layer` then names the gallery."""
 
     layer: str
     settings: PatternSettings
     maps: np.ndarray | None = None
     per_scale: bool = False
     save_arrays: bool = False
+    objectives: tuple[Objective, ...] | None = None
 
 
 def run(loaded: LoadedModel, options: PatternOptions, out: Path,
         report: Callable[[str], None] | None = None,
-        progress: Callable[[int], None] | None = None) -> list[dict]:
-    """The recipe: the ascent for one layer, its galleries (and arrays); a line to `report`."""
-    count = graph_of(loaded.model).shape(options.layer)[-1]
-    maps = np.arange(count) if options.maps is None else options.maps
-    names = loaded.classes()
-    better = activation_after(loaded.model, options.layer)
-    if better and report is not None:
-        report(f"note: {options.layer} feeds a normalisation and {better}; the maps the "
-               f"network passes on are {better}'s (--layer {better})")
-    entries, result = write_patterns(loaded, options.layer, maps, options.settings, out, names,
-                                     options.per_scale, options.save_arrays, progress)
+        progress: Callable[[int], None] | None = None, data=None,
+        split: str = "test") -> list[dict]:
+    """The recipe: the ascent for one layer, its galleries (and arrays); a line to `report`.
+    `data`: images of the dataset split (pixels at the model's size) for the data starts and
+    each pattern's reference (its best image)."""
+    if options.objectives is None:
+        count = graph_of(loaded.model).shape(options.layer)[-1]
+        maps = np.arange(count) if options.maps is None else options.maps
+        better = activation_after(loaded.model, options.layer)
+        if better and report is not None:
+            report(f"note: {options.layer} feeds a normalisation and {better}; the maps the "
+                   f"network passes on are {better}'s (--layer {better})")
+    else:
+        maps = np.arange(len(options.objectives))
+    entries, result = write_patterns(loaded, options.layer, maps, options.settings, out,
+                                     loaded.classes(), options.per_scale, options.save_arrays,
+                                     progress, data, options.objectives, split)
     if report is not None:
-        reached = result.best_objective
-        report(f"{options.layer}: {int((reached > 0).sum())}/{len(reached)} maps with a positive "
-               f"objective, median {float(np.median(reached)):.3g}, {result.seconds:.1f} s")
+        report(f"{result.summary(split)}, {result.seconds:.1f} s")
     return entries
 
 
 def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: PatternSettings,
                    out: Path, class_names: tuple[str, ...], per_scale: bool = False,
                    save_arrays: bool = False,
-                   progress: Callable[[int], None] | None = None) -> tuple[list[dict], Patterns]:
-    """Run the ascent for one layer and write its galleries (and arrays); returns entries."""
-    result = optimal_patterns(loaded.model, layer, maps, loaded.preprocessing, settings, progress)
+                   progress: Callable[[int], None] | None = None, data=None,
+                   objectives: Sequence[Objective] | None = None,
+                   split: str = "test") -> tuple[list[dict], Patterns]:
+    """Run the ascent for one layer and write its galleries, its report (and arrays)."""
+    result = optimal_patterns(loaded.model, layer, maps, loaded.preprocessing, settings,
+                              progress, data, objectives)
     place = slug(layer)
     (out / FILTERS / place).mkdir(parents=True, exist_ok=True)
     best = result.best_inputs
     pixels = _pixels(loaded, best)
     predicted = loaded.model.predict(best, verbose=0).argmax(axis=1)
     objective = result.best_objective
-    labels = [f"{m}: {o:.2f} → {class_names[p]}" for m, o, p in zip(result.maps, objective, predicted)]
+    ratio = result.ratio
+    names = [f"{m}" if objectives is None else result.objectives[i] for i, m in enumerate(result.maps)]
+    labels = [f"{n}: {o:.3g}" + (f" ×{r:.2g}" if ratio is not None and np.isfinite(r) else "")
+              + f" → {class_names[p] if p < len(class_names) else p}"
+              for n, o, r, p in zip(names, objective, ratio if ratio is not None else objective,
+                                    predicted)]
     rel = f"{FILTERS}/{place}/patterns-{place}.png"
-    title = (f"{layer}: best input pattern per map (label: map: activation reached → predicted "
-             f"class); {len(settings.scales)} scales × {settings.starts} starts, {settings.steps} steps")
+    against = f", ×: against its best {split} image" if ratio is not None else ""
+    title = (f"{layer}: best input pattern per {'map' if objectives is None else 'objective'} "
+             f"(value reached{against}, → predicted class); {len(result.starts)} starts, "
+             f"{settings.steps} steps")
     pattern_gallery(pixels, labels, title, out / rel)
     entries = [_entry(rel, title, "patterns", layer, result.maps)]
     if per_scale:
-        for j, scale in enumerate(result.scales):
-            pick = result.objective[:, j].argmax(axis=1)
-            chosen = result.scale_inputs[:, j]
-            rel = f"{FILTERS}/{place}/patterns-{place}-scale-{scale}.png"
-            caption = f"{layer}: best pattern per map from starts of length scale {scale}"
-            reached = result.objective[np.arange(len(maps)), j, pick]
-            pattern_gallery(_pixels(loaded, chosen),
-                            [f"{m}: {o:.2f}" for m, o in zip(result.maps, reached)], caption, out / rel)
+        for j, group in enumerate(result.groups):
+            rel = f"{FILTERS}/{place}/patterns-{place}-{_group_file(group)}.png"
+            caption = f"{layer}: best pattern per map from the starts of {group}"
+            reached = np.where(result.start_group[None, :] == j, result.objective, -np.inf).max(axis=1)
+            pattern_gallery(_pixels(loaded, result.group_inputs[:, j]),
+                            [f"{n}: {o:.3g}" for n, o in zip(names, reached)], caption, out / rel)
             entries.append(_entry(rel, caption, "patterns-scale", layer, result.maps))
+    if result.diverse is not None:
+        rel = f"{FILTERS}/{place}/diverse-{place}.png"
+        caption = f"{layer}: {result.diverse.shape[1]} patterns per map that must differ (diversity)"
+        image_grid(_pixels(loaded, result.diverse), names,
+                   [f"#{k + 1}" for k in range(result.diverse.shape[1])], caption, out / rel)
+        entries.append(_entry(rel, caption, "patterns-diverse", layer, result.maps))
     steps = sorted(result.snapshots)
     frames = (np.stack([_pixels(loaded, result.snapshots[s]) for s in steps], 1)
               if steps else np.zeros((len(maps), 0, *loaded.image_shape), np.float32))
     if steps:
         rel = f"{FILTERS}/{place}/evolution-{place}.png"
         caption = f"{layer}: how each map's best pattern evolves over the steps"
-        image_grid(frames, [f"map {m}" for m in result.maps], [f"step {s}" for s in steps],
+        image_grid(frames, [f"map {n}" for n in names], [f"step {s}" for s in steps],
                    caption, out / rel)
         entries.append(_entry(rel, caption, "patterns-evolution", layer, result.maps))
+    rel = layer_file(FILTERS, layer, "patterns", "json")
+    with atomic_path(out / rel) as tmp:
+        tmp.write_text(json.dumps(pattern_report(result, settings, split, predicted,
+                                                 class_names), indent=1), encoding="utf-8")
+    entries.append(_entry(rel, f"{layer}: per pattern, the value reached, its best {split} "
+                          f"image, the curve over the steps and flags", "report", layer, result.maps))
     if save_arrays:
         rel = patterns_arrays(layer)
-        best_flat = result.best
+        flags = result.flags()
+        extra = {} if result.reference is None else {
+            "reference": result.reference, "reference_index": result.reference_index}
         with atomic_path(out / rel) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, input=best, pixels=pixels, objective=objective, maps=result.maps,
-                     scale=np.asarray(result.scales)[best_flat // settings.starts],
-                     start=best_flat % settings.starts, predicted=predicted,
+                     start=result.best, predicted=predicted,
                      all_objectives=result.objective, start_objectives=result.start_objective,
+                     curve=result.curve, curve_steps=result.curve_steps,
+                     flags=np.stack([flags[k] for k in FLAGS if k in flags], 1),
+                     flag_names=np.array([k for k in FLAGS if k in flags]),
                      snapshot_steps=np.asarray(steps, dtype=np.int64),
-                     snapshot_pixels=frames.astype(np.float32))
+                     snapshot_pixels=frames.astype(np.float32), **extra)
         entries.append(_entry(rel, f"{layer}: pattern arrays", "arrays", layer, result.maps))
     return entries, result
+
+
+FLAGS = ("never woke", "below its best image", "mostly saturated")
+
+
+def pattern_report(result: Patterns, settings: PatternSettings, split: str,
+                   predicted: np.ndarray, class_names: Sequence[str]) -> dict:
+    """What patterns-LAYER.json holds: the settings, one line, and per pattern its value,
+    its best image, the ratio, the curve over the steps, every start's value and the flags."""
+    flags = result.flags()
+    ratio = result.ratio
+    patterns = []
+    for i, m in enumerate(result.maps):
+        row = {"map": int(m), "objective": result.objectives[i],
+               "reached": float(result.best_objective[i]), "best_start": result.starts[result.best[i]],
+               "predicted": class_names[predicted[i]] if predicted[i] < len(class_names) else int(predicted[i]),
+               "flags": [k for k in FLAGS if k in flags and flags[k][i]],
+               "saturated_share": round(float(result.saturated[i]), 4),
+               "curve": [round(float(v), 6) for v in result.curve[i]],
+               "starts": {s: float(v) for s, v in zip(result.starts, result.objective[i])}}
+        if result.reference is not None:
+            row.update(best_image=int(result.reference_index[i]),
+                       best_image_value=float(result.reference[i]),
+                       ratio=None if not np.isfinite(ratio[i]) else round(float(ratio[i]), 4))
+        patterns.append(row)
+    return {"layer": result.layer, "summary": result.summary(split), "split": split,
+            "seconds": round(result.seconds, 2), "curve_steps": [int(s) for s in result.curve_steps],
+            "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in
+                         asdict(settings).items() if k not in ("transforms", "regularisers")},
+            "recipe": _recipe(settings, result.best_inputs.shape[1:]),
+            "patterns": patterns}
+
+
+def _recipe(settings: PatternSettings, input_shape: tuple[int, ...]) -> dict:
+    penalties, moves, form = settings.resolved(tuple(input_shape))
+    return {"regularisers": penalties, "parameterisation": form,
+            "transforms": {k: round(v, 4) for k, v in asdict(moves).items()}}
+
+
+def _group_file(group: str) -> str:
+    """'noise 7 px' → 'scale-7'; 'pixel noise' → 'pixel-noise'; 'dataset images' → 'dataset'."""
+    if group.startswith("noise "):
+        return "scale-" + group.split()[1]
+    return {"pixel noise": "pixel-noise", "dataset images": "dataset"}.get(group, slug(group))
 
 
 def _pixels(loaded: LoadedModel, inputs: np.ndarray) -> np.ndarray:

@@ -1,19 +1,18 @@
-"""Optimal input patterns: gradient ascent on the input until a map (or unit) responds most.
+"""Optimal input patterns: gradient ascent on the input until an objective (a map, a unit,
+a class logit, or a sum of them: probes/objectives.py) responds most.
 
-All maps × all length scales × all starts of a layer form ONE batch, optimised by ONE
-compiled step function (batch item i maximises map m(i)). The objective is the chosen
-layer's output as the network computes it (any layer of cnnviz.graph, nested ones too).
-A map whose output is exactly zero for a start (a ReLU that is off everywhere) has zero
-gradient; in `auto` mode such an item climbs the pre-activation (before the ReLU: the
-layer's linear part, an activation layer's input, or a pool of either) until the map wakes
-up. A layer with no such pre-activation (BatchNorm, Add, a linear conv) is never switched,
-so a negative output is climbed as it is.
+Every objective × every start forms one batch, climbed by one compiled step (probes/ascent.py).
+The starts: smooth noise at several length scales, independent noise per pixel, and the
+objective's top images of a dataset when one is given (which also gives each pattern a
+reference: the best real image). The best pattern of each objective is kept, with every
+start's result, the curve of its objective over the steps, and flags of what went wrong.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -22,25 +21,43 @@ import tensorflow as tf
 from cnnviz.errors import UsageError
 from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
-from cnnviz.probes.objectives import response  # noqa: F401 (part of this module's API)
+from cnnviz.probes import ascent
+from cnnviz.probes.ascent import Climb, climb_piece, curve_steps
+from cnnviz.probes.objectives import Objective, ObjectiveBatch, map_objectives
+from cnnviz.probes.responses import response  # noqa: F401 (part of this module's API)
+from cnnviz.probes.transforms import (FourierPixels, PixelsDirect, Transforms,
+                                      colour_correlation, relative_transforms)
 
 PRE_ACTIVATION = ("auto", "on", "off")
 OBJECTIVES = ("mean", "center")
+RECIPES = ("auto", "plain", "regularised")
+PARAMETERISATIONS = ("pixels", "fourier")
+MAX_SCALE = 4096
+DEFAULT_SCALES = (3, 7, 14, 28)
 
 
 @dataclass(frozen=True)
 class PatternSettings:
-    """How the ascent runs. The defaults work for the article networks (see README)."""
+    """How the ascent runs. The defaults were chosen by benchmarks/bench_patterns.py."""
 
-    steps: int = 100
-    step_size: float = 0.1     # per step, RMS change of the input (standardised units)
-    scales: tuple[int, ...] = (3, 7, 14, 28)  # for 28 pixels; see default_scales
-    starts: int = 2            # random starts per scale
+    steps: int = 50
+    step_size: float = 0.5     # Adam step at the start, in pixels / 255; decays to a tenth
+    scales: tuple[int, ...] = DEFAULT_SCALES  # noise length scales for 28 pixels; see default_scales
+    starts: int = 1            # smooth-noise starts per scale
+    pixel_starts: int = 6      # starts of independent uniform noise per pixel
+    data_starts: int = 4       # starts from the objective's top dataset images (with data)
     pre_activation: str = "auto"
-    objective: str = "mean"    # mean over positions, or the central position only
+    objective: str = "mean"    # a map's mean over positions, or its central position
     snapshots: tuple[int, ...] = ()
     seed: int = 0
-    start_contrast: float = 40.0  # grey levels of the start fluctuations around mid-grey
+    start_contrast: float = 40.0  # grey levels of the smooth start noise around mid-grey
+    recipe: str = "auto"       # plain pixel ascent, or regularised (auto: by channels)
+    regularisers: tuple[tuple[str, float], ...] | None = None  # None: the recipe's
+    transforms: Transforms | None = None                       # None: the recipe's
+    parameterisation: str | None = None                        # None: the recipe's
+    diversity: int = 1         # K > 1: K patterns per objective that must differ
+    diversity_weight: float = 1.0
+    early_stop: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "scales", tuple(dict.fromkeys(self.scales)))  # no repeats
@@ -54,18 +71,24 @@ class PatternSettings:
         if bad or not self.scales:
             raise UsageError(f"scales: each length scale must be 1–{MAX_SCALE} pixels (at "
                              f"most the input side), got {bad[0] if bad else 'none'}", "scales")
-        if self.starts < 1:
+        for name in ("starts", "pixel_starts", "data_starts"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name} must be ≥ 0, got {getattr(self, name)}", name)
+        if self.starts + self.pixel_starts + self.data_starts < 1:
             raise UsageError(f"starts must be ≥ 1, got {self.starts}", "starts")
-        if self.pre_activation not in PRE_ACTIVATION:
-            raise UsageError(f"pre_activation must be one of {', '.join(PRE_ACTIVATION)}",
-                             "pre_activation")
-        if self.objective not in OBJECTIVES:
-            raise UsageError(f"objective must be one of {', '.join(OBJECTIVES)}", "objective")
+        for name, valid in (("pre_activation", PRE_ACTIVATION), ("objective", OBJECTIVES),
+                            ("recipe", RECIPES)):
+            if getattr(self, name) not in valid:
+                raise UsageError(f"{name} must be one of {', '.join(valid)}", name)
+        if self.parameterisation not in (None, *PARAMETERISATIONS):
+            raise UsageError(f"parameterisation must be one of {', '.join(PARAMETERISATIONS)}",
+                             "parameterisation")
+        if not 1 <= self.diversity <= 64:
+            raise UsageError(f"diversity must be 1–64 patterns, got {self.diversity}", "diversity")
         late = [s for s in self.snapshots if not 0 <= s <= self.steps]
         if late:
             raise UsageError(f"snapshots: step {late[0]} is outside 0–{self.steps} (steps)",
                              "snapshots")
-
 
     def check_scales(self, image_side: int) -> None:
         """Refuse a length scale larger than the image."""
@@ -74,9 +97,23 @@ class PatternSettings:
             raise UsageError(f"scales: each length scale must be at most the input side "
                              f"({image_side} pixels), got {bad[0]}", "scales")
 
+    def resolved(self, image_shape: tuple[int, ...]) -> tuple[dict[str, float], Transforms, str]:
+        """The regularisers, transforms and parameterisation used on an image of this shape:
+        plain pixel ascent for grey images, the regularised recipe for colour (measured:
+        see the README), each overridden where given."""
+        colour = len(image_shape) == 3 and image_shape[2] > 1
+        regularised = self.recipe == "regularised" or (self.recipe == "auto" and colour)
+        penalties = dict(self.regularisers) if self.regularisers is not None else {}
+        moves = self.transforms if self.transforms is not None else (
+            relative_transforms(image_shape) if regularised else Transforms())
+        form = self.parameterisation or ("fourier" if regularised else "pixels")
+        return penalties, moves, form
 
-MAX_SCALE = 4096
-DEFAULT_SCALES = (3, 7, 14, 28)
+    def start_count(self, with_data: bool) -> int:
+        """Starts per objective."""
+        if self.diversity > 1:
+            return self.diversity
+        return len(self.scales) * self.starts + self.pixel_starts + (self.data_starts if with_data else 0)
 
 
 def default_scales(image_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -87,255 +124,263 @@ def default_scales(image_shape: tuple[int, ...]) -> tuple[int, ...]:
 
 @dataclass
 class Patterns:
-    """Result for one layer: every start's objective, and each map's best pattern (overall,
-    per length scale, and at the snapshot steps). Only the best patterns are kept, so memory
-    does not grow with the number of starts."""
+    """Result for a set of objectives (a layer's maps, or any objectives): each one's best
+    pattern, every start's objective, the curve over the steps, and the reference (its best
+    dataset image) when data was given. Arrays are indexed by objective (M)."""
 
     layer: str
-    maps: np.ndarray            # (M,) map (or unit) indices
-    scales: tuple[int, ...]
-    objective: np.ndarray       # (M, S, K) post-activation objective of each final pattern
-    start_objective: np.ndarray  # (M, S, K) the same for the starting images
-    best_inputs: np.ndarray     # (M, H, W, C) each map's best final pattern, as fed
-    scale_inputs: np.ndarray    # (M, S, H, W, C) each map's best final pattern per scale
-    snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # step → (M, H, W, C),
-    #                                                         each map's best start at that step
+    maps: np.ndarray             # (M,) map indices (0…M−1 for general objectives)
+    objectives: tuple[str, ...]  # (M,) each objective as text
+    starts: tuple[str, ...]      # (P,) what each start was
+    groups: tuple[str, ...]      # (G,) kinds of start: "noise 7 px", "pixel noise", …
+    start_group: np.ndarray      # (P,) the group of each start
+    objective: np.ndarray        # (M, P) best objective reached from each start
+    start_objective: np.ndarray  # (M, P) the objective of each start image
+    best_inputs: np.ndarray      # (M, H, W, C) each objective's best pattern, as fed
+    group_inputs: np.ndarray     # (M, G, H, W, C) the best pattern per kind of start
+    curve: np.ndarray            # (M, checks) the best start's objective over the steps
+    curve_steps: np.ndarray      # (checks,)
+    reference: np.ndarray | None = None        # (M,) the best dataset image's objective
+    reference_index: np.ndarray | None = None  # (M,) its index in the data
+    saturated: np.ndarray | None = None        # (M,) share of pixels at 0 or 255
+    diverse: np.ndarray | None = None          # (M, K, H, W, C) with diversity K > 1
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # step → (M, H, W, C)
     seconds: float = 0.0
 
     @property
     def best(self) -> np.ndarray:
-        """(M,) flat index into (S, K) of each map's best start."""
-        return self.objective.reshape(len(self.maps), -1).argmax(axis=1)
+        """(M,) index of each objective's best start."""
+        return self.objective.argmax(axis=1)
 
     @property
     def best_objective(self) -> np.ndarray:
-        flat = self.objective.reshape(len(self.maps), -1)
-        return flat[np.arange(len(self.maps)), self.best]
+        return self.objective[np.arange(len(self.maps)), self.best]
+
+    @property
+    def ratio(self) -> np.ndarray | None:
+        """(M,) best objective / best dataset image's (NaN where that is not positive)."""
+        if self.reference is None:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.reference > 0, self.best_objective / self.reference, np.nan)
+
+    def flags(self) -> dict[str, np.ndarray]:
+        """(M,) booleans: never woke (stayed exactly 0), below its best dataset image, and
+        mostly saturated (over half the pixels at 0 or 255)."""
+        found = {"never woke": self.best_objective == 0,
+                 "mostly saturated": (self.saturated if self.saturated is not None
+                                      else np.zeros(len(self.maps))) > 0.5}
+        if self.reference is not None:
+            found["below its best image"] = self.best_objective < self.reference
+        return found
+
+    def summary(self, split: str = "dataset") -> str:
+        """One line: how many patterns beat their best real image, by how much, the flags."""
+        reached = self.best_objective
+        line = (f"{self.layer}: {int((reached > 0).sum())}/{len(reached)} maps with a positive "
+                f"objective, median {float(np.median(reached)):.3g}")
+        if self.reference is not None:
+            ratio = self.ratio
+            above = int((reached >= self.reference).sum())
+            median = np.nanmedian(ratio) if np.isfinite(ratio).any() else float("nan")
+            line += f"; {above}/{len(reached)} above their best {split} image, median ×{median:.2g}"
+        flagged = [f"{int(v.sum())} {k}" for k, v in self.flags().items()
+                   if v.any() and k != "below its best image"]
+        return line + (f" ({', '.join(flagged)})" if flagged else "")
 
 
-GRADIENT_CHUNK = 64  # items per gradient computation inside one step (measured: 64 beats 32 and 128)
-# Chunks of the gradient run one after another: run side by side (parallel_iterations > 1)
-# they crashed oneDNN (segfault, "could not execute a primitive") on branched models in
-# about one run of three. Each chunk still uses every core. benchmarks/bench_patterns.py
-# measures both.
-PARALLEL_CHUNKS = 1
-
-
-def starting_images(maps: np.ndarray, settings: PatternSettings, scale_index: np.ndarray,
-                    start_index: np.ndarray, image_shape: tuple[int, ...] = (28, 28)) -> np.ndarray:
-    """(N, *image_shape) start images in pixel space for N items (map, scale index, start
-    index): noise drawn on an s×s grid (one per channel), upsampled.
-
-    Each item's noise depends only on (seed, map, scale, start), so a map gets the same
-    starts whether it is optimised alone or with others.
-    """
+def noise_start(settings: PatternSettings, key: Sequence[int], scale: int | None,
+                image_shape: tuple[int, ...]) -> np.ndarray:
+    """A start image in pixel space: noise on a scale×scale grid (one per channel) upsampled,
+    or (scale None) independent uniform noise per pixel. Depends only on (seed, key), so an
+    objective gets the same starts whether it is optimised alone or with others."""
     from skimage.transform import resize
 
-    out = np.empty((len(maps), *image_shape), np.float32)
-    channels = image_shape[2:]
-    for i, (m, j, k) in enumerate(zip(maps, scale_index, start_index)):
-        scale = settings.scales[j]
-        rng = np.random.default_rng([settings.seed, int(m), scale, int(k)])
-        coarse = rng.normal(size=(scale, scale, *channels))
-        fine = resize(coarse, image_shape, order=3, mode="reflect", anti_aliasing=False)
-        fine = (fine - fine.mean()) / (fine.std() + 1e-8)
-        out[i] = np.clip(127.5 + settings.start_contrast * fine, 0, 255)
-    return out
+    rng = np.random.default_rng([settings.seed, *[int(k) for k in key]])
+    if scale is None:
+        return rng.uniform(0, 255, size=image_shape).astype(np.float32)
+    coarse = rng.normal(size=(scale, scale, *image_shape[2:]))
+    fine = resize(coarse, image_shape, order=3, mode="reflect", anti_aliasing=False)
+    fine = (fine - fine.mean()) / (fine.std() + 1e-8)
+    return np.clip(127.5 + settings.start_contrast * fine, 0, 255).astype(np.float32)
 
 
-PIECE_BYTES = 192 * 2**20  # arrays of one piece of the ascent (inputs, gradient, snapshots)
-OBJECTIVE_BATCH = 256     # items per forward pass when scoring
+def start_plan(settings: PatternSettings, data_starts: int) -> list[tuple[str, str, int | None]]:
+    """(label, group, scale or None) of each start of an objective; data starts are
+    ('dataset image k', 'dataset images', -k)."""
+    if settings.diversity > 1:
+        return [(f"noise {s} px #{k + 1}", f"pattern {k + 1}", s) for k, s in
+                enumerate(settings.scales[k % len(settings.scales)] for k in range(settings.diversity))]
+    plan = [(f"noise {s} px" + (f" #{k + 1}" if settings.starts > 1 else ""), f"noise {s} px", s)
+            for s in settings.scales for k in range(settings.starts)]
+    plan += [(f"pixel noise #{k + 1}", "pixel noise", None) for k in range(settings.pixel_starts)]
+    plan += [(f"dataset image {k + 1}", "dataset images", -(k + 1)) for k in range(data_starts)]
+    return plan
+
+
+def top_examples(batch: ObjectiveBatch, data, preprocessing: Preprocessing, k: int,
+                 size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(values, indices), each (objectives, k): every objective's k best images in `data`
+    (pixels 0–255 at the model's size), best first; read `size` images at a time."""
+    measure = tf.function(batch.all_values)
+    values = np.full((0, len(batch.objectives)), -np.inf, np.float32)
+    index = np.zeros((0, len(batch.objectives)), np.int64)
+    for first in range(0, len(data), size):
+        x = preprocessing.apply(np.asarray(data[first:first + size], np.float32))
+        got = measure(tf.constant(x)).numpy()
+        values = np.concatenate([values, got])
+        index = np.concatenate([index, np.broadcast_to(np.arange(first, first + len(got))[:, None], got.shape)])
+        keep = np.argsort(-values, axis=0, kind="stable")[:k]
+        values, index = np.take_along_axis(values, keep, 0), np.take_along_axis(index, keep, 0)
+    return values.T, index.T
+
+
+PIECE_BYTES = 192 * 2**20  # arrays of one piece of the ascent (inputs, gradient, moments, snapshots)
 
 
 def piece_size(item_shape: tuple[int, ...], snapshots: int) -> int:
-    """Items per piece of the ascent so that a piece's arrays fit PIECE_BYTES: memory is
-    bounded whatever the number of maps, scales and starts (a multiple of GRADIENT_CHUNK)."""
-    per_item = 4 * int(np.prod(item_shape)) * (4 + snapshots)
-    return max(GRADIENT_CHUNK, PIECE_BYTES // per_item // GRADIENT_CHUNK * GRADIENT_CHUNK)
+    """Items per piece so that a piece's arrays fit PIECE_BYTES: memory is bounded whatever
+    the number of objectives and starts (a multiple of the gradient chunk)."""
+    chunk = ascent.GRADIENT_CHUNK
+    per_item = 4 * int(np.prod(item_shape)) * (8 + snapshots)
+    return max(chunk, PIECE_BYTES // per_item // chunk * chunk)
 
 
-def _piece_items(total: int, settings: PatternSettings, input_shape: tuple[int, ...]) -> int:
+def _piece_items(total: int, settings: PatternSettings, input_shape: tuple[int, ...],
+                 per_objective: int) -> int:
     size = min(total, piece_size(input_shape, len(settings.snapshots)))
     if total > size:
         size = -(-total // -(-total // size))  # equal pieces: less padding in the last one
-        size = -(-size // GRADIENT_CHUNK) * GRADIENT_CHUNK
+        size = -(-size // ascent.GRADIENT_CHUNK) * ascent.GRADIENT_CHUNK
+    if settings.diversity > 1:  # a group's patterns stay in one piece
+        size = max(per_objective, size // per_objective * per_objective)
     return size
 
 
-def ascent_steps(maps: int, settings: PatternSettings, input_shape: tuple[int, ...] = (28, 28, 1)) -> int:
-    """How many compiled steps `optimal_patterns` runs (what its progress counts up to)."""
-    total = maps * len(settings.scales) * settings.starts
-    return settings.steps * -(-total // _piece_items(total, settings, input_shape))
+def ascent_steps(maps: int, settings: PatternSettings, input_shape: tuple[int, ...] = (28, 28, 1),
+                 with_data: bool = False) -> int:
+    """How many steps `optimal_patterns` counts in its progress (at most; an early stop
+    reports the steps it skipped at once)."""
+    per = settings.start_count(with_data)
+    total = maps * per
+    return settings.steps * -(-total // _piece_items(total, settings, input_shape, per))
 
 
 def optimal_patterns(model: keras.Model, layer: str, maps: np.ndarray,
                      preprocessing: Preprocessing, settings: PatternSettings,
-                     progress: Callable[[int], None] | None = None) -> Patterns:
-    """Gradient ascent for every map in `maps` × every scale × every start.
-
-    All items run as one batch, or, when they would not fit the memory budget, as
-    consecutive pieces of equal size (the last one padded); each map keeps its best.
-    `progress(n)` is called with the number of steps done, summed over the pieces."""
-    import time
-
+                     progress: Callable[[int], None] | None = None, data=None,
+                     objectives: Sequence[Objective] | None = None) -> Patterns:
+    """Gradient ascent for each map of `layer` in `maps` (or each of `objectives`) from every
+    start. `data`: images (N, H, W[, C]) in pixels 0–255 at the model's input size, for the
+    data starts and each pattern's reference. `progress(n)` is called as steps finish."""
     begin = time.perf_counter()
-    maps = np.asarray(maps, dtype=np.int32)
-    m, s, k = len(maps), len(settings.scales), settings.starts
-    total = m * s * k
     input_shape = tuple(graph_of(model).input_shape[1:])
     image_shape = input_shape[:2] if input_shape[2] == 1 else input_shape
     settings.check_scales(max(input_shape[:2]))
-    respond = response(model, layer)
-    step = _compiled_step(respond, settings.objective, settings.pre_activation)
-    objective = _compiled_objective(respond, settings.objective)
-    lo, hi = (tf.constant(b) for b in preprocessing.bounds(input_shape))
-    rate = tf.constant(settings.step_size, tf.float32)
-    size = _piece_items(total, settings, input_shape)
-    best = _Best(m, s, k, settings.snapshots, input_shape)
-    x = None
+    maps = np.asarray(maps, dtype=np.int32)
+    if objectives is None:
+        objectives = map_objectives(model, layer, maps, settings.objective)
+    else:
+        maps = np.arange(len(objectives), dtype=np.int32)
+    batch = ObjectiveBatch(model, objectives, settings.pre_activation)
+    with_data = data is not None and len(data) > 0
+    reference = reference_index = None
+    top_index = None
+    if with_data:
+        wanted = max(1, settings.data_starts if settings.diversity == 1 else 1)
+        top_value, top_index = top_examples(batch, data, preprocessing, min(wanted, len(data)))
+        reference, reference_index = top_value[:, 0], top_index[:, 0]
+    plan = start_plan(settings, top_index.shape[1] if with_data and settings.diversity == 1
+                      and settings.data_starts else 0)
+    groups = tuple(dict.fromkeys(g for _, g, _ in plan))
+    low = preprocessing.apply(np.zeros((1, *image_shape), np.float32))[0]
+    span = preprocessing.apply(np.full((1, *image_shape), 255.0, np.float32))[0] - low
+
+    def start_pixels(o: int, p: int) -> np.ndarray:
+        _, _, scale = plan[p]
+        if scale is not None and scale < 0:
+            return np.asarray(data[int(top_index[o, -scale - 1])], np.float32).reshape(image_shape)
+        return noise_start(settings, (maps[o], p if settings.diversity > 1 else scale or 0,
+                                      p), scale, image_shape)
+
+    penalties, moves, form = settings.resolved(input_shape)
+    colour = colour_correlation(np.asarray(data[:1000], np.float32)) if with_data and form == "fourier" else None
+    param = FourierPixels(input_shape, colour) if form == "fourier" else PixelsDirect()
+    low_t, span_t = tf.constant(low), tf.constant(span)
+    climb = Climb(batch, lambda u: low_t + u * span_t, param, penalties, moves,
+                  settings.diversity_weight if settings.diversity > 1 else 0.0, settings.steps,
+                  settings.step_size, settings.snapshots, settings.seed, settings.early_stop)
+    m, per = len(objectives), len(plan)
+    best = _Best(m, per, np.array([groups.index(g) for _, g, _ in plan]), len(groups),
+                 settings.snapshots, input_shape, len(curve_steps(settings.steps)),
+                 settings.diversity > 1)
+    total = m * per
+    size = _piece_items(total, settings, input_shape, per)
     for first in range(0, total, size):
         items = np.arange(first, min(first + size, total))
         padded = np.resize(items, size)  # the last piece repeats its items; extra ones dropped
-        map_of, scale_of, start_of = padded // (s * k), (padded // k) % s, padded % k
-        starts = starting_images(maps[map_of], settings, scale_of, start_of, image_shape)
-        targets = tf.constant(maps[map_of])
-        if x is None:
-            x = tf.Variable(preprocessing.apply(starts))
-        else:
-            x.assign(preprocessing.apply(starts))
-        start_value = _score(objective, x, targets)
-        snaps = {}
-        for i in range(settings.steps + 1):
-            if i in settings.snapshots:
-                snaps[i] = x.numpy()
-            if i == settings.steps:
-                break
-            step(x, targets, lo, hi, rate)
-            if progress:
-                progress(1)
+        which, start = padded // per, padded % per
+        pixels = np.stack([start_pixels(o, p) for o, p in zip(which, start)])
+        u = (preprocessing.apply(pixels) - low) / span
+        group = np.where(np.arange(size) < len(items), which, -1)
+        piece = climb_piece(climb, u.astype(np.float32), which, group, progress)
         n = len(items)
-        best.add(items, _score(objective, x, targets)[:n], start_value[:n], x.numpy()[:n],
-                 {i: v[:n] for i, v in snaps.items()})
-    return Patterns(layer, maps, tuple(settings.scales), best.objective, best.start_objective,
-                    best.inputs, best.scale_inputs, best.snapshots, time.perf_counter() - begin)
-
-
-def _score(objective: Callable, x: tf.Variable, targets: tf.Tensor) -> np.ndarray:
-    """The objective of every item, in forward passes of OBJECTIVE_BATCH items."""
-    values = tf.convert_to_tensor(x)
-    return np.concatenate([objective(values[i:i + OBJECTIVE_BATCH], targets[i:i + OBJECTIVE_BATCH]).numpy()
-                           for i in range(0, int(values.shape[0]), OBJECTIVE_BATCH)])
+        best.add(items, piece, n, lambda v: low + v * span)
+    inputs = best.inputs
+    pixels = np.clip(preprocessing.invert(inputs), 0, 255)
+    saturated = ((pixels <= 0.5) | (pixels >= 254.5)).reshape(m, -1).mean(axis=1)
+    return Patterns(layer, maps, tuple(str(o) for o in objectives), tuple(p[0] for p in plan),
+                    groups, best.group_of, best.objective, best.start_objective, inputs,
+                    best.group_inputs, best.curve, curve_steps(settings.steps), reference,
+                    reference_index, saturated, best.diverse, best.snapshots,
+                    time.perf_counter() - begin)
 
 
 class _Best:
-    """Each map's best pattern (overall and per scale) over the pieces seen so far."""
+    """Each objective's best pattern (overall and per kind of start) over the pieces."""
 
-    def __init__(self, m: int, s: int, k: int, snapshots: tuple[int, ...],
-                 shape: tuple[int, ...]):
-        self.s, self.k = s, k
-        self.objective = np.full((m, s, k), -np.inf, np.float32)
-        self.start_objective = np.zeros((m, s, k), np.float32)
+    def __init__(self, m: int, per: int, group_of: np.ndarray, groups: int,
+                 snapshots: tuple[int, ...], shape: tuple[int, ...], checks: int, keep_all: bool):
+        self.per, self.group_of = per, group_of
+        self.objective = np.full((m, per), -np.inf, np.float32)
+        self.start_objective = np.zeros((m, per), np.float32)
         self.inputs = np.zeros((m, *shape), np.float32)
-        self.scale_inputs = np.zeros((m, s, *shape), np.float32)
+        self.group_inputs = np.zeros((m, groups, *shape), np.float32)
+        self.group_best = np.full((m, groups), -np.inf, np.float32)
+        self.curve = np.zeros((m, checks), np.float32)
         self.snapshots = {i: np.zeros((m, *shape), np.float32) for i in snapshots}
+        self.diverse = np.zeros((m, per, *shape), np.float32) if keep_all else None
 
-    def add(self, items: np.ndarray, final: np.ndarray, start: np.ndarray, x: np.ndarray,
-            snaps: dict[int, np.ndarray]) -> None:
-        """Record a piece's items (flat indices into M × S × K, increasing): a pattern is
-        kept where it beats every earlier one; among equals the first wins, as argmax picks."""
-        maps, scales, starts = items // (self.s * self.k), (items // self.k) % self.s, items % self.k
-        best_map = np.fmax.reduce(self.objective.reshape(len(self.objective), -1), axis=1)
-        best_scale = np.fmax.reduce(self.objective, axis=2)  # (fmax: a NaN never wins)
-        self.objective[maps, scales, starts] = final
-        self.start_objective[maps, scales, starts] = start
-        rows = _first_best(final, maps)
-        rows = rows[final[rows] > best_map[maps[rows]]]
-        self.inputs[maps[rows]] = x[rows]
-        for i, frames in snaps.items():
-            self.snapshots[i][maps[rows]] = frames[rows]
-        rows = _first_best(final, maps * self.s + scales)
-        rows = rows[final[rows] > best_scale[maps[rows], scales[rows]]]
-        self.scale_inputs[maps[rows], scales[rows]] = x[rows]
+    def add(self, items: np.ndarray, piece, n: int, to_input: Callable) -> None:
+        """Record a piece's first n items (flat indices objective × start, increasing): a
+        pattern is kept where it beats every earlier one; among equals the first wins."""
+        which, start = items // self.per, items % self.per
+        value = np.where(np.isnan(piece.best_value[:n]), -np.inf, piece.best_value[:n])
+        best_so_far = self.objective.max(axis=1)
+        self.objective[which, start] = value
+        self.start_objective[which, start] = piece.start_value[:n]
+        inputs = to_input(piece.best[:n])
+        if self.diverse is not None:
+            self.diverse[which, start] = inputs
+        rows = _first_best(value, which)
+        rows = rows[value[rows] > best_so_far[which[rows]]]
+        self.inputs[which[rows]] = inputs[rows]
+        self.curve[which[rows]] = piece.curve[:, rows].T
+        for i, frames in piece.snapshots.items():
+            self.snapshots[i][which[rows]] = to_input(frames[rows])
+        group = self.group_of[start]
+        rows = _first_best(value, which * len(self.group_best[0]) + group)
+        rows = rows[value[rows] > self.group_best[which[rows], group[rows]]]
+        self.group_best[which[rows], group[rows]] = value[rows]
+        self.group_inputs[which[rows], group[rows]] = inputs[rows]
 
 
 def _first_best(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Per group, the row of the highest value (the first among equals; NaN last)."""
+    """Per group, the row of the highest value (the first among equals)."""
     order = np.lexsort((np.arange(len(values)), -values, groups))
     first = np.r_[True, groups[order][1:] != groups[order][:-1]]
     return order[first]
 
-
-def _select(values: tf.Tensor, targets: tf.Tensor, objective: str) -> tf.Tensor:
-    """Per item i: the objective of map targets[i] (mean over positions, the centre, or the
-    maximum: the quickest way to wake a silent map, used by the pre-activation fallback)."""
-    if values.shape.rank == 2:  # dense units
-        return tf.gather(values, targets, axis=1, batch_dims=1)
-    chosen = tf.gather(values, targets, axis=3, batch_dims=1)  # (B, h, w)
-    if objective == "center":
-        h, w = chosen.shape[1], chosen.shape[2]
-        return chosen[:, h // 2, w // 2]
-    if objective == "max":
-        return tf.reduce_max(chosen, axis=[1, 2])
-    return tf.reduce_mean(chosen, axis=[1, 2])
-
-
-def _compiled_objective(respond: Callable, objective: str) -> Callable:
-    @tf.function
-    def value(x, targets):
-        return _select(respond(x)[1], targets, objective)
-
-    return value
-
-
-def _compiled_step(respond: Callable, objective: str, mode: str, chunk: int | None = None) -> Callable:
-    """One ascent step for the whole batch, compiled once.
-
-    The gradient is computed in independent chunks of `chunk` items, the iterations of one
-    loop (one traced body, so tracing stays ≈ 0.5 s): each item's gradient depends only on
-    itself, so this is exact; the chunks' smaller tensors stay in cache, and the memory of
-    the backward pass is that of one chunk. The iterations run one at a time
-    (PARALLEL_CHUNKS): side by side they crashed oneDNN on branched models.
-    """
-    chunk = chunk or GRADIENT_CHUNK
-
-    def goal_of(x, targets):
-        pre, post = respond(x)
-        post_value = _select(post, targets, objective)
-        wake = "max" if objective == "mean" else objective
-        if mode == "off":
-            return post_value
-        if mode == "on":
-            return _select(pre, targets, objective)
-        # auto: while the map is silent (exactly zero: a ReLU off everywhere), raise its
-        # strongest pre-activation; any other value, negative too, is climbed as it is
-        return tf.where(tf.not_equal(post_value, 0.0), post_value, _select(pre, targets, wake))
-
-    def chunk_gradient(args):
-        part, part_targets = args
-        with tf.GradientTape() as tape:
-            tape.watch(part)
-            total = tf.reduce_sum(goal_of(part, part_targets))
-        return tape.gradient(total, part)
-
-    @tf.function
-    def step(x, targets, lo, hi, rate):
-        size = x.shape[0]
-        if size <= chunk:
-            grad = chunk_gradient((x, targets))
-        else:  # chunks as the iterations of one loop
-            pad = -size % chunk
-            padded = tf.pad(tf.convert_to_tensor(x), [[0, pad], [0, 0], [0, 0], [0, 0]])
-            padded_targets = tf.pad(targets, [[0, pad]])
-            grad = tf.map_fn(chunk_gradient,
-                             (tf.reshape(padded, [-1, chunk, *x.shape[1:]]),
-                              tf.reshape(padded_targets, [-1, chunk])),
-                             fn_output_signature=tf.float32,
-                             parallel_iterations=PARALLEL_CHUNKS)
-            grad = tf.reshape(grad, [-1, *x.shape[1:]])[:size]
-        rms = tf.sqrt(tf.reduce_mean(tf.square(grad), axis=[1, 2, 3], keepdims=True)) + 1e-12
-        x.assign(tf.clip_by_value(x + rate * grad / rms, lo, hi))
-
-    return step
 
 def parse_maps(text: str | None, count: int) -> np.ndarray:
     """'0-15,31' → [0, …, 15, 31]; None → all `count` maps. Errors name the valid range."""

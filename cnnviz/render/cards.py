@@ -82,7 +82,8 @@ def find_sources(folder: Path, entries: list[dict]) -> CardSources:
             elif parts[0] == FILTERS and path.suffix == ".npz":
                 with np.load(path) as z:
                     arrays = {k: z[k] for k in z.files if k != "all_objectives"}
-                if arrays["pixels"].ndim != 3 or arrays.get("snapshot_pixels", np.zeros((0,) * 4)).ndim != 4:
+                if arrays["pixels"].ndim not in (3, 4) or \
+                        arrays.get("snapshot_pixels", np.zeros((0,) * 5)).ndim not in (4, 5):
                     raise ValueError("unexpected array shapes")
                 found.patterns[layer] = arrays
             elif e["path"] == STATS_JSON:
@@ -104,6 +105,23 @@ def find_sources(folder: Path, entries: list[dict]) -> CardSources:
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
             continue  # a broken array file costs its card section, never the page
     return found
+
+
+def _pattern_caption(patterns: dict[str, np.ndarray], i: int, name: str) -> str:
+    """The value reached, against the best dataset image, the curve, the flags."""
+    reached = float(patterns["objective"][i])
+    text = f"activation reached {reached:.3g}"
+    if "reference" in patterns:
+        best = float(patterns["reference"][i])
+        text += f" (best real image {best:.3g}" + (f", ×{reached / best:.2g})" if best > 0 else ")")
+    if "curve" in patterns and "curve_steps" in patterns:
+        curve, steps = patterns["curve"][i], patterns["curve_steps"]
+        text += "; over steps " + ", ".join(f"{int(s)}: {float(v):.3g}" for s, v in
+                                           list(zip(steps, curve))[::max(1, len(steps) // 5)])
+    if "flags" in patterns and "flag_names" in patterns:
+        raised = [str(n) for n, f in zip(patterns["flag_names"], patterns["flags"][i]) if f]
+        text += "".join(f"; ⚠ {r}" for r in raised)
+    return text + f"; the network calls it {name}"
 
 
 CARD_LIMIT = 256  # cards per layer: a big layer's first 256 maps (its arrays keep them all)
@@ -132,9 +150,7 @@ def write_card_images(sources: CardSources, layer: str, folder: Path,
             pixels = as_tiles(np.asarray(patterns["pixels"][i])[np.newaxis])[0] / 255.0
             predicted = int(patterns["predicted"][i])
             name = class_names[predicted] if predicted < len(class_names) else str(predicted)
-            _add(card, folder, "pattern", pixels, GRAY,
-                 f"activation reached {float(patterns['objective'][i]):.3g}; "
-                 f"the network calls it {name}")
+            _add(card, folder, "pattern", pixels, GRAY, _pattern_caption(patterns, i, name))
             steps = patterns.get("snapshot_steps")
             if steps is not None and len(steps):
                 frames = patterns["snapshot_pixels"][i]
