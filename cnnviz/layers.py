@@ -54,6 +54,9 @@ def check_layers(model: keras.Model, names: list[str], probe: str) -> None:
     bad = [name for name in names if name not in valid]
     if not bad:
         return
+    if bad[0] not in graph_of(model).addresses:
+        raise UsageError(f"unknown layer {bad[0]}; valid: {', '.join(valid) or 'none in this model'}",
+                         "layers")
     why = {"patterns": "has nothing to optimise (it only passes values on, or converts the "
                        "input); patterns need one of",
            "kernels": "is not a convolution; kernels exist for",

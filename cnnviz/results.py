@@ -167,7 +167,7 @@ class PatternResult(_Shown):
             return image_grid(self.diverse, names, [f"#{k + 1}" for k in range(self.diverse.shape[1])],
                               f"{self.layer}: patterns that must differ", None)
         ratio = self.ratio if self.ratio is not None else np.full(len(self.maps), np.nan)
-        labels = [f"{n}: {o:.3g}" + (f" ×{r:.2g}" if np.isfinite(r) else "")
+        labels = [(f"{n} ×{r:.2g}" if np.isfinite(r) else f"{n}: {o:.3g}")
                   + f" → {self.class_names[p] if p < len(self.class_names) else p}"
                   for n, o, r, p in zip(names, self.objective, ratio, self.predicted)]
         return pattern_gallery(self.pixels, labels, f"{self.layer}: best input pattern per map",

@@ -37,12 +37,12 @@ def small_npz(tmp_path_factory, sample) -> Path:
     return path
 
 
-def train_with_cli(root: Path, data: Path, name: str) -> Path:
-    """A real `cnnviz train` of article2 for one epoch on `data`; returns the trained root."""
+def train_with_cli(root: Path, data: Path, name: str, epochs: int = 1) -> Path:
+    """A real `cnnviz train` of article2 for `epochs` on `data`; returns the trained root."""
     from cnnviz.cli import main
 
     with pytest.raises(SystemExit) as done:
-        main(["train", "--data", str(data), "--name", name, "--epochs", "1", "--quiet",
+        main(["train", "--data", str(data), "--name", name, "--epochs", str(epochs), "--quiet",
               "--trained-dir", str(root)])
     assert done.value.code == 0
     return root

@@ -76,14 +76,14 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
     objective = result.best_objective
     ratio = result.ratio
     names = [f"{m}" if objectives is None else result.objectives[i] for i, m in enumerate(result.maps)]
-    labels = [f"{n}: {o:.3g}" + (f" ×{r:.2g}" if ratio is not None and np.isfinite(r) else "")
+    labels = [(f"{n} ×{r:.2g}" if ratio is not None and np.isfinite(r) else f"{n}: {o:.3g}")
               + f" → {class_names[p] if p < len(class_names) else p}"
               for n, o, r, p in zip(names, objective, ratio if ratio is not None else objective,
                                     predicted)]
     rel = f"{FILTERS}/{place}/patterns-{place}.png"
     against = f", ×: against its best {split} image" if ratio is not None else ""
     title = (f"{layer}: best input pattern per {'map' if objectives is None else 'objective'} "
-             f"(value reached{against}, → predicted class); {len(result.starts)} starts, "
+             f"(label: value reached{against}, → predicted class); {len(result.starts)} starts, "
              f"{settings.steps} steps")
     pattern_gallery(pixels, labels, title, out / rel)
     entries = [_entry(rel, title, "patterns", layer, result.maps)]
