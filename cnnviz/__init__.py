@@ -20,7 +20,22 @@ if TYPE_CHECKING:
     from cnnviz.inspected import Inspected
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load", "train", "CnnvizError", "UsageError"]
+__all__ = ["__version__", "load", "train", "CnnvizError", "UsageError", "Objective", "channel",
+           "neuron"]
+_OBJECTIVES = ("Objective", "channel", "neuron")
+
+
+def __getattr__(name: str):
+    """cnnviz.channel / neuron / Objective (composable pattern objectives), imported on first
+    use so that `import cnnviz` stays free of TensorFlow."""
+    if name in _OBJECTIVES:
+        from cnnviz.runtime import import_tensorflow
+
+        import_tensorflow()
+        from cnnviz.probes import objectives
+
+        return getattr(objectives, name)
+    raise AttributeError(f"module 'cnnviz' has no attribute {name!r}")
 
 
 def load(model: Any = None, trained_dir: str | Path = "trained",

@@ -272,24 +272,25 @@ def test_commands_print_no_tensorflow_or_keras_lines(args, trained, small_npz, t
 
 def test_repeated_scales_count_once(trained, tmp_path, run_cli):
     result = run_cli("filters", "a2", "--layer", "conv1", "--steps", "2", "--scales", "7,7,7",
-                     "--starts", "1", "--per-scale", "--trained-dir", trained, "--outputs-dir",
-                     tmp_path)
+                     "--starts", "1", "--pixel-starts", "0", "--data-starts", "0", "--per-scale",
+                     "--trained-dir", trained, "--outputs-dir", tmp_path)
     assert result.code == 0, result.output
     files = [p for p in (tmp_path / "a2" / "filters").rglob("*") if p.is_file()]
-    assert f"wrote {len(files)} files" in result.out and len(files) == 2
+    assert f"wrote {len(files)} files" in result.out and len(files) == 3  # patterns, scale 7, report
 
 
 # ---- 7, 9: bounded memory, and a branched model never crashes -----------------------------
 
 def test_the_ascent_in_pieces_equals_one_batch(loaded, monkeypatch):
-    from cnnviz.probes import patterns
+    from cnnviz.probes import ascent, patterns
     from cnnviz.probes.patterns import PatternSettings, ascent_steps, optimal_patterns
 
-    settings = PatternSettings(steps=6, scales=(7, 14, 28), starts=3, snapshots=(0, 3, 6))
+    settings = PatternSettings(steps=6, scales=(7, 14, 28), starts=3, pixel_starts=0,
+                               snapshots=(0, 3, 6))
     maps = np.arange(7)
     whole = optimal_patterns(loaded.model, "conv2", maps, loaded.preprocessing, settings)
-    per_item = 4 * 28 * 28 * (4 + 3)
-    monkeypatch.setattr(patterns, "GRADIENT_CHUNK", 4)
+    per_item = 4 * 28 * 28 * (8 + 3)
+    monkeypatch.setattr(ascent, "GRADIENT_CHUNK", 4)
     monkeypatch.setattr(patterns, "PIECE_BYTES", per_item * 10)  # 63 items → 8 pieces of 8
     counted = []
     pieces = optimal_patterns(loaded.model, "conv2", maps, loaded.preprocessing, settings,
@@ -299,18 +300,20 @@ def test_the_ascent_in_pieces_equals_one_batch(loaded, monkeypatch):
     np.testing.assert_allclose(pieces.start_objective, whole.start_objective, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(pieces.best, whole.best)
     np.testing.assert_allclose(pieces.best_inputs, whole.best_inputs, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(pieces.scale_inputs, whole.scale_inputs, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pieces.group_inputs, whole.group_inputs, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pieces.curve, whole.curve, rtol=1e-4, atol=1e-5)
     for step in settings.snapshots:
         np.testing.assert_allclose(pieces.snapshots[step], whole.snapshots[step], atol=1e-4)
 
 
 def test_piece_size_does_not_grow_with_the_flags():
-    from cnnviz.probes.patterns import GRADIENT_CHUNK, PIECE_BYTES, piece_size
+    from cnnviz.probes.ascent import GRADIENT_CHUNK
+    from cnnviz.probes.patterns import PIECE_BYTES, piece_size
 
     size = piece_size((28, 28, 1), 4)
-    assert size % GRADIENT_CHUNK == 0 and size * 4 * 28 * 28 * 8 <= PIECE_BYTES
+    assert size % GRADIENT_CHUNK == 0 and size * 4 * 28 * 28 * 12 <= PIECE_BYTES
     assert piece_size((224, 224, 3), 4) == GRADIENT_CHUNK or \
-        piece_size((224, 224, 3), 4) * 4 * 224 * 224 * 3 * 8 <= PIECE_BYTES
+        piece_size((224, 224, 3), 4) * 4 * 224 * 224 * 3 * 12 <= PIECE_BYTES
 
 
 BRANCHED = textwrap.dedent("""

@@ -94,7 +94,7 @@ def test_two_commands_writing_one_gallery_at_once_keep_both(trained, tmp_path):
     listed = assert_gallery_intact(tmp_path / "a2")
     commands = {path.split("/")[0] for path in listed}
     assert commands == {"activations", "kernels", "filters"}
-    assert len(listed) == 4 + 6 + 1
+    assert len(listed) == 4 + 6 + 2  # images; kernels; patterns and their report
 
 
 @pytest.fixture
