@@ -111,6 +111,11 @@ def test_a_map_card_holds_everything_known_about_the_map(atlas):
                     "Mean output per class"):
         assert section in card, section
     assert f"{stats['mean'][7]:.4g}" in card
+    with np.load(atlas / "filters" / "conv2" / "patterns-conv2.npz") as arrays:
+        reached, best = float(arrays["objective"][7]), float(arrays["reference"][7])
+        assert reached >= best and list(arrays["curve_steps"])[0] == 0
+    assert f"activation reached {reached:.3g} (best real image {best:.3g}" in card
+    assert "over steps 0: " in card
     assert 'href="map-006.html"' in card and 'href="map-008.html"' in card
     assert "../../index.html#layer-conv2" in card
     first = (atlas / "cards" / "conv2" / "map-000.html").read_text()

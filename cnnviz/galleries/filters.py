@@ -81,10 +81,11 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
               for n, o, r, p in zip(names, objective, ratio if ratio is not None else objective,
                                     predicted)]
     rel = f"{FILTERS}/{place}/patterns-{place}.png"
-    against = f", ×: against its best {split} image" if ratio is not None else ""
-    title = (f"{layer}: best input pattern per {'map' if objectives is None else 'objective'} "
-             f"(label: value reached{against}, → predicted class); {len(result.starts)} starts, "
-             f"{settings.steps} steps")
+    what = "map" if objectives is None else "objective"
+    shown = (f"{what} ×value over its best {split} image" if ratio is not None
+             else f"{what}: value reached")
+    title = (f"{layer}: best input pattern per {what} (label: {shown} → predicted class); "
+             f"{len(result.starts)} starts, {settings.steps} steps")
     pattern_gallery(pixels, labels, title, out / rel)
     entries = [_entry(rel, title, "patterns", layer, result.maps)]
     if per_scale:

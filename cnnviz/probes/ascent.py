@@ -98,7 +98,7 @@ def climb_piece(climb: Climb, start: np.ndarray, which: np.ndarray, groups: np.n
                 active.assign((quiet < PATIENCE).astype(np.float32))
         if i == climb.steps:
             break
-        rate = climb.step_size * (FINAL_RATE + (1 - FINAL_RATE) * 0.5 * (1 + math.cos(math.pi * i / climb.steps)))
+        rate = climb.step_size * climb.param.step_scale * (FINAL_RATE + (1 - FINAL_RATE) * 0.5 * (1 + math.cos(math.pi * i / climb.steps)))
         step(theta, first, second, active, which_t, groups_t, tf.constant(rate, tf.float32),
              tf.constant(i + 1, tf.int32))
         if progress:

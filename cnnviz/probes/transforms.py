@@ -113,6 +113,7 @@ class PixelsDirect:
     """The pattern is its pixels (clipped to 0–1 after every step)."""
 
     clipped = True
+    step_scale = 1.0
 
     def to_pixels(self, theta: tf.Tensor) -> tf.Tensor:
         return theta
@@ -125,6 +126,7 @@ class FourierPixels:
     """u = sigmoid(colour-mixed inverse FFT of spectrum · 1/frequency)."""
 
     clipped = False
+    step_scale = 3.0  # measured (benchmarks/bench_patterns.py): 3× the pixel step climbs best
 
     def __init__(self, shape: tuple[int, int, int], colour: np.ndarray | None = None):
         h, w, c = shape
