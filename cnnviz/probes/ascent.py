@@ -46,6 +46,13 @@ class Climb:
     snapshots: tuple[int, ...] = ()
     seed: int = 0
     early_stop: bool = True
+    _compiled: tuple | None = field(default=None, repr=False)
+
+    def compiled(self) -> tuple[Callable, Callable]:
+        """The step and the exact measurement, traced once for all pieces."""
+        if self._compiled is None:
+            self._compiled = _compiled(self)
+        return self._compiled
 
 
 @dataclass
@@ -70,7 +77,7 @@ def climb_piece(climb: Climb, start: np.ndarray, which: np.ndarray, groups: np.n
     first, second = tf.Variable(tf.zeros_like(theta)), tf.Variable(tf.zeros_like(theta))
     active = tf.Variable(tf.ones([len(start)], tf.float32))
     which_t, groups_t = tf.constant(which, tf.int32), tf.constant(groups, tf.int32)
-    step, measure = _compiled(climb)
+    step, measure = climb.compiled()
     checks = curve_steps(climb.steps)
     best_value = np.full(len(start), -np.inf, np.float32)
     best = np.zeros_like(start, dtype=np.float32)
@@ -86,7 +93,9 @@ def climb_piece(climb: Climb, start: np.ndarray, which: np.ndarray, groups: np.n
             value = _measure(measure, pixels, which_t)
             if row:
                 gain = np.maximum(value, best_value) - best_value
-                quiet = np.where(gain <= CONVERGED * np.abs(best_value), quiet + 1, 0)
+                # a start still at exactly 0 is waking up (its pre-activation rises): never done
+                done = (gain <= CONVERGED * np.abs(best_value)) & (best_value != 0)
+                quiet = np.where(done, quiet + 1, 0)
             better = value > best_value
             best[better] = pixels.numpy()[better]
             best_value = np.where(better, value, best_value)
