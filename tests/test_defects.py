@@ -334,21 +334,22 @@ BRANCHED = textwrap.dedent("""
     x = keras.layers.GlobalAveragePooling2D()(d)
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
     result = optimal_patterns(model, "d", np.arange(16), Preprocessing(),
-                              PatternSettings(steps=4, scales=(7, 14), starts=3))
+                              PatternSettings(steps=4, scales=(7, 14), starts=3, pixel_starts=0))
     assert np.isfinite(result.objective).all()
     print("ok")
 """)
 
 
 @pytest.mark.slow
-def test_the_ascent_on_a_branched_model_never_crashes_in_20_processes(tmp_path):
+def test_the_ascent_on_a_branched_model_never_crashes_in_12_processes(tmp_path):
     """96 items in chunks of 64 (the looped path, with padding) on a model with Add and
-    Concatenate: parallel chunks crashed oneDNN one run in three."""
+    Concatenate: parallel chunks crashed oneDNN one run in three (12 clean runs: a chance of
+    (2/3)^12 < 1 % that such a crash goes unseen)."""
     script = tmp_path / "branched.py"
     script.write_text(BRANCHED)
     env = dict(os.environ, CNNVIZ_OFFLINE="1")
     codes = []
-    for _ in range(10):  # two at a time: the machine has two cores
+    for _ in range(6):  # two at a time: the machine has two cores
         procs = [subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for _ in range(2)]
         for proc in procs:

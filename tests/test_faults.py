@@ -186,7 +186,8 @@ def test_same_seed_same_accuracy_and_patterns(tmp_path, small_npz, run_cli):
     assert runs[0]["metrics"]["test_loss"] == runs[1]["metrics"]["test_loss"]
     arrays = []
     for name in ("one", "two"):
-        result = run_cli("filters", name, "--layer", "conv2", "--steps", "20", "--save-arrays",
+        result = run_cli("filters", name, "--layer", "conv2", "--steps", "20", "--pixel-starts", "1",
+                         "--data-starts", "1", "--save-arrays",
                          "--trained-dir", tmp_path / "t", "--outputs-dir", tmp_path / "o")
         assert result.code == 0, result.output
         with np.load(tmp_path / "o" / name / "filters" / "conv2" / "patterns-conv2.npz") as z:
