@@ -29,7 +29,7 @@ def response(model: keras.Model, name: str) -> Callable:
     if has_activation(layer):
         def linear(x):
             (inputs,) = graph.run(x, [], inputs_of=(name,))
-            pre = _linear(layer, inputs)
+            pre = linear_part(layer, inputs)
             return pre, layer.activation(pre)
 
         return linear
@@ -57,7 +57,7 @@ def response(model: keras.Model, name: str) -> Callable:
     return plain
 
 
-def _linear(layer, x):
+def linear_part(layer, x):
     """The linear part of a convolution or dense layer (before its activation)."""
     if isinstance(layer, keras.layers.Dense):
         out = keras.ops.matmul(x, layer.kernel)

@@ -1,0 +1,280 @@
+"""Why a prediction: attributions of a class logit to the input.
+
+The target of every method is the class *logit* (the input of the softmax): a saturated
+softmax has all-zero gradients, the logit does not. Images come as pixels (N, H, W[, C]),
+0–255; methods return (N, H, W) maps on the input grid:
+- saliency: max over channels of |∂logit/∂input|;
+- gradient-input: Σ over channels of input × gradient;
+- smoothgrad: the gradient averaged over noisy copies (σ = `noise` × the 0–255 range),
+  summed over channels;
+- integrated-gradients: (input − baseline) × the gradient averaged along the straight path
+  (midpoint rule, `steps`), summed over channels; its completeness error is reported;
+- grad-cam / grad-cam++: a spatial layer's maps weighted by the logit's gradient, upsampled;
+- occlusion: the logit's drop when a `patch`×`patch` square is set to the baseline colour
+  (black: pixels 0), averaged over the patches covering each pixel.
+Every image × sample × step goes through the network in batches of `batch_size` items:
+memory does not grow with `steps` or `samples`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnviz.errors import UsageError
+from cnnviz.graph import graph_of
+from cnnviz.inputs import Preprocessing
+from cnnviz.layers import has_activation
+from cnnviz.probes.responses import ends_in_softmax, linear_part
+
+METHODS = ("saliency", "gradient-input", "smoothgrad", "integrated-gradients", "grad-cam",
+           "grad-cam++", "occlusion")
+BASELINES = ("black", "mean", "blur")
+SIGNED = {"gradient-input", "smoothgrad", "integrated-gradients", "occlusion"}
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    methods: tuple[str, ...] = METHODS
+    steps: int = 50            # integrated gradients
+    samples: int = 50          # smoothgrad
+    noise: float = 0.15        # smoothgrad σ, share of the 0–255 range
+    baseline: str = "black"    # integrated gradients (and occlusion's fill is always black)
+    patch: int | None = None   # occlusion; None: a seventh of the side
+    stride: int | None = None  # None: half the patch
+    layer: str | None = None   # grad-cam; None: the last layer with a spatial output
+    batch_size: int = 256
+    seed: int = 0
+
+    def __post_init__(self):
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise UsageError(f"method {bad[0] if bad else 'none'!r}: choose from "
+                             f"{', '.join(METHODS)}", "methods")
+        for name in ("steps", "samples", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be ≥ 1, got {getattr(self, name)}", name)
+        for name in ("patch", "stride"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UsageError(f"{name} must be ≥ 1 pixel, got {getattr(self, name)}", name)
+        if self.baseline not in BASELINES:
+            raise UsageError(f"baseline must be one of {', '.join(BASELINES)}", "baseline")
+        if not 0 <= self.noise < float("inf"):
+            raise UsageError(f"noise must be ≥ 0, got {self.noise}", "noise")
+
+
+@dataclass
+class Attributions:
+    """Per method an (N, H, W) map; the logits (N, K), the targets, and what each method used."""
+
+    maps: dict[str, np.ndarray]
+    logits: np.ndarray
+    targets: np.ndarray
+    notes: dict[str, str] = field(default_factory=dict)
+    completeness: np.ndarray | None = None  # (N,) IG: Σ attributions − (f(x) − f(baseline))
+    difference: np.ndarray | None = None    # (N,) f(x) − f(baseline)
+
+
+def logits_of(model: keras.Model, layer: str | None = None) -> Callable:
+    """x → (the layer's output or None, the logits (N, K)): the model's output before its
+    softmax, or its output where it has none."""
+    graph = graph_of(model)
+    out = graph.output_address
+    final = graph.layer(out)
+    wanted = [layer] if layer else []
+
+    def run(x):
+        if ends_in_softmax(final):
+            *found, feed = graph.run(x, wanted, inputs_of=(out,))
+            logits = linear_part(final, feed) if has_activation(final) else feed
+        else:
+            *found, logits = graph.run(x, wanted + [out])
+        return (found[0] if layer else None), logits
+
+    return run
+
+
+def spatial_layer(model: keras.Model) -> str:
+    """Grad-CAM's default: the last layer (nested ones too) whose output has positions."""
+    from cnnviz.layers import layers_for
+
+    graph = graph_of(model)
+    spatial = [a for a in layers_for(model, "activations") if len(graph.shape(a)) == 4
+               and min(graph.shape(a)[1:3]) > 1]
+    if not spatial:
+        raise UsageError("grad-cam needs a layer with positions (H×W > 1); this model has "
+                         "none", "layer")
+    return spatial[-1]
+
+
+def explain(model: keras.Model, preprocessing: Preprocessing, pixels: np.ndarray,
+            targets: np.ndarray, settings: ExplainSettings,
+            mean_pixels: np.ndarray | None = None) -> Attributions:
+    """Attributions of each image's target logit by every method in `settings`."""
+    shape = tuple(graph_of(model).input_shape[1:])
+    pixels = np.asarray(pixels, np.float32).reshape(len(pixels), *shape)
+    targets = np.asarray(targets, np.int64)
+    x = preprocessing.apply(pixels if shape[2] > 1 else pixels[..., 0])
+    zeros = np.zeros((1, *shape[:2]) + ((shape[2],) if shape[2] > 1 else ()), np.float32)
+    low = preprocessing.apply(zeros)[0]
+    span = preprocessing.apply(zeros + 255.0)[0] - low
+    run = tf.function(logits_of(model), reduce_retracing=True)
+    gradient = _gradient_fn(logits_of(model))
+    logits = _batched(lambda b: run(tf.constant(x[b]))[1].numpy(), len(x), settings.batch_size)
+    found = Attributions({}, logits, targets)
+    for method in settings.methods:
+        if method in ("saliency", "gradient-input"):
+            grad = _gradients(gradient, x, targets, settings.batch_size)
+            found.maps[method] = (np.abs(grad).max(axis=-1) if method == "saliency"
+                                  else (grad * x).sum(axis=-1))
+        elif method == "smoothgrad":
+            found.maps[method] = _smoothgrad(gradient, x, targets, span, settings)
+        elif method == "integrated-gradients":
+            base = preprocessing.apply(_baseline(settings.baseline, pixels, mean_pixels, shape))
+            grad = _path_gradients(gradient, x, base, targets, settings)
+            attributions = ((x - base) * grad).sum(axis=-1)
+            end = _batched(lambda b: run(tf.constant(base[b]))[1].numpy(), len(x), settings.batch_size)
+            found.difference = (logits - end)[np.arange(len(x)), targets]
+            found.completeness = attributions.sum(axis=(1, 2)) - found.difference
+            found.maps[method] = attributions
+            found.notes[method] = f"baseline {settings.baseline}, {settings.steps} steps"
+        elif method in ("grad-cam", "grad-cam++"):
+            layer = settings.layer or spatial_layer(model)
+            found.maps[method] = _grad_cam(model, layer, x, targets, method, settings.batch_size)
+            found.notes[method] = f"layer {layer}"
+        else:
+            patch = settings.patch or max(1, round(shape[0] / 7))
+            stride = settings.stride or max(1, patch // 2)
+            found.maps[method] = occlusion(run, x, targets, patch, stride, low, settings.batch_size)
+            found.notes[method] = f"{patch}×{patch} patches every {stride} px, filled black"
+    return found
+
+
+def _batched(fn: Callable, count: int, size: int) -> np.ndarray:
+    return np.concatenate([fn(slice(i, i + size)) for i in range(0, count, size)])
+
+
+def _gradient_fn(run: Callable) -> Callable:
+    @tf.function(reduce_retracing=True)
+    def gradient(x, targets):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = run(x)[1]
+            total = tf.reduce_sum(tf.gather(logits, targets, axis=1, batch_dims=1))
+        return tape.gradient(total, x)
+
+    return gradient
+
+
+def _gradients(gradient: Callable, x: np.ndarray, targets: np.ndarray, size: int) -> np.ndarray:
+    return _batched(lambda b: gradient(tf.constant(x[b]), tf.constant(targets[b])).numpy(),
+                    len(x), size)
+
+
+def _stream_mean(gradient: Callable, count: int, per: int, make: Callable, targets: np.ndarray,
+                 size: int) -> np.ndarray:
+    """The mean gradient over `per` inputs of each of `count` images; make(images, k) builds
+    the inputs of items (image, k) a batch at a time."""
+    total = None
+    items = np.arange(count * per)
+    for first in range(0, len(items), size):
+        chunk = items[first:first + size]
+        image, k = chunk // per, chunk % per
+        grad = gradient(tf.constant(make(image, k)), tf.constant(targets[image])).numpy()
+        if total is None:
+            total = np.zeros((count, *grad.shape[1:]), np.float64)
+        np.add.at(total, image, grad)
+    return (total / per).astype(np.float32)
+
+
+def _smoothgrad(gradient, x, targets, span, settings) -> np.ndarray:
+    sigma = settings.noise * span  # in input units: `noise` × what 0–255 pixels span
+
+    def make(image, k):
+        rng = np.random.default_rng([settings.seed, int(image[0]), int(k[0])])
+        return x[image] + sigma * rng.normal(size=(len(image), *x.shape[1:])).astype(np.float32)
+
+    mean = _stream_mean(gradient, len(x), settings.samples, make, targets, settings.batch_size)
+    return mean.sum(axis=-1)
+
+
+def _baseline(kind: str, pixels: np.ndarray, mean_pixels: np.ndarray | None,
+              shape: tuple[int, ...]) -> np.ndarray:
+    """Baseline images in pixels, in the shape `apply` takes."""
+    grey = shape[2] == 1
+    images = pixels[..., 0] if grey else pixels
+    if kind == "black":
+        return np.zeros_like(images)
+    if kind == "mean":
+        if mean_pixels is None:
+            raise UsageError("baseline mean needs the dataset (its mean image)", "baseline")
+        return np.broadcast_to(np.asarray(mean_pixels, np.float32).reshape(images.shape[1:]),
+                               images.shape).copy()
+    from scipy.ndimage import gaussian_filter
+
+    sigma = max(shape[:2]) / 10
+    return np.stack([gaussian_filter(im, sigma=(sigma, sigma) + ((0,) if not grey else ()))
+                     for im in images]).astype(np.float32)
+
+
+def _path_gradients(gradient, x, base, targets, settings) -> np.ndarray:
+    alphas = ((np.arange(settings.steps) + 0.5) / settings.steps).astype(np.float32)
+
+    def make(image, k):
+        a = alphas[k].reshape(-1, *([1] * (x.ndim - 1)))
+        return base[image] + a * (x[image] - base[image])
+
+    return _stream_mean(gradient, len(x), settings.steps, make, targets, settings.batch_size)
+
+
+def _grad_cam(model, layer, x, targets, method, size) -> np.ndarray:
+    run = logits_of(model, layer)
+    h, w = x.shape[1:3]
+
+    @tf.function(reduce_retracing=True)
+    def cam(batch, chosen):
+        with tf.GradientTape() as tape:
+            maps, logits = run(batch)
+            score = tf.reduce_sum(tf.gather(logits, chosen, axis=1, batch_dims=1))
+        grad = tape.gradient(score, maps)
+        if method == "grad-cam":
+            weights = tf.reduce_mean(grad, axis=[1, 2], keepdims=True)
+        else:  # grad-cam++: the closed form for exp(score) (Chattopadhay et al., 2018)
+            g2, g3 = tf.square(grad), tf.pow(grad, 3)
+            denominator = 2 * g2 + tf.reduce_sum(maps, axis=[1, 2], keepdims=True) * g3
+            alpha = tf.math.divide_no_nan(g2, denominator)
+            weights = tf.reduce_sum(alpha * tf.nn.relu(grad), axis=[1, 2], keepdims=True)
+        heat = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1, keepdims=True))
+        return tf.image.resize(heat, [h, w], method="bilinear")[..., 0]
+
+    return _batched(lambda b: cam(tf.constant(x[b]), tf.constant(targets[b])).numpy(), len(x), size)
+
+
+def occlusion(run: Callable, x: np.ndarray, targets: np.ndarray, patch: int, stride: int,
+              fill: np.ndarray, size: int) -> np.ndarray:
+    """Per pixel: the mean drop of the target logit over the patches that cover it."""
+    h, w = x.shape[1:3]
+    corners = [(r, c) for r in range(0, max(1, h - patch + 1), stride)
+               for c in range(0, max(1, w - patch + 1), stride)]
+    base = _batched(lambda b: run(tf.constant(x[b]))[1].numpy(), len(x), size)[np.arange(len(x)), targets]
+    drop = np.zeros(x.shape[:3], np.float64)
+    cover = np.zeros((h, w), np.float64)
+    for r, c in corners:
+        cover[r:r + patch, c:c + patch] += 1
+    items = np.arange(len(x) * len(corners))
+    for first in range(0, len(items), size):
+        chunk = items[first:first + size]
+        image, k = chunk // len(corners), chunk % len(corners)
+        batch = x[image].copy()
+        for i, j in enumerate(k):
+            r, c = corners[j]
+            batch[i, r:r + patch, c:c + patch] = fill[r:r + patch, c:c + patch]
+        score = run(tf.constant(batch))[1].numpy()[np.arange(len(chunk)), targets[image]]
+        for i, j in enumerate(k):
+            r, c = corners[j]
+            drop[image[i], r:r + patch, c:c + patch] += base[image[i]] - score[i]
+    return (drop / np.maximum(cover, 1)).astype(np.float32)

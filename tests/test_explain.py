@@ -1,0 +1,124 @@
+"""Attributions: analytic cases (a linear model, a conv model whose one map carries the
+class), occlusion against a brute-force loop, and the sanity checks on the test bundle."""
+
+import keras
+import numpy as np
+import pytest
+
+from cnnviz.errors import UsageError
+from cnnviz.inputs import Preprocessing
+from cnnviz.probes.attribution import ExplainSettings, explain, logits_of, occlusion
+
+
+@pytest.fixture(scope="module")
+def linear():
+    """logits = W·flatten(x) + b on raw pixels, with a softmax after: attributions are exact."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((8, 8, 1))
+    logits = keras.layers.Dense(3, name="logits")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.Softmax(name="probabilities")(logits))
+    weights = model.get_layer("logits").kernel.numpy().reshape(8, 8, 3)
+    return model, weights
+
+
+def images(n, side=8, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, size=(n, side, side)).astype(np.float32)
+
+
+def test_a_linear_model_has_its_weights_as_gradient_and_exact_integrated_gradients(linear):
+    model, weights = linear
+    pixels, targets = images(4), np.array([0, 1, 2, 1])
+    settings = ExplainSettings(methods=("saliency", "gradient-input", "integrated-gradients",
+                                        "smoothgrad"), steps=7, samples=5, batch_size=6)
+    found = explain(model, Preprocessing("raw"), pixels, targets, settings)
+    w = np.moveaxis(weights[..., targets], -1, 0)  # (4, 8, 8)
+    np.testing.assert_allclose(found.maps["saliency"], np.abs(w), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(found.maps["gradient-input"], pixels * w, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(found.maps["integrated-gradients"], pixels * w, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(found.maps["smoothgrad"], w, rtol=1e-4, atol=1e-5)  # noise cancels
+    assert np.abs(found.completeness).max() < 1e-3 * np.abs(found.difference).max()
+    logits = pixels.reshape(4, -1) @ weights.reshape(64, 3) + model.get_layer("logits").bias.numpy()
+    np.testing.assert_allclose(found.logits, logits, rtol=1e-4, atol=1e-3)  # before the softmax
+
+
+def test_occlusion_equals_a_brute_force_loop(linear):
+    model, _ = linear
+    pixels, targets = images(2, seed=1), np.array([2, 0])
+    run = logits_of(model)
+    x = pixels[..., None]
+    got = occlusion(run, x, targets, patch=3, stride=2, fill=np.zeros((8, 8, 1), np.float32), size=5)
+    expected = np.zeros((2, 8, 8))
+    cover = np.zeros((8, 8))
+    for r in range(0, 6, 2):
+        for c in range(0, 6, 2):
+            cover[r:r + 3, c:c + 3] += 1
+    for i in range(2):
+        full = np.asarray(run(x[i:i + 1])[1])[0, targets[i]]
+        for r in range(0, 6, 2):
+            for c in range(0, 6, 2):
+                hidden = x[i:i + 1].copy()
+                hidden[0, r:r + 3, c:c + 3] = 0
+                expected[i, r:r + 3, c:c + 3] += full - np.asarray(run(hidden)[1])[0, targets[i]]
+    np.testing.assert_allclose(got, expected / np.maximum(cover, 1), rtol=1e-4, atol=1e-3)
+
+
+def test_grad_cam_lights_the_region_the_class_map_sees():
+    """Map 0 fires on bright pixels and alone carries class 0; the digit-like blob sits in
+    the top-left quadrant, so Grad-CAM (and ++) for class 0 must peak there."""
+    inputs = keras.Input((16, 16, 1))
+    conv = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="conv")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(conv)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(pooled))
+    kernel = np.zeros((3, 3, 1, 2), np.float32)
+    kernel[..., 0, 0] = 1.0 / 9
+    model.get_layer("conv").set_weights([kernel, np.zeros(2, np.float32)])
+    model.get_layer("out").set_weights([np.array([[1.0, 0.0], [0.0, 1.0]], np.float32),
+                                        np.zeros(2, np.float32)])
+    pixels = np.zeros((1, 16, 16), np.float32)
+    pixels[0, 2:6, 2:6] = 255
+    found = explain(model, Preprocessing("unit"), pixels, np.array([0]),
+                    ExplainSettings(methods=("grad-cam", "grad-cam++")))
+    for method in ("grad-cam", "grad-cam++"):
+        heat = found.maps[method][0]
+        assert found.notes[method] == "layer conv"
+        row, col = np.unravel_index(heat.argmax(), heat.shape)
+        assert 1 <= row <= 6 and 1 <= col <= 6, (method, row, col)
+        assert heat[8:, :].max() < 0.05 * heat.max() and heat[:, 8:].max() < 0.05 * heat.max()
+
+
+def test_randomising_the_top_layer_changes_the_saliency(loaded, sample):
+    from cnnviz.probes.sanity import randomised
+
+    pixels = sample["x_test"][:3].astype(np.float32)
+    targets = np.asarray(loaded.model.predict(loaded.preprocessing.apply(pixels), verbose=0)).argmax(1)
+    settings = ExplainSettings(methods=("saliency",))
+    trained = explain(loaded.model, loaded.preprocessing, pixels, targets, settings).maps["saliency"]
+    shuffled = randomised(loaded.model, 1, seed=0)
+    assert not np.allclose(shuffled.get_layer("output").kernel.numpy(),
+                           loaded.model.get_layer("output").kernel.numpy())
+    np.testing.assert_array_equal(shuffled.get_layer("conv1").kernel.numpy(),
+                                  loaded.model.get_layer("conv1").kernel.numpy())
+    after = explain(shuffled, loaded.preprocessing, pixels, targets, settings).maps["saliency"]
+    assert not np.allclose(after, trained, rtol=0.05)
+
+
+def test_deletion_of_integrated_gradients_falls_faster_than_a_random_order(loaded, sample):
+    from cnnviz.probes.sanity import deletion_insertion
+
+    pixels = sample["x_test"][:8].astype(np.float32)
+    targets = np.asarray(loaded.model.predict(loaded.preprocessing.apply(pixels), verbose=0)).argmax(1)
+    found = explain(loaded.model, loaded.preprocessing, pixels, targets,
+                    ExplainSettings(methods=("integrated-gradients",), steps=16))
+    curves = deletion_insertion(loaded.model, loaded.preprocessing, pixels, targets,
+                                found.maps["integrated-gradients"], fractions=11, seed=0)
+    assert curves["deletion_auc"] < curves["random_deletion_auc"]
+    assert curves["insertion_auc"] > curves["random_insertion_auc"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(methods=("lime",)), "method 'lime': choose from saliency"),
+    (dict(steps=0), "steps must be ≥ 1"), (dict(baseline="white"), "baseline must be one of"),
+    (dict(patch=0), "patch must be ≥ 1 pixel")])
+def test_bad_settings_name_the_parameter(change, message):
+    with pytest.raises(UsageError, match=message):
+        ExplainSettings(**change)
