@@ -20,7 +20,8 @@ from cnnviz.graph import graph_of
 from cnnviz.errors import UsageError
 from cnnviz.layers import check_layers
 from cnnviz.model import LoadedModel, resolve_layers
-from cnnviz.results import ActivationResult, KernelResult, PatternResult, StatsResult
+from cnnviz.results import (ActivationResult, ExplanationResult, KernelResult, PatternResult,
+                            SanityResult, StatsResult)
 
 
 class Inspected:
@@ -136,6 +137,57 @@ class Inspected:
                              predicted, found.seconds, self.classes, found.objectives,
                              found.reference, found.curve, found.curve_steps, found.flags(),
                              diverse, found.summary(split))
+
+    def explain(self, images: int | Sequence[int] | np.ndarray = 0, methods: str | Sequence[str] = "all",
+                target: str | int = "predicted", split: str = "test", **settings) -> ExplanationResult:
+        """Why the network made each prediction: attribution maps of the target class's logit.
+        images: as in `activations`; methods: "all", a name or a list (saliency,
+        gradient-input, smoothgrad, integrated-gradients, grad-cam, grad-cam++, occlusion);
+        target: "predicted", "true" or a class index; other keywords are ExplainSettings
+        fields (steps, samples, baseline, patch, stride, layer, batch_size)."""
+        from cnnviz.probes.attribution import explain
+
+        pixels, targets, options, mean = self._explain_inputs(images, methods, target, split, settings)
+        found = explain(self.model, self.loaded.preprocessing, pixels, targets, options, mean)
+        return ExplanationResult(found.maps, pixels, found.logits, found.targets, found.notes,
+                                 found.completeness, self.classes)
+
+    def sanity(self, images: int | Sequence[int] | np.ndarray = (0, 1, 2, 3), methods="all",
+               target: str | int = "predicted", split: str = "test", **settings) -> SanityResult:
+        """The sanity checks of every method on some images: cascading randomisation,
+        deletion/insertion against a random order, integrated gradients' completeness."""
+        from cnnviz.probes.sanity import sanity
+
+        pixels, targets, options, _ = self._explain_inputs(images, methods, target, split, settings)
+        return SanityResult(sanity(self.model, self.loaded.preprocessing, pixels, targets, options))
+
+    def _explain_inputs(self, images, methods, target, split, settings):
+        from cnnviz.probes.attribution import METHODS, ExplainSettings
+
+        names = METHODS if methods == "all" else ((methods,) if isinstance(methods, str) else tuple(methods))
+        try:
+            options = ExplainSettings(methods=names, **settings)
+        except TypeError as exc:
+            raise UsageError(f"explain: {exc}", "settings") from None
+        pixels, _, labels = self._images(images, split)
+        scores = np.asarray(self.model.predict(self.loaded.preprocessing.apply(pixels), verbose=0))
+        if target == "predicted":
+            targets = scores.argmax(axis=1)
+        elif target == "true":
+            if labels is None:
+                raise UsageError("target: 'true' needs dataset images (raw images have no label)", "target")
+            targets = np.asarray(labels, np.int64)
+        elif isinstance(target, (int, np.integer)) and 0 <= int(target) < scores.shape[1]:
+            targets = np.full(len(pixels), int(target))
+        else:
+            raise UsageError(f"target: use 'predicted', 'true' or a class 0–{scores.shape[1] - 1}, "
+                             f"got {target!r}", "target")
+        mean = None
+        if options.baseline == "mean" and "integrated-gradients" in names:
+            from cnnviz.probes.attribution import mean_image
+
+            mean = mean_image(self.data().split("train")[0])
+        return pixels, targets, options, mean
 
     def kernels(self, layer: str) -> KernelResult:
         """The kernels (kh, kw, in, maps) and bias of a conv layer."""

@@ -251,3 +251,81 @@ class StatsResult(Mapping, _Shown):
                               "class_mean", "top_index", "top_score")}
         return [_save_arrays(folder / "stats.npz", **arrays),
                 save_figure(self.show(), folder / "overview.png")]
+
+
+@dataclass(repr=False)
+class ExplanationResult(_Shown):
+    """Why each prediction: `maps` method → (N, H, W) attributions of the `targets` class
+    logit (before the softmax); `logits` (N, K); `pixels` the images; `notes` what each
+    method used; `completeness` (N,) integrated gradients' Σ attributions − (f(x) − f(baseline))."""
+
+    maps: dict[str, np.ndarray]
+    pixels: np.ndarray
+    logits: np.ndarray
+    targets: np.ndarray
+    notes: dict[str, str]
+    completeness: np.ndarray | None
+    class_names: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        return f"<explanations of {len(self.targets)} image(s) by {', '.join(self.maps)}>"
+
+    def show(self, image: int = 0):
+        """One image's figure: the input, its top 3, every method alone and over the image."""
+        from cnnviz.render.explain import explanation_figure
+
+        names = self.class_names
+        order = np.argsort(-self.logits[image])[:3]
+        lines = [f"target: {names[self.targets[image]] if self.targets[image] < len(names) else self.targets[image]}",
+                 *(f"logit {names[c] if c < len(names) else c}: {self.logits[image, c]:.2f}" for c in order)]
+        return explanation_figure(np.asarray(self.pixels[image], np.float32),
+                                  {m: v[image] for m, v in self.maps.items()}, lines,
+                                  "attributions of the class logit (before the softmax)",
+                                  self.notes, None)
+
+    def save(self, folder: str | Path) -> list[Path]:
+        from cnnviz.render.figures import save_figure
+
+        folder = Path(folder)
+        arrays = _save_arrays(folder / "attributions.npz", pixels=self.pixels, logits=self.logits,
+                              targets=self.targets,
+                              **{m.replace("-", "_"): v for m, v in self.maps.items()})
+        return [arrays] + [save_figure(self.show(i), folder / f"explain-{i}.png")
+                           for i in range(len(self.targets))]
+
+
+@dataclass(repr=False)
+class SanityResult(_Shown):
+    """The sanity checks: `report` (per method the randomisation correlations, deletion and
+    insertion curves and areas, completeness, and pass/fail with the rules)."""
+
+    report: dict
+
+    def __repr__(self) -> str:
+        return "<sanity checks\n" + self.table + ">"
+
+    @property
+    def table(self) -> str:
+        rows = []
+        for method, row in self.report["methods"].items():
+            marks = [("pass" if row[k] else "FAIL") if k in row else "–" for k in
+                     ("randomisation_passes", "deletion_passes", "insertion_passes",
+                      "completeness_passes")]
+            rows.append(f"{method:<22}" + "".join(f"{m:>14}" for m in marks))
+        return "\n".join([f"{'method':<22}{'randomisation':>14}{'deletion':>14}{'insertion':>14}"
+                          f"{'completeness':>14}", *rows])
+
+    def show(self):
+        from cnnviz.render.explain import sanity_figure
+
+        return sanity_figure(self.report, None)
+
+    def save(self, folder: str | Path) -> list[Path]:
+        import json
+
+        from cnnviz.render.figures import save_figure
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "check.json").write_text(json.dumps(self.report, indent=1), encoding="utf-8")
+        return [folder / "check.json", save_figure(self.show(), folder / "check.png")]

@@ -122,3 +122,63 @@ def test_deletion_of_integrated_gradients_falls_faster_than_a_random_order(loade
 def test_bad_settings_name_the_parameter(change, message):
     with pytest.raises(UsageError, match=message):
         ExplainSettings(**change)
+
+
+def test_explain_command_end_to_end(trained, run_cli, tmp_path):
+    import json
+
+    result = run_cli("explain", "--image", "3,5", "--method", "saliency,integrated-gradients,occlusion",
+                     "--steps", "8", "--check", "--trained-dir", trained, "--outputs-dir", tmp_path)
+    assert result.code == 0, result.output
+    folder = tmp_path / "a2" / "explain"
+    assert {p.name for p in folder.iterdir()} == {
+        "explain-test-image-00003.png", "explain-test-image-00005.png", "check.png", "check.json",
+        "attributions-test-image-00003-and-1-more.npz"}
+    manifest = json.loads((tmp_path / "a2" / "manifest.json").read_text())
+    assert {e["path"] for e in manifest["entries"]} == {f"explain/{p.name}" for p in folder.iterdir()}
+    check = json.loads((folder / "check.json").read_text())
+    assert set(check["methods"]) == {"saliency", "integrated-gradients", "occlusion"}
+    assert "completeness_passes" in check["methods"]["integrated-gradients"]
+    assert "randomisation" in result.out and "integrated-gradients" in result.out
+
+    import cnnviz
+
+    m = cnnviz.load("a2", trained_dir=trained)
+    again = m.explain([3, 5], methods=["saliency", "integrated-gradients"], steps=8)
+    with np.load(folder / "attributions-test-image-00003-and-1-more.npz") as z:
+        np.testing.assert_allclose(z["saliency"], again.maps["saliency"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(z["integrated_gradients"], again.maps["integrated-gradients"],
+                                   rtol=1e-4, atol=1e-6)
+        assert list(z["index"]) == [3, 5] and z["logits"].shape == (2, 10)
+    assert again.show() is not None and len(again.save(tmp_path / "lib")) == 3
+
+
+def test_sanity_from_the_library(trained):
+    import cnnviz
+
+    report = cnnviz.load("a2", trained_dir=trained).sanity([0, 1], methods=["saliency", "grad-cam"])
+    assert set(report.report["methods"]) == {"saliency", "grad-cam"}
+    layers = report.report["layers_randomised"]
+    assert layers == ["output", "dense1", "conv3", "conv2", "conv1"]
+    assert all(len(r["randomisation"]) == len(layers) for r in report.report["methods"].values())
+    assert "randomisation" in report.table
+
+
+BAD = [
+    (["--method", "lime"], "method 'lime': choose from saliency"),
+    (["--target", "12"], "--target 12: classes are 0–9"),
+    (["--target", "seven"], "--target 'seven': use predicted, true or a class index"),
+    (["--layer", "nope"], "unknown layer nope"),
+    (["--steps", "0"], "--steps must be ≥ 1"),
+    (["--image", "99999"], "--image 99999 out of range"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_explain_bad_input(args, message, trained, run_cli, tmp_path):
+    from conftest import assert_one_line_error
+
+    out = tmp_path / "out"
+    result = run_cli("explain", *args, "--trained-dir", trained, "--outputs-dir", out)
+    assert_one_line_error(result, 2, message)
+    assert not out.exists()

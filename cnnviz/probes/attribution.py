@@ -154,6 +154,13 @@ def explain(model: keras.Model, preprocessing: Preprocessing, pixels: np.ndarray
     return found
 
 
+def mean_image(images, size: int = 1000) -> np.ndarray:
+    """The mean of some images (pixels), read `size` at a time: the `mean` baseline."""
+    total = sum(np.asarray(images[i:i + size], np.float64).sum(axis=0)
+                for i in range(0, len(images), size))
+    return (total / len(images)).astype(np.float32)
+
+
 def _batched(fn: Callable, count: int, size: int) -> np.ndarray:
     return np.concatenate([fn(slice(i, i + size)) for i in range(0, count, size)])
 

@@ -1,0 +1,126 @@
+"""`cnnviz explain`: why the network made each prediction, drawn into outputs/NAME/explain/."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cnnviz.atomic import atomic_path
+from cnnviz.galleries.activations import Selection
+from cnnviz.manifest import entry
+from cnnviz.model import LoadedModel
+from cnnviz.probes.attribution import ExplainSettings, explain
+from cnnviz.render.explain import explanation_figure, sanity_figure
+
+FOLDER = "explain"
+TARGETS = ("predicted", "true")
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    """Which images, which class to explain (predicted, true, or a class index), how."""
+
+    selection: Selection
+    settings: ExplainSettings
+    target: str | int = "predicted"
+    check: bool = False
+    mean_pixels: np.ndarray | None = None
+
+
+def targets_for(options: ExplainOptions, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """The class explained for each image."""
+    if options.target == "predicted":
+        return predicted
+    if options.target == "true":
+        if options.selection.labels is None:
+            raise_usage("--target true needs dataset images (an image file has no label)")
+        return np.asarray(options.selection.labels, np.int64)
+    if not 0 <= int(options.target) < classes:
+        raise_usage(f"--target {options.target}: classes are 0–{classes - 1}, or predicted, true")
+    return np.full(len(predicted), int(options.target))
+
+
+def raise_usage(message: str):
+    from cnnviz.errors import UsageError
+
+    raise UsageError(message, "target")
+
+
+def run(loaded: LoadedModel, options: ExplainOptions, out: Path,
+        report: Callable[[str], None] | None = None) -> list[dict]:
+    """The recipe: attributions of every selected image, one figure each, the arrays, and
+    with `check` the sanity checks (table, figure, JSON)."""
+    say = report or (lambda line: None)
+    selection, settings = options.selection, options.settings
+    model, prep = loaded.model, loaded.preprocessing
+    scores = np.asarray(model.predict(prep.apply(selection.pixels.astype(np.float32)), verbose=0))
+    names = loaded.classes()
+    targets = targets_for(options, scores.argmax(axis=1), scores.shape[1])
+    found = explain(model, prep, selection.pixels, targets, settings, options.mean_pixels)
+    (out / FOLDER).mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i in range(len(targets)):
+        order = np.argsort(-scores[i])[:3]
+        lines = [f"target: {_name(names, targets[i])} ({options.target})",
+                 *(f"{_name(names, c)}: {scores[i, c]:.3f}" for c in order)]
+        if selection.labels is not None:
+            lines.insert(1, f"true: {_name(names, selection.labels[i])}")
+        if found.completeness is not None:
+            lines.append(f"IG completeness error {found.completeness[i]:+.3g}")
+            lines.append(f"(of f(x)−f(baseline) {found.difference[i]:.3g})")
+        rel = f"{FOLDER}/explain-{selection.stem(i)}.png"
+        title = (f"{selection.stem(i)}: why {_name(names, targets[i])}? Attributions of the class "
+                 f"logit (before the softmax); red raises it, blue lowers it")
+        explanation_figure(np.asarray(selection.pixels[i], np.float32),
+                           {m: v[i] for m, v in found.maps.items()}, lines, title, found.notes,
+                           out / rel)
+        entries.append(entry(rel, title, "explanation", "explain", None,
+                             image=int(selection.index[i])))
+    rel = f"{FOLDER}/attributions-{selection.name}.npz"
+    extra = {} if found.completeness is None else {"completeness_error": found.completeness,
+                                                   "logit_difference": found.difference}
+    with atomic_path(out / rel) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, pixels=selection.pixels, index=selection.index, targets=targets,
+                 logits=found.logits, **{m.replace("-", "_"): v for m, v in found.maps.items()},
+                 **extra)
+    entries.append(entry(rel, f"raw attributions of {len(targets)} image(s), every method",
+                         "arrays", "explain"))
+    say(f"explained {len(targets)} image(s) with {', '.join(found.maps)}"
+        + "".join(f"; {m}: {n}" for m, n in found.notes.items()))
+    if options.check:
+        entries += _check(loaded, selection, targets, settings, out, say)
+    return entries
+
+
+def _check(loaded, selection, targets, settings, out, say) -> list[dict]:
+    from cnnviz.probes.sanity import sanity
+
+    found = sanity(loaded.model, loaded.preprocessing, selection.pixels, targets, settings)
+    say(f"sanity checks over {found['images']} image(s) (pass/fail; rules in check.json):")
+    say(f"  {'method':<22}{'randomisation':>15}{'deletion':>10}{'insertion':>11}{'completeness':>14}")
+    for method, row in found["methods"].items():
+        complete = _mark(row["completeness_passes"]) if "completeness_passes" in row else "–"
+        kept = f"{_mark(row['randomisation_passes'])} ({row['randomisation'][-1]:.2f})"
+        say(f"  {method:<22}{kept:>15}{_mark(row['deletion_passes']):>10}"
+            f"{_mark(row['insertion_passes']):>11}{complete:>14}")
+    rel_json, rel_png = f"{FOLDER}/check.json", f"{FOLDER}/check.png"
+    with atomic_path(out / rel_json) as tmp:
+        tmp.write_text(json.dumps(found, indent=1), encoding="utf-8")
+    sanity_figure(found, out / rel_png)
+    caption = "sanity checks: cascading randomisation and deletion against a random order"
+    return [entry(rel_png, caption, "explain-check", "explain"),
+            entry(rel_json, "sanity checks: values, rules and pass/fail per method", "report",
+                  "explain")]
+
+
+def _mark(ok: bool) -> str:
+    return "pass" if ok else "FAIL"
+
+
+def _name(names, c) -> str:
+    c = int(c)
+    return names[c] if 0 <= c < len(names) else str(c)
