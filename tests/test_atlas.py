@@ -86,6 +86,12 @@ def test_atlas_writes_every_gallery(atlas):
             np.testing.assert_array_equal(z["snapshot_steps"], [0, 1, 6])
     with np.load(atlas / "activations" / "test-one-per-class.npz") as z:
         np.testing.assert_array_equal(z["labels"], np.arange(10))
+    why = [e for e in manifest["entries"] if e["command"] == "explain"]  # the page's "why"
+    assert len([e for e in why if e["kind"] == "explanation"]) == 10
+    with np.load(atlas / "explain" / "attributions-test-one-per-class.npz") as z:
+        np.testing.assert_array_equal(z["pixels"].shape, (10, 28, 28))
+        assert z["integrated_gradients"].shape == (10, 28, 28) and z["grad_cam"].shape == (10, 28, 28)
+    assert "why (explain)" in (atlas / "index.html").read_text()
 
 
 def test_every_entry_is_on_the_page_and_every_reference_resolves(atlas):

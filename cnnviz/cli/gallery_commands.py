@@ -47,7 +47,8 @@ def atlas(model, split, limit, top, steps, step_size, scales, starts, pixel_star
 
     Training curves; every layer for the first test image of each class; the best input
     pattern (with its evolution) and the kernels of every conv layer; statistics and
-    top-k examples of every layer; then outputs/NAME/index.html with a card per map.
+    top-k examples of every layer; why the first test image of each class is predicted as
+    it is (every explanation method); then outputs/NAME/index.html with a card per map.
 
     \b
     Examples:

@@ -154,6 +154,22 @@ def all_patterns(job: AtlasJob) -> list[dict]:
     return entries
 
 
+def class_explanations(job: AtlasJob) -> list[dict]:
+    """Why: every method's attributions for the first image of each class."""
+    from cnnviz.galleries import explain
+    from cnnviz.probes.attribution import METHODS, ExplainSettings, spatial_layer
+
+    methods = METHODS
+    try:
+        spatial_layer(job.loaded.model)
+    except UsageError:
+        methods = tuple(m for m in METHODS if not m.startswith("grad-cam"))
+        job.say("  no layer with positions: no Grad-CAM")
+    settings = ExplainSettings(methods=methods, steps=32, samples=16)
+    options = explain.ExplainOptions(select_one_per_class(job.data, job.split), settings)
+    return explain.run(job.loaded, options, job.out, job.say)
+
+
 def all_kernels(job: AtlasJob) -> list[dict]:
     if not job.chosen.kernels:
         job.say("  no convolution among the chosen layers: no kernels to draw")
@@ -170,7 +186,7 @@ def all_stats(job: AtlasJob) -> list[dict]:
 # The atlas: one line per technique, in page order. A new technique adds its line here.
 STAGES: list[tuple[str, Callable[[AtlasJob], list[dict]]]] = [
     ("curves", curves), ("activations", class_samples), ("patterns", all_patterns),
-    ("kernels", all_kernels), ("stats", all_stats)]
+    ("kernels", all_kernels), ("stats", all_stats), ("explain", class_explanations)]
 
 
 def atlas_settings(steps: int = 50, step_size: float = 0.5,

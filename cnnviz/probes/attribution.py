@@ -133,6 +133,7 @@ def explain(model: keras.Model, preprocessing: Preprocessing, pixels: np.ndarray
                                   else (grad * x).sum(axis=-1))
         elif method == "smoothgrad":
             found.maps[method] = _smoothgrad(gradient, x, targets, span, settings)
+            found.notes[method] = f"{settings.samples} samples, σ {settings.noise:g} of the range"
         elif method == "integrated-gradients":
             base = preprocessing.apply(_baseline(settings.baseline, pixels, mean_pixels, shape))
             grad = _path_gradients(gradient, x, base, targets, settings)

@@ -24,7 +24,8 @@ from cnnviz.render.cards import CardSources, MapCard, find_sources, write_card_i
 
 INDEX_FILE = "index.html"
 CARDS_DIR = "cards"
-COMMAND_ORDER = ("train", "activations", "filters", "kernels", "stats", "compare")
+COMMAND_ORDER = ("train", "activations", "filters", "kernels", "stats", "explain", "compare")
+COMMAND_TITLES = {"explain": "why (explain)"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
 LEAD_KINDS = ("curves", "patterns", "kernels", "compare-summary", "compare-similarity")
 SECTION_TITLES = {"kernel": "Kernel", "pattern": "Best input pattern",
@@ -187,7 +188,7 @@ def _gallery(entries: list[dict]) -> str:
         images = sorted((e for e in mine if e["path"].lower().endswith(IMAGE_SUFFIXES)),
                         key=lambda e: e.get("kind") not in LEAD_KINDS)  # stable: the main figure first
         files = [e for e in mine if e not in images]
-        out.append(f"<h3>{_e(command)}</h3>")
+        out.append(f"<h3>{_e(COMMAND_TITLES.get(command, command))}</h3>")
         if images:
             out.append('<div class="grid">' + "".join(
                 f'<figure><a href="{_url(e["path"])}"><img src="{_url(e["path"])}" '
