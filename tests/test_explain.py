@@ -182,3 +182,21 @@ def test_explain_bad_input(args, message, trained, run_cli, tmp_path):
     result = run_cli("explain", *args, "--trained-dir", trained, "--outputs-dir", out)
     assert_one_line_error(result, 2, message)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("build", ["rescaling_nested", "rgb32"])
+def test_every_method_runs_on_nested_and_colour_models(build):
+    """Grad-CAM finds its layer inside a nested model; colour inputs give (N, H, W) maps."""
+    import zoo
+    from cnnviz.inputs import detect
+
+    model = getattr(zoo, build)()
+    shape = tuple(model.inputs[0].shape[1:])
+    pixels = np.random.default_rng(0).uniform(0, 255, size=(2, *shape[:2]) + ((3,) if shape[2] == 3 else ()))
+    found = explain(model, detect(model) or Preprocessing("unit"), pixels.astype(np.float32),
+                    np.array([0, 1]), ExplainSettings(steps=4, samples=3))
+    assert set(found.maps) == set(ExplainSettings().methods)
+    for values in found.maps.values():
+        assert values.shape == (2, *shape[:2]) and np.isfinite(values).all()
+    if build == "rescaling_nested":
+        assert "/" in found.notes["grad-cam"]  # a layer inside the nested model
