@@ -197,10 +197,13 @@ def test_every_command_end_to_end(name, zoo_files, run_cli, tmp_path):
     shapes = {n: graph_of(m.model).shape(n) for n in m.layers}
     last = [n for n, shape in list(shapes.items())[:12] if len(shape) == 4 and shape[-1] <= 64][-1]
     for args in (("activations", "--image", "0,1", "--layer", last),
-                 ("filters", "--layer", last, "--maps", "0-1", "--steps", "2", "--starts", "1"),
+                 ("filters", "--layer", last, "--maps", "0-1", "--steps", "2", "--starts", "1",
+                  "--pixel-starts", "1", "--data-starts", "1"),
                  ("kernels", "--layer", conv),
                  ("stats", "--limit", "30", "--top", "2", "--layer", last),
-                 ("atlas", "--steps", "2", "--limit", "30", "--top", "2", "--layer", f"{conv},{last}")):
+                 ("atlas", "--steps", "2", "--limit", "30", "--top", "2", "--layer", f"{conv},{last}",
+                  "--pixel-starts", "1", "--data-starts", "0",
+                  *(() if name == "keras_example" else ("--no-explain",)))):
         result = run_cli(args[0], path, *args[1:], *common)
         assert result.code == 0, (args, result.output)
         assert "Traceback" not in result.output
@@ -208,6 +211,7 @@ def test_every_command_end_to_end(name, zoo_files, run_cli, tmp_path):
     assert all((gallery / p).is_file() for p in written)
     for folder in ("activations/", "filters/", "kernels/", "stats/"):
         assert any(p.startswith(folder) for p in written), folder
+    assert any(p.startswith("explain/") for p in written) == (name == "keras_example")  # --no-explain
     page = (gallery / "index.html").read_text()
     assert "input:" in page and m.loaded.preprocessing.describe() in page
     compared = run_cli("compare", path, path, "--limit", "20", "--layer", conv, *common)

@@ -34,6 +34,8 @@ from cnnviz.errors import UsageError
 @click.option("--data-starts", type=int, default=2, show_default=True,
               help="starts from each map's top images of --split (filters: 4)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--explain/--no-explain", "why", default=True, show_default=True,
+              help="the why section: every explanation method for one image per class")
 @click.option("--layer", "layer_specs", multiple=True, metavar="NAMES",
               help="layers for every stage: a comma list, or all (default: every layer of a "
                    "small model; of a big one, the last layer of each resolution)")
@@ -41,7 +43,7 @@ from cnnviz.errors import UsageError
 @trained_dir_option
 @outputs_dir_option
 def atlas(model, split, limit, top, steps, step_size, scales, starts, pixel_starts,
-          data_starts, seed, layer_specs, dataset,
+          data_starts, seed, why, layer_specs, dataset,
           data_path, trained_dir, outputs_dir) -> None:
     """Everything about a model in one run, then the HTML page to browse it.
 
@@ -69,7 +71,8 @@ def atlas(model, split, limit, top, steps, step_size, scales, starts, pixel_star
     data = open_data(loaded, dataset, data_path)
     click.echo(f"loaded in {time.perf_counter() - started:.1f} s")
     site = run_atlas(loaded, data, outputs_dir / loaded.folder_name, settings, split, limit, top,
-                     report=click.echo, layers=",".join(layer_specs) or None, bar=_bar)
+                     report=click.echo, layers=",".join(layer_specs) or None, bar=_bar,
+                     skip=() if why else ("explain",))
     say_site(site, outputs_dir / loaded.folder_name)
     click.echo(f"atlas done in {time.perf_counter() - started:.1f} s")
 

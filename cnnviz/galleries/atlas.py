@@ -165,7 +165,9 @@ def class_explanations(job: AtlasJob) -> list[dict]:
     except UsageError:
         methods = tuple(m for m in METHODS if not m.startswith("grad-cam"))
         job.say("  no layer with positions: no Grad-CAM")
-    settings = ExplainSettings(methods=methods, steps=32, samples=16)
+    side = max(job.loaded.image_shape[:2])
+    patch = max(1, round(side / 7))  # occlusion without overlap: 49 squares an image
+    settings = ExplainSettings(methods=methods, steps=16, samples=8, patch=patch, stride=patch)
     options = explain.ExplainOptions(select_one_per_class(job.data, job.split), settings)
     return explain.run(job.loaded, options, job.out, job.say)
 
@@ -202,7 +204,8 @@ def atlas_settings(steps: int = 50, step_size: float = 0.5,
 def run_atlas(loaded: LoadedModel, data: Dataset, out: Path, settings: PatternSettings,
               split: str = "test", limit: int | None = None, top: int = 9,
               report: Callable[[str], None] | None = None, layers: str | None = None,
-              bar: Callable[[str, int], ContextManager[Callable[[int], None]]] | None = None):
+              bar: Callable[[str, int], ContextManager[Callable[[int], None]]] | None = None,
+              skip: tuple[str, ...] = ()):
     """Every gallery of a model, each stage recorded as it finishes, then the page.
 
     `report` receives one line per stage (and per layer of patterns); `layers`: see
@@ -225,7 +228,7 @@ def run_atlas(loaded: LoadedModel, data: Dataset, out: Path, settings: PatternSe
         say(f"note: {chosen.note}")
     prepare(out)
     job = AtlasJob(loaded, data, out, settings, split, limit, top, say, chosen, bar)
-    for label, stage in STAGES:
+    for label, stage in [(label, stage) for label, stage in STAGES if label not in skip]:
         started = time.perf_counter()
         entries = stage(job)
         record(loaded, out, entries)  # each stage is kept even if a later one fails

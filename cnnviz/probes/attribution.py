@@ -126,6 +126,7 @@ def explain(model: keras.Model, preprocessing: Preprocessing, pixels: np.ndarray
     gradient = _gradient_fn(logits_of(model))
     logits = _batched(lambda b: run(tf.constant(x[b]))[1].numpy(), len(x), settings.batch_size)
     found = Attributions({}, logits, targets)
+    cams: dict[str, np.ndarray] = {}
     for method in settings.methods:
         if method in ("saliency", "gradient-input"):
             grad = _gradients(gradient, x, targets, settings.batch_size)
@@ -145,7 +146,9 @@ def explain(model: keras.Model, preprocessing: Preprocessing, pixels: np.ndarray
             found.notes[method] = f"baseline {settings.baseline}, {settings.steps} steps"
         elif method in ("grad-cam", "grad-cam++"):
             layer = settings.layer or spatial_layer(model)
-            found.maps[method] = _grad_cam(model, layer, x, targets, method, settings.batch_size)
+            if method not in cams:  # both variants from one pass (one trace)
+                cams.update(_grad_cams(model, layer, x, targets, settings.batch_size))
+            found.maps[method] = cams[method]
             found.notes[method] = f"layer {layer}"
         else:
             patch = settings.patch or max(1, round(shape[0] / 7))
@@ -239,27 +242,29 @@ def _path_gradients(gradient, x, base, targets, settings) -> np.ndarray:
     return _stream_mean(gradient, len(x), settings.steps, make, targets, settings.batch_size)
 
 
-def _grad_cam(model, layer, x, targets, method, size) -> np.ndarray:
+def _grad_cams(model, layer, x, targets, size) -> dict[str, np.ndarray]:
+    """Grad-CAM and Grad-CAM++ heat maps (N, H, W), upsampled from `layer`."""
     run = logits_of(model, layer)
     h, w = x.shape[1:3]
 
     @tf.function(reduce_retracing=True)
-    def cam(batch, chosen):
+    def cams(batch, chosen):
         with tf.GradientTape() as tape:
             maps, logits = run(batch)
             score = tf.reduce_sum(tf.gather(logits, chosen, axis=1, batch_dims=1))
         grad = tape.gradient(score, maps)
-        if method == "grad-cam":
-            weights = tf.reduce_mean(grad, axis=[1, 2], keepdims=True)
-        else:  # grad-cam++: the closed form for exp(score) (Chattopadhay et al., 2018)
-            g2, g3 = tf.square(grad), tf.pow(grad, 3)
-            denominator = 2 * g2 + tf.reduce_sum(maps, axis=[1, 2], keepdims=True) * g3
-            alpha = tf.math.divide_no_nan(g2, denominator)
-            weights = tf.reduce_sum(alpha * tf.nn.relu(grad), axis=[1, 2], keepdims=True)
-        heat = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1, keepdims=True))
-        return tf.image.resize(heat, [h, w], method="bilinear")[..., 0]
+        plain = tf.reduce_mean(grad, axis=[1, 2], keepdims=True)
+        # grad-cam++: the closed form for exp(score) (Chattopadhay et al., 2018)
+        g2, g3 = tf.square(grad), tf.pow(grad, 3)
+        alpha = tf.math.divide_no_nan(g2, 2 * g2 + tf.reduce_sum(maps, axis=[1, 2], keepdims=True) * g3)
+        plus = tf.reduce_sum(alpha * tf.nn.relu(grad), axis=[1, 2], keepdims=True)
+        return [tf.image.resize(tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1, keepdims=True)),
+                                [h, w], method="bilinear")[..., 0] for weights in (plain, plus)]
 
-    return _batched(lambda b: cam(tf.constant(x[b]), tf.constant(targets[b])).numpy(), len(x), size)
+    parts = [[v.numpy() for v in cams(tf.constant(x[i:i + size]), tf.constant(targets[i:i + size]))]
+             for i in range(0, len(x), size)]
+    return {"grad-cam": np.concatenate([p[0] for p in parts]),
+            "grad-cam++": np.concatenate([p[1] for p in parts])}
 
 
 def occlusion(run: Callable, x: np.ndarray, targets: np.ndarray, patch: int, stride: int,
