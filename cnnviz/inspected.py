@@ -220,17 +220,19 @@ class Inspected:
 
     def atlas(self, folder: str | Path | None = None, steps: int = 50, top: int = 9,
               split: str = "test", limit: int | None = None,
-              report: Callable[[str], None] | None = None, layers: str | None = None) -> Path:
+              report: Callable[[str], None] | None = None, layers: str | None = None,
+              explain: bool = True) -> Path:
         """Everything `cnnviz atlas` writes, into `folder` (default outputs/NAME); returns
         the page's path. `report` receives one line per stage. layers: None (every layer of
-        a small model, a choice on a big one), "all", or a comma list."""
+        a small model, a choice on a big one), "all", or a comma list. explain=False skips the
+        why section."""
         from cnnviz.galleries.atlas import atlas_settings, run_atlas
         from cnnviz.probes.patterns import default_scales
 
         out = Path(folder) if folder is not None else Path("outputs") / self.loaded.folder_name
         settings = atlas_settings(steps, scales=default_scales(self.loaded.image_shape))
         site = run_atlas(self.loaded, self.data(), out, settings, split, limit, top, report,
-                         layers)
+                         layers, skip=() if explain else ("explain",))
         return site.index
 
     # ---- helpers ---------------------------------------------------------------------

@@ -125,4 +125,4 @@ def test_atlas_from_the_library(m, tmp_path):
     page = m.atlas(tmp_path / "a2", steps=3, limit=100, top=2, report=lines.append)
     assert page.is_file() and page.name == "index.html"
     assert [line.split(":")[0] for line in lines if not line.startswith(" ")] == [
-        "curves", "activations", "patterns", "kernels", "stats"]
+        "curves", "activations", "patterns", "kernels", "stats", "explain"]

@@ -169,7 +169,7 @@ def class_explanations(job: AtlasJob) -> list[dict]:
     patch = max(1, round(side / 7))  # occlusion without overlap: 49 squares an image
     settings = ExplainSettings(methods=methods, steps=16, samples=8, patch=patch, stride=patch)
     options = explain.ExplainOptions(select_one_per_class(job.data, job.split), settings)
-    return explain.run(job.loaded, options, job.out, job.say)
+    return explain.run(job.loaded, options, job.out, lambda line: job.say(f"  {line}"))
 
 
 def all_kernels(job: AtlasJob) -> list[dict]:
