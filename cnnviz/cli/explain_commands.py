@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (check_writable, open_data, open_model, outputs_dir_option,
+from cnnviz.cli.options import (check_image_choice, check_writable, open_data, open_model, outputs_dir_option,
                                 parse_int_list, probe_data_options, record_entries,
                                 trained_dir_option)
 from cnnviz.errors import UsageError
@@ -61,12 +61,7 @@ def explain(model, image_list, digit, count, input_file, split, methods, target,
     """
     from cnnviz.probes.attribution import METHODS, ExplainSettings
 
-    chosen = [flag for flag, value in (("--image", image_list), ("--digit", digit),
-                                       ("--input", input_file)) if value is not None]
-    if len(chosen) > 1:
-        raise UsageError(f"{' and '.join(chosen)} exclude each other: choose one way to pick images")
-    if count is not None and digit is None:
-        raise UsageError("--count goes with --digit (how many images of that class)")
+    check_image_choice(image_list, digit, count, input_file)
     if input_file is not None and not Path(input_file).is_file():
         raise UsageError(f"--input {input_file}: no such file; give a PNG or JPEG image")
     names = METHODS if methods.strip() == "all" else tuple(m.strip() for m in methods.split(",") if m.strip())

@@ -146,6 +146,16 @@ def open_data(loaded, dataset: str | None, data_path: Path | None, err: bool = F
     return data
 
 
+def check_image_choice(image_list, digit, count, input_file) -> None:
+    """--image, --digit and --input exclude each other; --count goes with --digit."""
+    chosen = [flag for flag, value in (("--image", image_list), ("--digit", digit),
+                                       ("--input", input_file)) if value is not None]
+    if len(chosen) > 1:
+        raise UsageError(f"{' and '.join(chosen)} exclude each other: choose one way to pick images")
+    if count is not None and digit is None:
+        raise UsageError("--count goes with --digit (how many images of that class)")
+
+
 def chosen_layers(model, layer_specs: tuple[str, ...], default: str = "all",
                   probe: str = "activations") -> list[str]:
     """--layer values → layer names in model order; `all` means every layer the probe takes

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (FINITE, check_writable, chosen_layers, model_input_options, open_data, open_model, parse_scales, with_scales,
+from cnnviz.cli.options import (check_image_choice, FINITE, check_writable, chosen_layers, model_input_options, open_data, open_model, parse_scales, with_scales,
                                 outputs_dir_option, parse_int_list, probe_data_options,
                                 record_entries, refresh_page, trained_dir_option)
 from cnnviz.errors import UsageError
@@ -47,12 +47,7 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
       cnnviz activations --layer conv1,pool1 --input my_digit.png
       cnnviz activations --class-mean --save-arrays
     """
-    chosen = [flag for flag, value in (("--image", image_list), ("--digit", digit),
-                                       ("--input", input_file)) if value is not None]
-    if len(chosen) > 1:
-        raise UsageError(f"{' and '.join(chosen)} exclude each other: choose one way to pick images")
-    if count is not None and digit is None:
-        raise UsageError("--count goes with --digit (how many images of that class)")
+    check_image_choice(image_list, digit, count, input_file)
     images = parse_int_list("--image", image_list) if image_list is not None else None
     if input_file is not None and Path(input_file).is_dir():
         raise UsageError(f"--input {input_file} is a folder; give one image file (PNG, JPEG, ...)")

@@ -5,7 +5,8 @@ the gradient of every item's objective (minus its penalties) in chunks of GRADIE
 items, normalised per item, then an Adam step whose size decays (cosine) from `step_size`
 to a tenth of it; pixels are clipped to what 0–255 gives. Every CHECK steps each item's
 exact objective (no transform) is measured: the best pattern seen is kept, the curve
-recorded, and the piece stops once no item still improves (early stop).
+recorded, and the piece stops once no item still improves (early stop). `BestPatterns`
+keeps each objective's best pattern over the pieces.
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ class PieceResult:
     start_value: np.ndarray  # (B,)
     curve: np.ndarray       # (checks, B) each item's objective at steps 0, CHECK, … , steps
     snapshots: dict[int, np.ndarray]
-    steps_run: int
 
 
 def curve_steps(steps: int) -> np.ndarray:
@@ -118,7 +118,7 @@ def climb_piece(climb: Climb, start: np.ndarray, which: np.ndarray, groups: np.n
     final = climb.param.to_pixels(theta).numpy()
     for s in climb.snapshots:
         snapshots.setdefault(s, final)
-    return PieceResult(best, best_value, curve[0].copy(), curve, snapshots, i)
+    return PieceResult(best, best_value, curve[0].copy(), curve, snapshots)
 
 
 def _measure(measure: Callable, pixels: tf.Tensor, which: tf.Tensor) -> np.ndarray:
@@ -198,3 +198,49 @@ def _compiled(climb: Climb):
         return climb.objective(climb.to_input(pixels), which)[1]
 
     return step, measure
+
+
+class BestPatterns:
+    """Each objective's best pattern (overall and per kind of start) over the pieces."""
+
+    def __init__(self, m: int, per: int, group_of: np.ndarray, groups: int,
+                 snapshots: tuple[int, ...], shape: tuple[int, ...], checks: int, keep_all: bool):
+        self.per, self.group_of = per, group_of
+        self.objective = np.full((m, per), -np.inf, np.float32)
+        self.start_objective = np.zeros((m, per), np.float32)
+        self.inputs = np.zeros((m, *shape), np.float32)
+        self.group_inputs = np.zeros((m, groups, *shape), np.float32)
+        self.group_best = np.full((m, groups), -np.inf, np.float32)
+        self.curve = np.zeros((m, checks), np.float32)
+        self.snapshots = {i: np.zeros((m, *shape), np.float32) for i in snapshots}
+        self.diverse = np.zeros((m, per, *shape), np.float32) if keep_all else None
+
+    def add(self, items: np.ndarray, piece, n: int, to_input: Callable) -> None:
+        """Record a piece's first n items (flat indices objective × start, increasing): a
+        pattern is kept where it beats every earlier one; among equals the first wins."""
+        which, start = items // self.per, items % self.per
+        value = np.where(np.isnan(piece.best_value[:n]), -np.inf, piece.best_value[:n])
+        best_so_far = self.objective.max(axis=1)
+        self.objective[which, start] = value
+        self.start_objective[which, start] = piece.start_value[:n]
+        inputs = to_input(piece.best[:n])
+        if self.diverse is not None:
+            self.diverse[which, start] = inputs
+        rows = _first_best(value, which)
+        rows = rows[value[rows] > best_so_far[which[rows]]]
+        self.inputs[which[rows]] = inputs[rows]
+        self.curve[which[rows]] = piece.curve[:, rows].T
+        for i, frames in piece.snapshots.items():
+            self.snapshots[i][which[rows]] = to_input(frames[rows])
+        group = self.group_of[start]
+        rows = _first_best(value, which * len(self.group_best[0]) + group)
+        rows = rows[value[rows] > self.group_best[which[rows], group[rows]]]
+        self.group_best[which[rows], group[rows]] = value[rows]
+        self.group_inputs[which[rows], group[rows]] = inputs[rows]
+
+
+def _first_best(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per group, the row of the highest value (the first among equals)."""
+    order = np.lexsort((np.arange(len(values)), -values, groups))
+    first = np.r_[True, groups[order][1:] != groups[order][:-1]]
+    return order[first]

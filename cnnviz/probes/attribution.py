@@ -34,7 +34,6 @@ from cnnviz.probes.responses import ends_in_softmax, linear_part
 METHODS = ("saliency", "gradient-input", "smoothgrad", "integrated-gradients", "grad-cam",
            "grad-cam++", "occlusion")
 BASELINES = ("black", "mean", "blur")
-SIGNED = {"gradient-input", "smoothgrad", "integrated-gradients", "occlusion"}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from cnnviz.errors import UsageError
 from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
 from cnnviz.probes import ascent
-from cnnviz.probes.ascent import Climb, climb_piece, curve_steps
+from cnnviz.probes.ascent import BestPatterns, Climb, climb_piece, curve_steps
 from cnnviz.probes.objectives import Objective, ObjectiveBatch, map_objectives
 from cnnviz.probes.responses import response  # noqa: F401 (part of this module's API)
 from cnnviz.probes.transforms import (FourierPixels, PixelsDirect, Transforms,
@@ -311,7 +311,7 @@ def optimal_patterns(model: keras.Model, layer: str, maps: np.ndarray,
                   settings.diversity_weight if settings.diversity > 1 else 0.0, settings.steps,
                   settings.step_size, settings.snapshots, settings.seed, settings.early_stop)
     m, per = len(objectives), len(plan)
-    best = _Best(m, per, np.array([groups.index(g) for _, g, _ in plan]), len(groups),
+    best = BestPatterns(m, per, np.array([groups.index(g) for _, g, _ in plan]), len(groups),
                  settings.snapshots, input_shape, len(curve_steps(settings.steps)),
                  settings.diversity > 1)
     total = m * per
@@ -334,52 +334,6 @@ def optimal_patterns(model: keras.Model, layer: str, maps: np.ndarray,
                     best.group_inputs, best.curve, curve_steps(settings.steps), reference,
                     reference_index, saturated, best.diverse, best.snapshots,
                     time.perf_counter() - begin)
-
-
-class _Best:
-    """Each objective's best pattern (overall and per kind of start) over the pieces."""
-
-    def __init__(self, m: int, per: int, group_of: np.ndarray, groups: int,
-                 snapshots: tuple[int, ...], shape: tuple[int, ...], checks: int, keep_all: bool):
-        self.per, self.group_of = per, group_of
-        self.objective = np.full((m, per), -np.inf, np.float32)
-        self.start_objective = np.zeros((m, per), np.float32)
-        self.inputs = np.zeros((m, *shape), np.float32)
-        self.group_inputs = np.zeros((m, groups, *shape), np.float32)
-        self.group_best = np.full((m, groups), -np.inf, np.float32)
-        self.curve = np.zeros((m, checks), np.float32)
-        self.snapshots = {i: np.zeros((m, *shape), np.float32) for i in snapshots}
-        self.diverse = np.zeros((m, per, *shape), np.float32) if keep_all else None
-
-    def add(self, items: np.ndarray, piece, n: int, to_input: Callable) -> None:
-        """Record a piece's first n items (flat indices objective × start, increasing): a
-        pattern is kept where it beats every earlier one; among equals the first wins."""
-        which, start = items // self.per, items % self.per
-        value = np.where(np.isnan(piece.best_value[:n]), -np.inf, piece.best_value[:n])
-        best_so_far = self.objective.max(axis=1)
-        self.objective[which, start] = value
-        self.start_objective[which, start] = piece.start_value[:n]
-        inputs = to_input(piece.best[:n])
-        if self.diverse is not None:
-            self.diverse[which, start] = inputs
-        rows = _first_best(value, which)
-        rows = rows[value[rows] > best_so_far[which[rows]]]
-        self.inputs[which[rows]] = inputs[rows]
-        self.curve[which[rows]] = piece.curve[:, rows].T
-        for i, frames in piece.snapshots.items():
-            self.snapshots[i][which[rows]] = to_input(frames[rows])
-        group = self.group_of[start]
-        rows = _first_best(value, which * len(self.group_best[0]) + group)
-        rows = rows[value[rows] > self.group_best[which[rows], group[rows]]]
-        self.group_best[which[rows], group[rows]] = value[rows]
-        self.group_inputs[which[rows], group[rows]] = inputs[rows]
-
-
-def _first_best(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Per group, the row of the highest value (the first among equals)."""
-    order = np.lexsort((np.arange(len(values)), -values, groups))
-    first = np.r_[True, groups[order][1:] != groups[order][:-1]]
-    return order[first]
 
 
 def parse_maps(text: str | None, count: int) -> np.ndarray:
