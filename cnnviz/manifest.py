@@ -60,7 +60,8 @@ def check_gallery(folder: Path) -> None:
     if not folder.is_dir():
         raise UsageError(f"{folder} is a file, not a gallery folder; choose another name or "
                          "--outputs-dir")
-    if is_gallery(folder) or not any(folder.iterdir()):
+    # only cnnviz's own lock file: another cnnviz process is making this gallery right now
+    if is_gallery(folder) or not any(p.name != LOCK_FILE for p in folder.iterdir()):
         return
     if (folder / MANIFEST_FILE).is_file():
         read_manifest(folder)  # a corrupt file says so (exit 1) before the refusal below
