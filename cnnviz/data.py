@@ -332,30 +332,39 @@ def read_image(path: str | os.PathLike, image_shape: tuple[int, ...] = (IMAGE_SI
     anti-aliasing. For the article networks' 28×28 gray input (a digit), it is also
     inverted when the background (the border) is light, to be white on black like MNIST.
     """
-    from PIL import Image, UnidentifiedImageError
-    from skimage import transform
-
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"--input {path} is a folder; give one image file (PNG, JPEG, ...)")
     if not path.is_file():
         raise UsageError(f"--input {path}: no such file; give a PNG or JPEG of one digit")
+    return decode_image(path, image_shape, f"--input {path}")
+
+
+def decode_image(source, image_shape: tuple[int, ...] = (IMAGE_SIDE, IMAGE_SIDE),
+                 what: str = "image") -> tuple[np.ndarray, str | None]:
+    """An image file's path or open binary stream → (pixels of `image_shape`, note), as
+    `read_image` describes; a CnnvizError starting with `what` when it is no image, is
+    over MAX_IMAGE_SIDE pixels a side, or is too small."""
+    from PIL import Image, UnidentifiedImageError
+    from skimage import transform
+
+    name = getattr(source, "name", None) or what
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             frames = getattr(image, "n_frames", 1)
             image.seek(0)
             if image.width > MAX_IMAGE_SIDE or image.height > MAX_IMAGE_SIDE:
-                raise CnnvizError(f"--input {path}: {image.width}×{image.height} pixels; at most "
+                raise CnnvizError(f"{what}: {image.width}×{image.height} pixels; at most "
                                   f"{MAX_IMAGE_SIDE} a side")
             rgba = image.convert("RGBA")
     except CnnvizError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise CnnvizError(f"--input {path}: not a readable image file ({type(exc).__name__}); "
+        raise CnnvizError(f"{what}: not a readable image file ({type(exc).__name__}); "
                           "give a PNG, JPEG, GIF, BMP or TIFF of one digit") from None
     if min(rgba.size) < 2:
-        raise CnnvizError(f"--input {path}: {rgba.width}×{rgba.height} pixels is too small")
-    note = (f"{path.name} has {frames} frames; using the first" if frames > 1 else None)
+        raise CnnvizError(f"{what}: {rgba.width}×{rgba.height} pixels is too small")
+    note = (f"{Path(str(name)).name} has {frames} frames; using the first" if frames > 1 else None)
     if tuple(image_shape) != (IMAGE_SIDE, IMAGE_SIDE):
         rgb = np.asarray(on_white(rgba).convert("RGB"))
         return convert(rgb[np.newaxis], tuple(image_shape))[0], note

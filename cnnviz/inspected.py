@@ -27,13 +27,14 @@ from cnnviz.results import (ActivationResult, ExplanationResult, KernelResult, P
 class Inspected:
     """A model opened by `cnnviz.load` (or returned by `cnnviz.train`)."""
 
-    def __init__(self, loaded: LoadedModel, data: str | Path | None = None,
+    def __init__(self, loaded: LoadedModel, data: str | Path | Dataset | None = None,
                  dataset: str | None = None, resize: bool = True):
+        """data: a dataset file or folder to read when first needed, or an opened Dataset."""
         self.loaded = loaded
-        self._data_path = data
+        self._data_path = None if isinstance(data, Dataset) else data
         self._dataset = dataset
         self._resize = resize
-        self._data: Dataset | None = None
+        self._data: Dataset | None = data if isinstance(data, Dataset) else None
 
     def __repr__(self) -> str:
         return f"<cnnviz model {self.name!r}: {len(self.layers)} layers ({', '.join(self.layers)})>"
@@ -169,8 +170,10 @@ class Inspected:
             options = ExplainSettings(methods=names, **settings)
         except TypeError as exc:
             raise UsageError(f"explain: {exc}", "settings") from None
+        from cnnviz.probes.activations import activations
+
         pixels, _, labels = self._images(images, split)
-        scores = np.asarray(self.model.predict(self.loaded.preprocessing.apply(pixels), verbose=0))
+        scores = activations(self.model, [], self.loaded.preprocessing.apply(pixels)).probabilities
         if target == "predicted":
             targets = scores.argmax(axis=1)
         elif target == "true":

@@ -43,6 +43,12 @@ def received() -> bool:
     return _received
 
 
+def forget() -> None:
+    """A Ctrl-C that was the expected way to stop (a server) is no error."""
+    global _received
+    _received = False
+
+
 def raise_if_received() -> None:
     """Turn a Ctrl-C that was swallowed somewhere into a KeyboardInterrupt now."""
     if _received:

@@ -73,6 +73,35 @@ def atlas(trained, tmp_path_factory) -> Path:
     return atlas_with_cli(trained, tmp_path_factory.mktemp("outputs"))
 
 
+@dataclass
+class LiveServer:
+    url: str
+    inspected: object  # the cnnviz.Inspected the server answers for
+    atlas: Path
+
+
+@pytest.fixture(scope="session")
+def live_server(trained, small_npz, atlas):
+    """`cnnviz serve`'s server for bundle a2 (and its atlas) on a free port, in a thread."""
+    import threading
+
+    import cnnviz
+    from cnnviz.serve.live import Live
+    from cnnviz.serve.server import make_server
+
+    inspected = cnnviz.load("a2", trained_dir=trained, data=small_npz)
+    live = Live(inspected, atlas)
+    server = make_server(live, "127.0.0.1", 0)
+    live.warm_up()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              daemon=True)
+    thread.start()
+    yield LiveServer(server.url, inspected, atlas)
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def loaded(trained):
     from cnnviz.model import load_model

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from cnnviz.graph import graph_of
+from cnnviz.probes.compiled import compiled
 from cnnviz.inputs import Preprocessing
 
 
@@ -70,7 +71,8 @@ def ends_in_softmax(model: keras.Model) -> bool:
 def activations(model: keras.Model, layers: list[str], inputs: np.ndarray,
                 batch_size: int = 1000) -> Activations:
     """All requested layers for all inputs from one forward pass of one intermediate model."""
-    probe = tf.function(layer_outputs(model, layers))
+    probe = compiled(model, ("activations", tuple(layers)),
+                     lambda: tf.function(layer_outputs(model, layers), reduce_retracing=True))
     batch_size = bounded_batch(model, layers, batch_size)
     chunks = [[] for _ in range(len(layers) + 1)]
     for start in range(0, len(inputs), batch_size):

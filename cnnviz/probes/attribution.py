@@ -29,6 +29,7 @@ from cnnviz.errors import UsageError
 from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
 from cnnviz.layers import has_activation
+from cnnviz.probes.compiled import compiled
 from cnnviz.probes.responses import ends_in_softmax, linear_part
 
 METHODS = ("saliency", "gradient-input", "smoothgrad", "integrated-gradients", "grad-cam",
@@ -121,8 +122,8 @@ def explain(model: keras.Model, preprocessing: Preprocessing, pixels: np.ndarray
     zeros = np.zeros((1, *shape[:2]) + ((shape[2],) if shape[2] > 1 else ()), np.float32)
     low = preprocessing.apply(zeros)[0]
     span = preprocessing.apply(zeros + 255.0)[0] - low
-    run = tf.function(logits_of(model), reduce_retracing=True)
-    gradient = _gradient_fn(logits_of(model))
+    run = compiled(model, "logits", lambda: tf.function(logits_of(model), reduce_retracing=True))
+    gradient = compiled(model, "logit gradient", lambda: _gradient_fn(logits_of(model)))
     logits = _batched(lambda b: run(tf.constant(x[b]))[1].numpy(), len(x), settings.batch_size)
     found = Attributions({}, logits, targets)
     cams: dict[str, np.ndarray] = {}
@@ -243,8 +244,15 @@ def _path_gradients(gradient, x, base, targets, settings) -> np.ndarray:
 
 def _grad_cams(model, layer, x, targets, size) -> dict[str, np.ndarray]:
     """Grad-CAM and Grad-CAM++ heat maps (N, H, W), upsampled from `layer`."""
-    run = logits_of(model, layer)
-    h, w = x.shape[1:3]
+    cams = compiled(model, ("grad-cams", layer), lambda: _grad_cams_fn(logits_of(model, layer), x.shape[1:3]))
+    parts = [[v.numpy() for v in cams(tf.constant(x[i:i + size]), tf.constant(targets[i:i + size]))]
+             for i in range(0, len(x), size)]
+    return {"grad-cam": np.concatenate([p[0] for p in parts]),
+            "grad-cam++": np.concatenate([p[1] for p in parts])}
+
+
+def _grad_cams_fn(run: Callable, size: tuple[int, int]) -> Callable:
+    h, w = size
 
     @tf.function(reduce_retracing=True)
     def cams(batch, chosen):
@@ -260,10 +268,7 @@ def _grad_cams(model, layer, x, targets, size) -> dict[str, np.ndarray]:
         return [tf.image.resize(tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1, keepdims=True)),
                                 [h, w], method="bilinear")[..., 0] for weights in (plain, plus)]
 
-    parts = [[v.numpy() for v in cams(tf.constant(x[i:i + size]), tf.constant(targets[i:i + size]))]
-             for i in range(0, len(x), size)]
-    return {"grad-cam": np.concatenate([p[0] for p in parts]),
-            "grad-cam++": np.concatenate([p[1] for p in parts])}
+    return cams
 
 
 def occlusion(run: Callable, x: np.ndarray, targets: np.ndarray, patch: int, stride: int,

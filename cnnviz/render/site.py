@@ -114,7 +114,7 @@ def _write_cards(folder: Path, sources: CardSources, classes: list[str],
                 continue
             cards[layer] = write_card_images(sources, layer, fresh / slug(layer) / "img", classes)
             for card in cards[layer]:
-                write_text(fresh / slug(layer) / _card_file(card.index),
+                write_text(fresh / slug(layer) / card_file(card.index),
                            _card_page(folder.name, card, len(cards[layer]), has_samples, classes,
                                       _unit(model, layer)))
         old = folder / f".{CARDS_DIR}-old-{uuid.uuid4().hex[:6]}"
@@ -149,7 +149,7 @@ def _index_page(name: str, model: dict, entries: list[dict], cards: dict[str, li
                         f"{row['params']:,} parameters, receptive field {_e(row['field'])}</p>")
         if layer in cards:
             unit = _unit(model, layer)
-            links = "".join(f'<a href="{_url(CARDS_DIR, slug(layer), _card_file(c.index))}">'
+            links = "".join(f'<a href="{_url(CARDS_DIR, slug(layer), card_file(c.index))}">'
                             f"{c.index}</a>" for c in cards[layer])
             body.append(f'<h3>{unit.capitalize()} cards</h3><p class="maps">{links}</p>')
         body.append(_gallery(mine) if mine else "<p>No galleries for this layer yet.</p>")
@@ -208,9 +208,9 @@ def _card_page(gallery: str, card: MapCard, count: int, has_samples: bool,
     back = f'../../{INDEX_FILE}#{_anchor(layer)}'
     pager = [f'<a href="{back}">↑ {_e(layer)}</a>']
     if m > 0:
-        pager.append(f'<a href="{_card_file(m - 1)}" rel="prev">← {_e(layer)} {m - 1}</a>')
+        pager.append(f'<a href="{card_file(m - 1)}" rel="prev">← {_e(layer)} {m - 1}</a>')
     if m + 1 < count:
-        pager.append(f'<a href="{_card_file(m + 1)}" rel="next">{_e(layer)} {m + 1} →</a>')
+        pager.append(f'<a href="{card_file(m + 1)}" rel="next">{_e(layer)} {m + 1} →</a>')
     parts = [f"<header><h1>{_e(layer)} · {unit} {m}</h1>"
              f'<p class="pager">{"".join(pager)}</p></header><main class="card">']
     for section, title in SECTION_TITLES.items():
@@ -254,7 +254,8 @@ def _unit(model: dict, layer: str) -> str:
     return "map" if row is None or row["shape"].count("x") >= 2 else "unit"
 
 
-def _card_file(index: int) -> str:
+def card_file(index: int) -> str:
+    """A map card's file name inside cards/LAYER/."""
     return f"map-{index:03d}.html"
 
 

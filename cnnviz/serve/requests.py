@@ -1,0 +1,90 @@
+"""A request body → the image pixels it carries, or a one-line reason it is refused.
+
+Accepted by POST /api/predict and /api/explain:
+- an image file (PNG, JPEG, GIF, BMP, TIFF; any Content-Type but JSON): converted to the
+  model's input exactly as `cnnviz explain --input` converts a file;
+- JSON {"pixels": [[…]]}: raw pixels 0–255 in the model's input shape (H×W or H×W×C),
+  optionally {"target": CLASS} for /api/explain;
+- JSON {"index": N, "split": "test"}: a dataset image.
+Bodies over MAX_BODY bytes and images over MAX_IMAGE_SIDE pixels a side are refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnnviz.data import MAX_IMAGE_SIDE, decode_image
+from cnnviz.errors import CnnvizError, UsageError
+
+MAX_BODY = 10 * 2**20  # 10 MB
+
+
+class BadRequest(Exception):
+    """A request the server answers with 400 and this one-line message."""
+
+
+@dataclass(frozen=True)
+class Parsed:
+    pixels: np.ndarray
+    target: int | None = None
+    note: str | None = None
+
+
+def parse_body(body: bytes, content_type: str, live) -> Parsed:
+    """The pixels (in the model's input shape, 0–255) a request body carries."""
+    if not body:
+        raise BadRequest("empty body: send an image file or JSON {\"pixels\": [[...]]}")
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        return _from_json(body, live)
+    try:
+        pixels, note = decode_image(io.BytesIO(body), live.shape, "upload")
+    except CnnvizError as exc:
+        raise BadRequest(str(exc)) from None
+    return Parsed(np.asarray(pixels, np.float32), None, note)
+
+
+def _from_json(body: bytes, live) -> Parsed:
+    try:
+        request = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise BadRequest("JSON body must be an object: {\"pixels\": [[...]]} or {\"index\": N}")
+    target = request.get("target")
+    if target is not None and (not isinstance(target, int) or isinstance(target, bool)):
+        raise BadRequest(f"target must be a class index, got {target!r}")
+    try:
+        if "pixels" in request:
+            pixels = np.asarray(request["pixels"], np.float32)
+            return Parsed(live.check_pixels(pixels), target)
+        if "index" in request:
+            index = request["index"]
+            if not isinstance(index, int) or isinstance(index, bool):
+                raise BadRequest(f"index must be an integer, got {index!r}")
+            found = live.sample(index=index, split=str(request.get("split", "test")))
+            return Parsed(np.asarray(found["pixels"]["data"], np.float32), target)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"pixels: not a numeric array ({exc})") from None
+    except UsageError as exc:
+        raise BadRequest(str(exc)) from None
+    raise BadRequest("JSON body needs \"pixels\" (raw 0–255 pixels) or \"index\" (a dataset image)")
+
+
+def check_length(length: str | None) -> int:
+    """The Content-Length as an int, refused when absent, malformed or over MAX_BODY."""
+    try:
+        size = int(length) if length is not None else -1
+    except ValueError:
+        raise BadRequest(f"bad Content-Length {length!r}") from None
+    if size < 0:
+        raise BadRequest("Content-Length required")
+    if size > MAX_BODY:
+        raise BadRequest(f"body of {size:,} bytes; at most {MAX_BODY:,} (10 MB)")
+    return size
+
+
+__all__ = ["BadRequest", "Parsed", "parse_body", "check_length", "MAX_BODY", "MAX_IMAGE_SIDE"]

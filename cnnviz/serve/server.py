@@ -1,0 +1,256 @@
+"""The local HTTP server of `cnnviz serve`: the live page, its JSON API and the static atlas.
+
+The standard library's ThreadingHTTPServer (one thread per connection, HTTP/1.1 keep-alive):
+no dependency to install, and for one person's browser on 127.0.0.1 plus a few scripts it
+answers well within the page's budget; the computation is TensorFlow's, which releases the
+GIL. Every answer is JSON or a file; every error is a status with {"error": "one line"}, and
+the server goes on serving.
+
+    GET  /                    the live page
+    GET  /api                 this API in JSON
+    GET  /api/model           name, input shape, classes, layers (shape, card URL), atlas URL
+    GET  /api/sample?index=N|class=C[&split=test]   a dataset image's pixels and label
+    POST /api/predict[?arrays=list]   body: image file | {"pixels"} | {"index"} →
+                              {"input", "prediction", "layers": [{"name","shape","data"}]}
+    POST /api/explain[?arrays=list]   same body (+ "target") → saliency and Grad-CAM maps
+    GET  /atlas/…             the model's static atlas (outputs/NAME/), with a link back here
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+import sys
+import traceback
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import numpy as np
+
+from cnnviz.errors import CnnvizError, UsageError
+from cnnviz.serve.live import ARRAY_FORMATS, Live
+from cnnviz.serve.requests import BadRequest, check_length, parse_body
+
+PAGE_FILES = ("index.html", "live.js", "live.css")
+API = {
+    "GET /api/model": "the model: name, input shape, classes, layers with shapes and card URLs",
+    "GET /api/sample?index=N|class=C[&split=test|train]": "a dataset image: pixels, index, label",
+    "POST /api/predict[?arrays=base64|list]": "body: an image file, JSON {\"pixels\": [[0–255…]]} "
+                                               "or {\"index\": N}; answers the input as fed, the "
+                                               "prediction and every layer's output",
+    "POST /api/explain[?arrays=base64|list]": "the same body (JSON may add \"target\": CLASS); "
+                                               "answers saliency and Grad-CAM of the target's logit",
+    "arrays": "{\"shape\": [...], \"dtype\": \"float32\", \"data\": base64 of little-endian "
+              "float32} (or nested lists with ?arrays=list)",
+    "errors": "HTTP 400 (bad request) / 404 / 500 with {\"error\": \"one line\"}",
+}
+DISCARD_LIMIT = 64 * 2**20  # an oversized body up to this is read (and dropped) to answer 400
+BACK_LINK = ('<p style="margin:0;padding:6px 12px;background:#eef3ff;font:14px sans-serif">'
+             '<a href="/">← live page: draw a digit and watch every layer answer</a></p>')
+
+
+class LiveServer(ThreadingHTTPServer):
+    """A threading HTTP server holding the Live model it answers for."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], live: Live, log=None):
+        super().__init__(address, Handler)
+        self.live = live
+        self.log = log  # a callable taking one line, or None for silence
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}/"
+
+
+def make_server(live: Live, host: str = "127.0.0.1", port: int = 8765, log=None) -> LiveServer:
+    """Bind the server (port 0: any free port); a CnnvizError naming the port when it is taken."""
+    try:
+        return LiveServer((host, port), live, log)
+    except OSError as exc:
+        if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+            raise CnnvizError(f"port {port} on {host} is in use; choose another with --port "
+                              "(0 picks a free one)") from None
+        raise CnnvizError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: LiveServer
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base's name)
+        if self.server.log is not None:
+            self.server.log(f"{self.address_string()} {format % args}")
+
+    # ---- routes ------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._answer(self._get)
+
+    def do_POST(self) -> None:
+        self._answer(self._post)
+
+    def _get(self, path: str, query: dict) -> None:
+        live = self.server.live
+        if path in ("/", "/index.html"):
+            return self._page_file("index.html")
+        if path.startswith("/static/") and path[len("/static/"):] in PAGE_FILES:
+            return self._page_file(path[len("/static/"):])
+        if path == "/favicon.ico":
+            return self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
+        if path == "/api":
+            return self._json(API)
+        if path == "/api/model":
+            return self._json(live.describe())
+        if path == "/api/sample":
+            index, label = _int_param(query, "index"), _int_param(query, "class")
+            if index is None and label is None:
+                raise BadRequest("give ?index=N or ?class=C")
+            return self._json(live.sample(index, label, query.get("split", "test")))
+        if path == "/atlas" or path.startswith("/atlas/"):
+            return self._atlas_file(path[len("/atlas"):].lstrip("/") or "index.html")
+        self._error(HTTPStatus.NOT_FOUND, f"no such page: {path} (the API is listed at /api)")
+
+    def _post(self, path: str, query: dict) -> None:
+        if path not in ("/api/predict", "/api/explain"):
+            self._drain()
+            return self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: POST {path}")
+        arrays = query.get("arrays", "base64")
+        body = self._body()
+        if arrays not in ARRAY_FORMATS:
+            raise BadRequest(f"arrays={arrays!r}: use {' or '.join(ARRAY_FORMATS)}")
+        parsed = parse_body(body, self.headers.get("Content-Type", ""), self.server.live)
+        if path == "/api/predict":
+            answer = self.server.live.predict(parsed.pixels, arrays)
+        else:
+            answer = self.server.live.explain(parsed.pixels, parsed.target, arrays)
+        if parsed.note:
+            answer["note"] = parsed.note
+        self._json(answer)
+
+    # ---- plumbing ----------------------------------------------------------------------
+
+    def _answer(self, route) -> None:
+        split = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        try:
+            route(unquote(split.path), query)
+        except BadRequest as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        except UsageError as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        except CnnvizError as exc:
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:  # a bug: answered, reported, and the server goes on
+            if self.server.log is not None:
+                self.server.log("".join(traceback.format_exception(exc)).rstrip())
+            else:
+                print(f"cnnviz serve: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"unexpected {type(exc).__name__}: {exc}")
+
+    def _body(self) -> bytes:
+        try:
+            size = check_length(self.headers.get("Content-Length"))
+        except BadRequest:
+            self._discard()
+            raise
+        return self.rfile.read(size)
+
+    def _discard(self) -> None:
+        """Read and drop an oversized body (a chunk at a time, up to DISCARD_LIMIT) so the
+        client, still sending, reads the 400; past that, close the connection."""
+        self.close_connection = True
+        try:
+            left = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return
+        if left > DISCARD_LIMIT:
+            return
+        while left > 0:
+            chunk = self.rfile.read(min(left, 2**20))
+            if not chunk:
+                break
+            left -= len(chunk)
+
+    def _drain(self) -> None:
+        try:
+            self.rfile.read(check_length(self.headers.get("Content-Length")))
+        except BadRequest:
+            self._discard()
+
+    def _json(self, value, status: HTTPStatus = HTTPStatus.OK) -> None:
+        self._send(status, json.dumps(value, default=_plain).encode(), "application/json")
+
+    def _error(self, status: HTTPStatus, message: str) -> None:
+        self._json({"error": message.splitlines()[0] if message else status.phrase}, status)
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _page_file(self, name: str) -> None:
+        body = resources.files("cnnviz.serve").joinpath("page", name).read_bytes()
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        self._send(HTTPStatus.OK, body, f"{kind}; charset=utf-8" if kind.startswith("text") or
+                   kind.endswith("javascript") else kind)
+
+    def _atlas_file(self, relative: str) -> None:
+        live = self.server.live
+        if not live.has_atlas():
+            return self._error(HTTPStatus.NOT_FOUND, "no atlas for this model yet: run "
+                               f"`cnnviz atlas {live.inspected.name}` (or give serve --atlas DIR)")
+        root = live.atlas.resolve()
+        target = (root / relative).resolve()
+        if not target.is_relative_to(root) or not target.is_file() or any(
+                part.startswith(".") for part in target.relative_to(root).parts):
+            return self._error(HTTPStatus.NOT_FOUND, f"no such atlas file: {relative}")
+        body = target.read_bytes()
+        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if kind == "text/html":
+            body = re.sub(rb"(<body[^>]*>)", lambda m: m.group(1) + BACK_LINK.encode(), body, count=1)
+        self._send(HTTPStatus.OK, body, kind)
+
+
+def _int_param(query: dict, name: str) -> int | None:
+    if name not in query:
+        return None
+    try:
+        return int(query[name])
+    except ValueError:
+        raise BadRequest(f"{name}={query[name]!r}: give an integer") from None
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def serve_until_interrupted(server: LiveServer) -> None:
+    """Serve until Ctrl-C (KeyboardInterrupt), then close the socket: the port is free."""
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def page_dir() -> Path:
+    """Where the page's files are (for tests and the README)."""
+    return Path(str(resources.files("cnnviz.serve").joinpath("page")))
