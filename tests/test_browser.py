@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -94,3 +95,86 @@ def test_the_page_and_a_map_card_load_every_image(browser, gallery, tmp_path):
     assert browser.current_url.endswith("map-008.html")
     browser.find_element(By.PARTIAL_LINK_TEXT, "↑ conv2").click()
     assert browser.current_url.endswith("index.html#layer-conv2")
+
+
+# ---- the live page of `cnnviz serve` ----------------------------------------------------------
+
+def wait_for_answer(driver, after: int, timeout: float = 60) -> None:
+    """Until the page has more than `after` answers and nothing is in flight or pending."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script(
+        "const s = window.cnnviz; return s && s.answers > arguments[0] && !s.inFlight"
+        " && !s.pending;", after))
+
+
+def page_arrays(driver) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """(the input as fed, every layer's output, the scores) of the page's last answer."""
+    from cnnviz.serve.live import decode
+
+    last = driver.execute_script("return window.cnnviz.last")
+    layers = {layer["name"]: decode(layer) for layer in last["layers"]}
+    return decode(last["input"]), layers, np.asarray(last["prediction"]["scores"])
+
+
+def test_drawing_on_the_live_page_changes_what_every_layer_shows(browser, live_server, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(1280, 1400)
+    browser.get(live_server.url)
+    wait_for_answer(browser, 0)
+    before_input, before_layers, before_scores = page_arrays(browser)
+    assert before_input.max() == 0  # a blank canvas to start
+    mosaic = "return document.querySelector('#layer-conv2 canvas').toDataURL()"
+    before_mosaic = browser.execute_script(mosaic)
+
+    answers = browser.execute_script("return window.cnnviz.answers")
+    ink = browser.find_element(By.ID, "ink")
+    stroke = ActionChains(browser).move_to_element_with_offset(ink, 0, -90).click_and_hold()
+    for _ in range(9):  # a vertical stroke down the middle: a "1"
+        stroke = stroke.move_by_offset(2, 20)
+    stroke.release().perform()
+    wait_for_answer(browser, answers)
+
+    pixels, layers, scores = page_arrays(browser)
+    assert pixels.max() > 200 and (pixels > 0).sum() > 20  # the stroke reached the input
+    assert not np.allclose(scores, before_scores)
+    assert not np.allclose(layers["conv2"], before_layers["conv2"])
+    assert browser.execute_script(mosaic) != before_mosaic
+    bars = browser.find_elements(By.CSS_SELECTOR, "#bars .bar")
+    assert len(bars) == 10
+    assert browser.find_element(By.CSS_SELECTOR, "#bars .bar.top").get_attribute("data-cls") == str(
+        int(scores.argmax()))
+    # the numbers on the page are the library's for the same pixels
+    expected = live_server.inspected.activations(pixels[np.newaxis])
+    for name, values in layers.items():
+        np.testing.assert_allclose(values, expected[name][0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(scores, expected.outputs[0], rtol=1e-5, atol=1e-6)
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#explain canvas")) == 2)
+    assert browser.find_element(By.ID, "status").text == ""  # no error shown
+    screenshot(browser, "serve-page.png", tmp_path)
+
+    # a test image from the picker, then a click on a map opens its card in the atlas
+    browser.find_element(By.ID, "sample-index").clear()
+    browser.find_element(By.ID, "sample-index").send_keys("4")
+    answers = browser.execute_script("return window.cnnviz.answers")
+    browser.find_element(By.ID, "sample-load").click()
+    wait_for_answer(browser, answers)
+    sample_pixels, _, _ = page_arrays(browser)
+    assert np.array_equal(sample_pixels, live_server.inspected.data().split("test")[0][4])
+    canvas = browser.find_element(By.CSS_SELECTOR, "#layer-conv2 canvas")
+    tiles_before = len(browser.window_handles)
+    ActionChains(browser).move_to_element_with_offset(canvas, -canvas.size["width"] // 2 + 3,
+                                                      -canvas.size["height"] // 2 + 3).click().perform()
+    WebDriverWait(browser, 30).until(lambda d: len(d.window_handles) > tiles_before)
+    browser.switch_to.window(browser.window_handles[-1])
+    try:
+        WebDriverWait(browser, 30).until(lambda d: d.current_url.endswith("/atlas/cards/conv2/map-000.html"))
+        assert "live page" in browser.find_element(By.TAG_NAME, "body").text
+        assert broken_images(browser) == []
+    finally:
+        browser.close()
+        browser.switch_to.window(browser.window_handles[0])

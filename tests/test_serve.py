@@ -262,3 +262,38 @@ def test_a_taken_port_is_one_line_naming_it(run_cli, trained, small_npz):
         result = run_cli("serve", "a2", "--port", str(port), "--trained-dir", str(trained),
                          "--data", str(small_npz))
     assert_one_line_error(result, 1, f"port {port} on 127.0.0.1 is in use", "--port")
+
+
+def test_requests_waiting_together_share_one_batch_and_its_errors():
+    from cnnviz.serve.batching import Batcher
+
+    sizes: list[int] = []
+    started = threading.Event()
+
+    def run(batch: np.ndarray) -> list:
+        started.set()
+        if not sizes:  # hold the first batch until the other seven requests wait
+            deadline = time.monotonic() + 30
+            while batcher._queue.qsize() < 7 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        sizes.append(len(batch))
+        return [row * 2 for row in batch]
+
+    batcher = Batcher(run)
+    results: dict[int, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, batcher(np.full(3, k))))
+               for k in range(8)]
+    threads[0].start()
+    assert started.wait(timeout=30)  # the first request is taken alone
+    for t in threads[1:]:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sizes == [1, 7]
+    assert all(np.array_equal(results[k], np.full(3, 2 * k)) for k in range(8))
+
+    def broken(batch):
+        raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        Batcher(broken)(np.zeros(3))

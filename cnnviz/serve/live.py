@@ -18,6 +18,7 @@ import numpy as np
 
 from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.names import slug
+from cnnviz.serve.batching import Batcher
 
 ARRAY_FORMATS = ("base64", "list")
 EXPLAIN_METHODS = ("saliency", "grad-cam")
@@ -33,6 +34,8 @@ class Live:
         self.layers = inspected.layers
         self.shape = tuple(inspected.loaded.image_shape)
         self._lock = threading.Lock()  # the dataset is read once, by one thread
+        self.softmax = self._softmax()
+        self._forward = Batcher(self._forward_batch)  # concurrent requests share a pass
 
     def warm_up(self) -> None:
         """Trace the compiled functions once, before the first visitor waits for them."""
@@ -53,7 +56,7 @@ class Live:
             "name": self.inspected.name,
             "input": {"shape": list(self.shape), "convention": self.inspected.input},
             "classes": list(self.inspected.classes),
-            "probabilities": self._softmax(),
+            "probabilities": self.softmax,
             "layers": [{"name": n, "shape": list(graph.shape(n)[1:]), "card": cards.get(n)}
                        for n in self.layers],
             "atlas": "/atlas/index.html" if self.has_atlas() else None,
@@ -63,13 +66,17 @@ class Live:
 
     def predict(self, pixels: np.ndarray, arrays: str = "base64") -> dict:
         """The prediction and every layer's output for one image of pixels 0–255."""
-        found = self.inspected.activations(pixels[np.newaxis], layers="all")
-        scores = found.outputs[0]
+        layers, scores = self._forward(pixels)
         return {
             "input": encode(pixels, arrays),
-            "prediction": self._prediction(scores, found.softmax),
-            "layers": [{"name": n, **encode(found[n][0], arrays)} for n in self.layers],
+            "prediction": self._prediction(scores, self.softmax),
+            "layers": [{"name": n, **encode(layers[n], arrays)} for n in self.layers],
         }
+
+    def _forward_batch(self, pixels: np.ndarray) -> list:
+        found = self.inspected.activations(pixels, layers="all")
+        return [({n: found[n][i] for n in self.layers}, found.outputs[i])
+                for i in range(len(pixels))]
 
     def explain(self, pixels: np.ndarray, target: int | None = None,
                 arrays: str = "base64") -> dict:

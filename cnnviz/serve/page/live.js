@@ -359,7 +359,7 @@ function overlay(canvas, pixels, shape, heat, positive) {
     let grey = 0;
     for (let k = 0; k < c; k++) grey += pixels[p * c + k] / c;
     const t = heat[p] / top, rgb = colour(DIVERGING, positive ? 0.5 + 0.5 * Math.abs(t) : 0.5 + 0.5 * t);
-    const a = Math.min(1, Math.abs(t) * 1.5);
+    const a = Math.min(0.75, Math.abs(t) * 1.2);  // the image stays visible under the map
     for (let k = 0; k < 3; k++) img.data[4 * p + k] = (1 - a) * grey * 0.6 + a * rgb[k];
     img.data[4 * p + 3] = 255;
   }
