@@ -238,6 +238,17 @@ class Inspected:
                          layers, skip=() if explain else ("explain",))
         return site.index
 
+    def serve(self, port: int = 8765, host: str = "127.0.0.1",
+              atlas: str | Path | None = None):
+        """The live page of `cnnviz serve` for this model, served from a background thread
+        (a notebook goes on running): returns a handle with `.url` and `.stop()`. port 0
+        picks a free one; atlas: the folder served at /atlas/ (default outputs/NAME)."""
+        from cnnviz.serve.live import Live
+        from cnnviz.serve.server import start_in_background
+
+        folder = Path(atlas) if atlas is not None else Path("outputs") / self.loaded.folder_name
+        return start_in_background(Live(self, folder), host, port)
+
     # ---- helpers ---------------------------------------------------------------------
 
     def _layers(self, layers: str | Iterable[str], one: bool = False) -> list[str]:

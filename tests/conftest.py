@@ -82,24 +82,13 @@ class LiveServer:
 
 @pytest.fixture(scope="session")
 def live_server(trained, small_npz, atlas):
-    """`cnnviz serve`'s server for bundle a2 (and its atlas) on a free port, in a thread."""
-    import threading
-
+    """`cnnviz serve`'s server for bundle a2 (and its atlas) on a free port: `m.serve()`."""
     import cnnviz
-    from cnnviz.serve.live import Live
-    from cnnviz.serve.server import make_server
 
     inspected = cnnviz.load("a2", trained_dir=trained, data=small_npz)
-    live = Live(inspected, atlas)
-    server = make_server(live, "127.0.0.1", 0)
-    live.warm_up()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              daemon=True)
-    thread.start()
-    yield LiveServer(server.url, inspected, atlas)
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    running = inspected.serve(port=0, atlas=atlas)
+    yield LiveServer(running.url, inspected, atlas)
+    running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -157,6 +157,27 @@ def test_drawing_on_the_live_page_changes_what_every_layer_shows(browser, live_s
     assert browser.find_element(By.ID, "status").text == ""  # no error shown
     screenshot(browser, "serve-page.png", tmp_path)
 
+    # another colour scale redraws the mosaics from the same answer, with no request
+    requests = browser.execute_script("return window.cnnviz.requests")
+    per_map = browser.execute_script(mosaic)
+    browser.find_element(By.CSS_SELECTOR, "input[name=scale][value=layer]").click()
+    assert browser.execute_script(mosaic) != per_map
+    assert browser.execute_script("return window.cnnviz.requests") == requests
+
+    # an uploaded photo of a dark digit on white is converted as `--input` converts it
+    from PIL import Image
+
+    from cnnviz.data import read_image
+
+    photo = tmp_path / "photo.png"
+    digit = live_server.inspected.data().split("test")[0][6]
+    Image.fromarray(np.kron(255 - digit, np.ones((3, 3), np.uint8))).save(photo)
+    answers = browser.execute_script("return window.cnnviz.answers")
+    browser.find_element(By.ID, "upload").send_keys(str(photo))
+    wait_for_answer(browser, answers)
+    uploaded, _, _ = page_arrays(browser)
+    assert np.array_equal(uploaded, read_image(photo)[0])
+
     # a test image from the picker, then a click on a map opens its card in the atlas
     browser.find_element(By.ID, "sample-index").clear()
     browser.find_element(By.ID, "sample-index").send_keys("4")

@@ -297,3 +297,16 @@ def test_requests_waiting_together_share_one_batch_and_its_errors():
 
     with pytest.raises(ValueError, match="no"):
         Batcher(broken)(np.zeros(3))
+
+
+def test_the_library_serves_from_a_background_thread_and_stops(live_server):
+    running = live_server.inspected.serve(port=0, atlas=live_server.atlas)
+    try:
+        assert "serving" in repr(running) and running.url in running._repr_html_()
+        status, model = call(f"{running.url}api/model")
+        assert status == 200 and model["atlas"] == "/atlas/index.html"
+    finally:
+        running.stop()
+    assert "stopped" in repr(running)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{running.url}api/model", timeout=5)

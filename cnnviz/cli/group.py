@@ -33,6 +33,7 @@ def cli(ctx: click.Context, trust_model: bool) -> None:
                  cnnviz filters               (the input pattern each map wants)
                  cnnviz kernels, cnnviz stats (weights; every layer over the test split)
                  cnnviz gallery --open        (rebuild the page and open it)
+    Live:        cnnviz serve                 (draw a digit, watch every layer answer)
     Two runs:    cnnviz train --runs 2 --name b && cnnviz compare b-1 b-2
     Galleries go to outputs/NAME/ (index.html, manifest.json).
     """
