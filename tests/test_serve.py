@@ -175,14 +175,22 @@ def test_unknown_paths_and_the_api_listing(live_server):
     assert status == 200 and any(key.startswith("POST /api/predict") for key in answer)
 
 
-def test_eight_threads_two_hundred_requests(live_server, sample):
+def test_eight_threads_two_hundred_requests_predictions_and_explanations(live_server, sample):
     images = sample["x_test"][:8].astype(np.float32)
     expected = live_server.inspected.activations(images).outputs
     failures, answers = [], []
 
+    explained = []
+
     def client(k: int) -> None:
-        for _ in range(25):
+        for i in range(25):
             try:
+                if i % 5 == 4:  # explanations run beside the predictions
+                    status, why = call(f"{live_server.url}api/explain",
+                                       json.dumps({"pixels": images[k].tolist()}).encode())
+                    assert status == 200, why
+                    explained.append((k, why["target"]))
+                    continue
                 answer = predict(live_server, images[k])
                 answers.append((k, np.asarray(answer["prediction"]["scores"])))
             except Exception as exc:  # noqa: BLE001 (collected, asserted below)
@@ -194,7 +202,8 @@ def test_eight_threads_two_hundred_requests(live_server, sample):
     for t in threads:
         t.join(timeout=300)
     assert failures == []
-    assert len(answers) == 200
+    assert len(answers) == 160 and len(explained) == 40
+    assert all(target == int(expected[k].argmax()) for k, target in explained)
     for k, scores in answers:  # every answer belongs to its own image: no cross-talk
         np.testing.assert_allclose(scores, expected[k], rtol=1e-4, atol=1e-6)
 
