@@ -203,7 +203,9 @@ def test_eight_threads_two_hundred_requests_predictions_and_explanations(live_se
         t.join(timeout=300)
     assert failures == []
     assert len(answers) == 160 and len(explained) == 40
-    assert all(target == int(expected[k].argmax()) for k, target in explained)
+    top2 = np.sort(expected, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-3  # never judge a near-tie
+    assert all(target == int(expected[k].argmax()) for k, target in explained if clear[k])
     for k, scores in answers:  # every answer belongs to its own image: no cross-talk
         np.testing.assert_allclose(scores, expected[k], rtol=1e-4, atol=1e-6)
 
