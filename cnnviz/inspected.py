@@ -224,18 +224,20 @@ class Inspected:
     def atlas(self, folder: str | Path | None = None, steps: int = 50, top: int = 9,
               split: str = "test", limit: int | None = None,
               report: Callable[[str], None] | None = None, layers: str | None = None,
-              explain: bool = True) -> Path:
+              explain: bool = True, dpi: int | None = None, format: str | None = None) -> Path:  # noqa: A002
         """Everything `cnnviz atlas` writes, into `folder` (default outputs/NAME); returns
         the page's path. `report` receives one line per stage. layers: None (every layer of
         a small model, a choice on a big one), "all", or a comma list. explain=False skips the
-        why section."""
+        why section. dpi, format (png, svg, pdf): how the figures are written."""
         from cnnviz.galleries.atlas import atlas_settings, run_atlas
         from cnnviz.probes.patterns import default_scales
+        from cnnviz.render.style import figure_output
 
         out = Path(folder) if folder is not None else Path("outputs") / self.loaded.folder_name
         settings = atlas_settings(steps, scales=default_scales(self.loaded.image_shape))
-        site = run_atlas(self.loaded, self.data(), out, settings, split, limit, top, report,
-                         layers, skip=() if explain else ("explain",))
+        with figure_output(dpi, format):
+            site = run_atlas(self.loaded, self.data(), out, settings, split, limit, top, report,
+                             layers, skip=() if explain else ("explain",))
         return site.index
 
     def serve(self, port: int = 8765, host: str = "127.0.0.1",

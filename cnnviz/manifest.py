@@ -147,6 +147,10 @@ def add_entries(folder: Path, entries: list[dict], model: dict | None = None) ->
         by_path = {e["path"]: e for e in manifest["entries"]}
         now = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
         for entry in entries:
+            for other in _other_formats(entry["path"], by_path):
+                by_path.pop(other)  # the same figure written before in another format
+                with contextlib.suppress(OSError):
+                    (folder / other).unlink()
             by_path[entry["path"]] = {**entry, "written": now}
         manifest["entries"] = sorted(by_path.values(), key=lambda e: e["path"])
         if model is not None:
@@ -155,6 +159,19 @@ def add_entries(folder: Path, entries: list[dict], model: dict | None = None) ->
         mark(folder)
         write_json(folder / MANIFEST_FILE, manifest)
     return folder / MANIFEST_FILE
+
+
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _other_formats(path: str, by_path: dict) -> list[str]:
+    """Entries of the same figure as `path` in another figure format (kernels-conv1.svg
+    for kernels-conv1.png)."""
+    stem, dot, suffix = path.rpartition(".")
+    if not dot or f".{suffix}" not in FIGURE_SUFFIXES:
+        return []
+    return [f"{stem}{other}" for other in FIGURE_SUFFIXES
+            if other != f".{suffix}" and f"{stem}{other}" in by_path]
 
 
 def mark(folder: Path) -> None:

@@ -18,6 +18,28 @@ from cnnviz.errors import UsageError
 from cnnviz.names import slug
 
 
+
+def _figure_name(stem: str) -> str:
+    from cnnviz.render.style import figure_name
+
+    return figure_name(stem)
+
+
+def _figure_output(save):
+    """`save(folder, dpi=None, format=None)`: the figures at that resolution and format
+    (png, svg or pdf); the arrays are the same."""
+    import functools
+
+    @functools.wraps(save)
+    def wrapped(self, folder, dpi: int | None = None, format: str | None = None):  # noqa: A002
+        from cnnviz.render.style import figure_output
+
+        with figure_output(dpi, format):
+            return save(self, folder)
+
+    return wrapped
+
+
 class _Shown:
     """Jupyter shows a result as the figure of `.show()`."""
 
@@ -89,6 +111,7 @@ class ActivationResult(Mapping, _Shown):
         return image_activation_figure(self[layer][image], self.pixels[image], layer,
                                        self._title(image), self._lines(image), scale, None)
 
+    @_figure_output
     def save(self, folder: str | Path) -> list[Path]:
         """activations.npz (every array) and one PNG per image and layer."""
         from cnnviz.render.activations import image_activation_figure
@@ -99,7 +122,7 @@ class ActivationResult(Mapping, _Shown):
                                 **{f"layer_{slug(k)}": v for k, v in self.layers.items()})]
         for layer in self.layers:
             for i in range(len(self.pixels)):
-                path = folder / f"{slug(layer)}-image-{i}.png"
+                path = folder / _figure_name(f"{slug(layer)}-image-{i}")
                 written.append(image_activation_figure(
                     self[layer][i], self.pixels[i], layer, self._title(i), self._lines(i), "map",
                     path))
@@ -173,6 +196,7 @@ class PatternResult(_Shown):
         return pattern_gallery(self.pixels, labels, f"{self.layer}: best input pattern per map",
                                None)
 
+    @_figure_output
     def save(self, folder: str | Path) -> list[Path]:
         from cnnviz.render.figures import save_figure
 
@@ -182,7 +206,7 @@ class PatternResult(_Shown):
                               pixels=self.pixels, objective=self.objective,
                               all_objectives=self.all_objectives, predicted=self.predicted,
                               **extra)
-        return [arrays, save_figure(self.show(), folder / f"patterns-{slug(self.layer)}.png",
+        return [arrays, save_figure(self.show(), folder / _figure_name(f"patterns-{slug(self.layer)}"),
                                     tight=True)]
 
 
@@ -202,6 +226,7 @@ class KernelResult(_Shown):
 
         return kernel_gallery(self.weights, self.layer, None)
 
+    @_figure_output
     def save(self, folder: str | Path) -> list[Path]:
         from cnnviz.render.figures import save_figure
 
@@ -209,7 +234,7 @@ class KernelResult(_Shown):
         extra = {} if self.bias is None else {"bias": self.bias}
         return [_save_arrays(folder / f"kernels-{slug(self.layer)}.npz", kernels=self.weights,
                              **extra),
-                save_figure(self.show(), folder / f"kernels-{slug(self.layer)}.png", tight=True)]
+                save_figure(self.show(), folder / _figure_name(f"kernels-{slug(self.layer)}"), tight=True)]
 
 
 @dataclass(repr=False)
@@ -242,6 +267,7 @@ class StatsResult(Mapping, _Shown):
                         [int(s.dead.sum()) for s in self.layers.values()],
                         [len(s.mean) for s in self.layers.values()], None)
 
+    @_figure_output
     def save(self, folder: str | Path) -> list[Path]:
         from cnnviz.render.figures import save_figure
 
@@ -250,7 +276,7 @@ class StatsResult(Mapping, _Shown):
                   for key in ("mean", "std", "max", "active_fraction", "dead", "always_on",
                               "class_mean", "top_index", "top_score")}
         return [_save_arrays(folder / "stats.npz", **arrays),
-                save_figure(self.show(), folder / "overview.png")]
+                save_figure(self.show(), folder / _figure_name("overview"))]
 
 
 @dataclass(repr=False)
@@ -283,6 +309,7 @@ class ExplanationResult(_Shown):
                                   "attributions of the class logit (before the softmax)",
                                   self.notes, None)
 
+    @_figure_output
     def save(self, folder: str | Path) -> list[Path]:
         from cnnviz.render.figures import save_figure
 
@@ -290,7 +317,7 @@ class ExplanationResult(_Shown):
         arrays = _save_arrays(folder / "attributions.npz", pixels=self.pixels, logits=self.logits,
                               targets=self.targets,
                               **{m.replace("-", "_"): v for m, v in self.maps.items()})
-        return [arrays] + [save_figure(self.show(i), folder / f"explain-{i}.png")
+        return [arrays] + [save_figure(self.show(i), folder / _figure_name(f"explain-{i}"))
                            for i in range(len(self.targets))]
 
 
@@ -320,6 +347,7 @@ class SanityResult(_Shown):
 
         return sanity_figure(self.report, None)
 
+    @_figure_output
     def save(self, folder: str | Path) -> list[Path]:
         import json
 
@@ -328,4 +356,4 @@ class SanityResult(_Shown):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "check.json").write_text(json.dumps(self.report, indent=1), encoding="utf-8")
-        return [folder / "check.json", save_figure(self.show(), folder / "check.png")]
+        return [folder / "check.json", save_figure(self.show(), folder / _figure_name("check"))]

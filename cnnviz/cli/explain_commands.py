@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (check_image_choice, check_writable, open_data, open_model, outputs_dir_option,
+from cnnviz.cli.options import (figure_options, check_image_choice, check_writable, open_data, open_model, outputs_dir_option,
                                 parse_int_list, probe_data_options, record_entries,
                                 trained_dir_option)
 from cnnviz.errors import UsageError
@@ -42,6 +42,7 @@ METHOD_NAMES = ("saliency, gradient-input, smoothgrad, integrated-gradients, gra
                    "completeness")
 @probe_data_options
 @trained_dir_option
+@figure_options
 @outputs_dir_option
 def explain(model, image_list, digit, count, input_file, split, methods, target, layer, baseline,
             steps, samples, patch, stride, batch_size, check, dataset, data_path, trained_dir,

@@ -10,7 +10,7 @@ import click
 
 from cnnviz import bundle
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (FINITE, check_writable, chosen_layers, open_data, open_model,
+from cnnviz.cli.options import (figure_options, FINITE, check_writable, chosen_layers, open_data, open_model,
                                 outputs_dir_option, parse_scales, probe_data_options, say_site,
                                 trained_dir_option, with_scales, write_site)
 from cnnviz.errors import UsageError
@@ -41,6 +41,7 @@ from cnnviz.errors import UsageError
                    "small model; of a big one, the last layer of each resolution)")
 @probe_data_options
 @trained_dir_option
+@figure_options
 @outputs_dir_option
 def atlas(model, split, limit, top, steps, step_size, scales, starts, pixel_starts,
           data_starts, seed, why, layer_specs, dataset,
@@ -138,6 +139,7 @@ def gallery_name(model: str | None, outputs_dir: Path, trained_dir: Path) -> str
 @click.option("--json", "as_json", is_flag=True, help="print the per-layer numbers as JSON")
 @probe_data_options
 @trained_dir_option
+@figure_options
 @outputs_dir_option
 def compare(first, second, layer_specs, split, limit, as_json, dataset, data_path, trained_dir,
             outputs_dir) -> None:

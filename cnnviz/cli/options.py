@@ -83,6 +83,28 @@ def probe_data_options(func):
                         help="default: the bundle's own dataset (plain models: mnist)")(func)
 
 
+FIGURE_FORMATS = ("png", "svg", "pdf")
+
+
+def figure_options(func):
+    """--dpi and --format: every figure the command writes, at that resolution, in that
+    format (the arrays and the page's map cards are the same in every format)."""
+    def enter(ctx, param, value):
+        ctx.meta[f"cnnviz.{param.name}"] = value
+        if param.name == "format" and (value is not None or ctx.meta.get("cnnviz.dpi") is not None):
+            from cnnviz.render.style import figure_output
+
+            ctx.with_resource(figure_output(ctx.meta.get("cnnviz.dpi"), value))
+        return value
+
+    func = click.option("--format", "format", type=click.Choice(FIGURE_FORMATS), default=None,
+                        expose_value=False, callback=enter, is_eager=False,
+                        help="file format of the figures (default png)")(func)
+    return click.option("--dpi", type=click.IntRange(30, 1200), default=None, expose_value=False,
+                        callback=enter, is_eager=True,
+                        help="resolution of the figures in dots per inch (default 110)")(func)
+
+
 def _keep(ctx, param, value):
     ctx.meta[f"cnnviz.{param.name}"] = value
     return value

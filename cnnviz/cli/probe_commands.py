@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (check_image_choice, FINITE, check_writable, chosen_layers, model_input_options, open_data, open_model, parse_scales, with_scales,
+from cnnviz.cli.options import (figure_options, check_image_choice, FINITE, check_writable, chosen_layers, model_input_options, open_data, open_model, parse_scales, with_scales,
                                 outputs_dir_option, parse_int_list, probe_data_options,
                                 record_entries, refresh_page, trained_dir_option)
 from cnnviz.errors import UsageError
@@ -32,6 +32,7 @@ from cnnviz.errors import UsageError
 @click.option("--save-arrays", is_flag=True, help="also write the arrays as .npz")
 @probe_data_options
 @trained_dir_option
+@figure_options
 @outputs_dir_option
 def activations(model, layer_specs, image_list, digit, count, input_file, split, scale,
                 class_mean, save_arrays, dataset, data_path, trained_dir, outputs_dir) -> None:
@@ -122,6 +123,7 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
 @click.option("--save-arrays", is_flag=True, help="also write the patterns as .npz")
 @probe_data_options
 @trained_dir_option
+@figure_options
 @outputs_dir_option
 def filters(model, layer_specs, maps, objective, steps, step_size, scales, starts, pixel_starts,
             data_starts, split, diversity, recipe, regularise, transform, parameterisation,
@@ -215,6 +217,7 @@ def _pattern_data(loaded, dataset, data_path, split):
               help="a conv layer, a comma list, or all (default: all conv layers)")
 @model_input_options
 @trained_dir_option
+@figure_options
 @outputs_dir_option
 def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
     """The kernels of conv layers on a colour map centred on zero.
@@ -246,6 +249,7 @@ def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @probe_data_options
 @trained_dir_option
+@figure_options
 @outputs_dir_option
 def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, data_path,
           trained_dir, outputs_dir) -> None:

@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from cnnviz.render.style import figure_name
 from cnnviz.atomic import atomic_path
 from cnnviz.data import Dataset, read_image
 from cnnviz.errors import UsageError
@@ -122,7 +123,7 @@ def write_image_activations(loaded: LoadedModel, layers: list[str], selection: S
         folder.mkdir(parents=True, exist_ok=True)
         values = result.layers[layer]
         if selection.rows:
-            rel = f"{FOLDER}/{place}/{selection.name}-{place}.png"
+            rel = figure_name(f"{FOLDER}/{place}/{selection.name}-{place}")
             labels = [f"#{i} {class_names[t]} → {class_names[p]}"
                       for i, t, p in zip(selection.index, selection.labels, predicted)]
             title = (f"{layer}: {len(values)} {selection.split} images of class "
@@ -135,7 +136,7 @@ def write_image_activations(loaded: LoadedModel, layers: list[str], selection: S
             continue
         for i in range(len(values)):
             stem = selection.stem(i)
-            rel = f"{FOLDER}/{place}/{stem}-{place}.png"
+            rel = figure_name(f"{FOLDER}/{place}/{stem}-{place}")
             truth = class_names[selection.labels[i]] if selection.labels is not None else "?"
             lines = [f"true {truth}, predicted {class_names[predicted[i]]}",
                      ("top-3: " if result.softmax else "top-3 scores (no softmax): ")
@@ -170,14 +171,14 @@ def write_class_means(loaded: LoadedModel, layers: list[str], data: Dataset, spl
     for layer in layers:
         place = slug(layer)
         (out / FOLDER / place).mkdir(parents=True, exist_ok=True)
-        rel = f"{FOLDER}/{place}/class-mean-{split}-heatmap-{place}.png"
+        rel = figure_name(f"{FOLDER}/{place}/class-mean-{split}-heatmap-{place}")
         spatial = means.layers[layer].ndim == 4
         class_heatmap(means.per_map(layer), layer, out / rel, class_names,
                       "map" if spatial else "unit")
         entries.append(_entry(rel, f"{layer}: mean activation of every map per class over the "
                                    f"{len(x):,} {split} images", "class-mean-heatmap", layer, None))
         if spatial:
-            rel = f"{FOLDER}/{place}/class-mean-{split}-maps-{place}.png"
+            rel = figure_name(f"{FOLDER}/{place}/class-mean-{split}-maps-{place}")
             title = f"{layer}: mean map per class ({split} split)"
             rows_figure(means.layers[layer], [f"{c} (n={n})" for c, n in
                                               zip(class_names, means.counts)],

@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cnnviz.render.style import figure_name
 from cnnviz.atomic import atomic_path, write_json
 from cnnviz.data import Dataset
 from cnnviz.graph import graph_of
@@ -134,7 +135,7 @@ def write_comparison(result: Comparison, first: LoadedModel, second: LoadedModel
         np.savez(handle, **arrays)
     entries.append(_entry(f"{FOLDER}/similarity.npz", "similarity matrices, matched partners and "
                           "baseline matrices per layer", "arrays", None))
-    rel = f"{FOLDER}/summary.png"
+    rel = figure_name(f"{FOLDER}/summary")
     summary_chart(list(numbers), numbers, names, out / rel)
     entries.append(_entry(rel, f"per layer: how similar the matched maps of {names[0]} and "
                           f"{names[1]} are, against an untrained copy", "compare-summary", None))
@@ -142,19 +143,19 @@ def write_comparison(result: Comparison, first: LoadedModel, second: LoadedModel
         place = slug(layer)
         (out / FOLDER / place).mkdir(exist_ok=True)
         n = numbers[layer]
-        rel = f"{FOLDER}/{place}/similarity-{place}.png"
+        rel = figure_name(f"{FOLDER}/{place}/similarity-{place}")
         similarity_figure(m.similarity, m.partner, names, layer, out / rel)
         entries.append(_entry(rel, f"{layer}: correlation of every map pair over {result.images:,} "
                                f"{result.split} images; matched mean {n['mean_similarity']:.2f} "
                                f"(untrained baseline {n['baseline_mean_similarity']:.2f})",
                                "compare-similarity", layer))
-        rel = f"{FOLDER}/{place}/class-means-{place}.png"
+        rel = figure_name(f"{FOLDER}/{place}/class-means-{place}")
         class_profile_pairs(*result.profiles[layer], m.partner, names, class_names, layer, out / rel)
         entries.append(_entry(rel, f"{layer}: mean output per class of matched maps",
                               "compare-class-means", layer))
         if layer in result.kernels:
             k = result.kernels[layer]
-            rel = f"{FOLDER}/{place}/kernel-pairs-{place}.png"
+            rel = figure_name(f"{FOLDER}/{place}/kernel-pairs-{place}")
             kernel_pairs(np.asarray(graph_of(first.model).layer(layer).kernel),
                          np.asarray(graph_of(second.model).layer(layer).kernel), k.partner, k.matched,
                          names, layer, out / rel)
@@ -162,7 +163,7 @@ def write_comparison(result: Comparison, first: LoadedModel, second: LoadedModel
                                        f"{k.summary()['mean_similarity']:.2f})", "compare-kernels", layer))
         pair = [_patterns(folder_of, layer) for folder_of in patterns_of]
         if all(p is not None for p in pair) and len(pair[0]) == len(pair[1]) == len(m.partner):
-            rel = f"{FOLDER}/{place}/pattern-pairs-{place}.png"
+            rel = figure_name(f"{FOLDER}/{place}/pattern-pairs-{place}")
             pattern_pairs(pair[0], pair[1], m.partner, m.matched, names, layer, out / rel)
             entries.append(_entry(rel, f"{layer}: best input patterns of matched maps",
                                   "compare-patterns", layer))

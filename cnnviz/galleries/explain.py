@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 
+from cnnviz.render.style import figure_name
 from cnnviz.atomic import atomic_path
 from cnnviz.galleries.activations import Selection
 from cnnviz.manifest import entry
@@ -72,7 +73,7 @@ def run(loaded: LoadedModel, options: ExplainOptions, out: Path,
         if found.completeness is not None:
             lines.append(f"IG completeness error {found.completeness[i]:+.3g}")
             lines.append(f"(of f(x)−f(baseline) {found.difference[i]:.3g})")
-        rel = f"{FOLDER}/explain-{selection.stem(i)}.png"
+        rel = figure_name(f"{FOLDER}/explain-{selection.stem(i)}")
         title = (f"{selection.stem(i)}: why {_name(names, targets[i])}? Attributions of the class "
                  f"logit (before the softmax); red raises it, blue lowers it")
         explanation_figure(np.asarray(selection.pixels[i], np.float32),
@@ -107,7 +108,7 @@ def _check(loaded, selection, targets, settings, out, say) -> list[dict]:
         kept = f"{_mark(row['randomisation_passes'])} ({row['randomisation'][-1]:.2f})"
         say(f"  {method:<22}{kept:>15}{_mark(row['deletion_passes']):>10}"
             f"{_mark(row['insertion_passes']):>11}{complete:>14}")
-    rel_json, rel_png = f"{FOLDER}/check.json", f"{FOLDER}/check.png"
+    rel_json, rel_png = f"{FOLDER}/check.json", figure_name(f"{FOLDER}/check")
     with atomic_path(out / rel_json) as tmp:
         tmp.write_text(json.dumps(found, indent=1), encoding="utf-8")
     sanity_figure(found, out / rel_png)

@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from cnnviz.render.style import figure_name
 from cnnviz.atomic import atomic_path
 from cnnviz.graph import graph_of
 from cnnviz.layers import activation_after
@@ -80,7 +81,7 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
               + f" → {class_names[p] if p < len(class_names) else p}"
               for n, o, r, p in zip(names, objective, ratio if ratio is not None else objective,
                                     predicted)]
-    rel = f"{FILTERS}/{place}/patterns-{place}.png"
+    rel = figure_name(f"{FILTERS}/{place}/patterns-{place}")
     what = "map" if objectives is None else "objective"
     shown = (f"{what} ×value over its best {split} image" if ratio is not None
              else f"{what}: value reached")
@@ -90,14 +91,14 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
     entries = [_entry(rel, title, "patterns", layer, result.maps)]
     if per_scale:
         for j, group in enumerate(result.groups):
-            rel = f"{FILTERS}/{place}/patterns-{place}-{_group_file(group)}.png"
+            rel = figure_name(f"{FILTERS}/{place}/patterns-{place}-{_group_file(group)}")
             caption = f"{layer}: best pattern per map from the starts of {group}"
             reached = np.where(result.start_group[None, :] == j, result.objective, -np.inf).max(axis=1)
             pattern_gallery(_pixels(loaded, result.group_inputs[:, j]),
                             [f"{n}: {o:.3g}" for n, o in zip(names, reached)], caption, out / rel)
             entries.append(_entry(rel, caption, "patterns-scale", layer, result.maps))
     if result.diverse is not None:
-        rel = f"{FILTERS}/{place}/diverse-{place}.png"
+        rel = figure_name(f"{FILTERS}/{place}/diverse-{place}")
         caption = f"{layer}: {result.diverse.shape[1]} patterns per map that must differ (diversity)"
         image_grid(_pixels(loaded, result.diverse), names,
                    [f"#{k + 1}" for k in range(result.diverse.shape[1])], caption, out / rel)
@@ -106,7 +107,7 @@ def write_patterns(loaded: LoadedModel, layer: str, maps: np.ndarray, settings: 
     frames = (np.stack([_pixels(loaded, result.snapshots[s]) for s in steps], 1)
               if steps else np.zeros((len(maps), 0, *loaded.image_shape), np.float32))
     if steps:
-        rel = f"{FILTERS}/{place}/evolution-{place}.png"
+        rel = figure_name(f"{FILTERS}/{place}/evolution-{place}")
         caption = f"{layer}: how each map's best pattern evolves over the steps"
         image_grid(frames, [f"map {n}" for n in names], [f"step {s}" for s in steps],
                    caption, out / rel)

@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from cnnviz.render.style import figure_name
 from cnnviz.atomic import atomic_path
 from cnnviz.layout import KERNELS, KERNELS_KEY, kernels_arrays
 from cnnviz.graph import INPUT_CONVERSIONS, graph_of
@@ -36,7 +37,7 @@ def write_kernels(loaded: LoadedModel, layer: str, out: Path) -> list[dict]:
     """One kernel mosaic for a conv layer."""
     kernels = conv_kernels(loaded.model, layer)
     place = slug(layer)
-    rel = f"{KERNELS}/{place}/kernels-{place}.png"
+    rel = figure_name(f"{KERNELS}/{place}/kernels-{place}")
     (out / KERNELS / place).mkdir(parents=True, exist_ok=True)
     graph = graph_of(loaded.model)
     source = graph.source(layer)

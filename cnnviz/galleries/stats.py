@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from cnnviz.render.style import figure_name
 from cnnviz.atomic import atomic_path, write_json, write_text
 from cnnviz.data import Dataset
 from cnnviz.graph import graph_of
@@ -105,19 +106,19 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
         place = slug(name)
         (folder / place).mkdir(exist_ok=True)
         w = weights[name]
-        rel = f"{place}/histograms-{place}.png"
+        rel = figure_name(f"{place}/histograms-{place}")
         histograms(s.sample, w.values if w else None, name, folder / rel)
         entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: histograms of activations"
                               + (" and weights" if w else ""), "stats-histogram", name))
-        rel = f"{place}/map-means-{place}.png"
+        rel = figure_name(f"{place}/map-means-{place}")
         map_means(s.mean, s.dead, s.always_on, name, folder / rel, unit)
         entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: mean activation per {unit}, dead marked",
                               "stats-map-means", name))
-        rel = f"{place}/class-heatmap-{place}.png"
+        rel = figure_name(f"{place}/class-heatmap-{place}")
         class_heatmap(s.class_mean, name, folder / rel, class_names, unit)
         entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: mean activation per class × {unit}",
                               "stats-class-heatmap", name))
-        rel = f"{place}/top-examples-{place}.png"
+        rel = figure_name(f"{place}/top-examples-{place}")
         k, shown = s.top_index.shape[1], min(len(s.mean), FIGURE_MAPS)
         image_grid(top_pixels[name][:shown], [f"{unit} {m}" for m in range(shown)],
                    [f"#{r + 1}" for r in range(k)], f"{name}: top {split} images per {unit}",
@@ -128,8 +129,8 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
                               name))
     overview(list(stats), [float(s.active_fraction.mean()) for s in stats.values()],
              [int(s.dead.sum()) for s in stats.values()], [len(s.mean) for s in stats.values()],
-             folder / "overview.png")
-    entries.append(_entry(f"{FOLDER}/overview.png", "all layers: activity and dead maps", "stats-overview", None))
+             folder / figure_name("overview"))
+    entries.append(_entry(figure_name(f"{FOLDER}/overview"), "all layers: activity and dead maps", "stats-overview", None))
     return entries
 
 
@@ -163,10 +164,10 @@ def write_comparison(names: tuple[str, str], first: dict[str, LayerStats],
     comparison(shared, names, ([first[n].active_fraction.mean() for n in shared],
                                [second[n].active_fraction.mean() for n in shared]),
                ([first[n].dead.mean() for n in shared], [second[n].dead.mean() for n in shared]),
-               folder / f"{stem}.png")
+               folder / figure_name(f"{stem}"))
     caption = f"{names[0]} (a) vs {names[1]} (b), layer by layer"
     return [_entry(f"{FOLDER}/{stem}.csv", caption, "stats-compare", None),
-            _entry(f"{FOLDER}/{stem}.png", caption, "stats-compare", None)], notes
+            _entry(figure_name(f"{FOLDER}/{stem}"), caption, "stats-compare", None)], notes
 
 
 def _as_json(stats, weights, data: Dataset, split: str) -> dict:

@@ -11,8 +11,9 @@ import numpy as np
 from matplotlib import colors
 from matplotlib.cm import ScalarMappable
 
+from cnnviz.render import style  # noqa: E402
 from cnnviz.render.figures import save_figure, set_margins
-from cnnviz.render.colours import MAPS  # noqa: E402
+from cnnviz.render.style import SEQUENTIAL as MAPS  # noqa: E402
 from cnnviz.render.mosaic import Mosaic, as_tiles, maps_to_tiles, mosaic
 
 def _cmap():
@@ -51,7 +52,7 @@ def _draw_input(ax, image: np.ndarray, title: str, lines: Sequence[str]) -> None
     if image.ndim == 3:
         ax.imshow(np.clip(image / 255.0, 0, 1), interpolation="nearest")
     else:
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.imshow(image, cmap=style.PIXELS, vmin=0, vmax=255, interpolation="nearest")
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -132,7 +133,7 @@ def rows_figure(values: np.ndarray, row_labels: Sequence[str], layer: str, title
         if column.ndim == 3:
             ax_in.imshow(np.clip(column / 255.0, 0, 1), interpolation="nearest", aspect="auto")
         else:
-            ax_in.imshow(column, cmap="gray", vmin=0, vmax=255, interpolation="nearest",
+            ax_in.imshow(column, cmap=style.PIXELS, vmin=0, vmax=255, interpolation="nearest",
                          aspect="auto")
         ax_in.set_axis_off()
     ax = fig.add_subplot(grid[1])
@@ -161,7 +162,7 @@ def class_heatmap(per_map: np.ndarray, layer: str, path: str | os.PathLike,
     """Mean activation of every map or unit (rows, `row_kind`) for every class (columns)."""
     maps, classes = per_map.shape[1], per_map.shape[0]
     fig, ax = plt.subplots(figsize=(6.5, float(np.clip(maps * 0.16 + 1.5, 3, 24))))
-    shown = ax.imshow(per_map.T, cmap="magma", aspect="auto", interpolation="nearest")
+    shown = ax.imshow(per_map.T, cmap=style.SEQUENTIAL, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(classes), list(class_names), rotation=45 if len(class_names[0]) > 2 else 0,
                   ha="right" if len(class_names[0]) > 2 else "center")
     step = max(1, maps // 32)

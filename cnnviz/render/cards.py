@@ -21,9 +21,9 @@ import numpy as np  # noqa: E402
 
 from cnnviz.layout import (ACTIVATIONS, FILTERS, KERNELS, KERNELS_KEY, STATS_JSON,  # noqa: E402
                            TOP_EXAMPLES, top_keys)
-from cnnviz.render.colours import MAPS as MAP_CMAP  # noqa: E402
-from cnnviz.render.colours import PIXELS as GRAY  # noqa: E402
-from cnnviz.render.colours import SIGNED as KERNEL_CMAP  # noqa: E402
+from cnnviz.render.style import SEQUENTIAL as MAP_CMAP  # noqa: E402
+from cnnviz.render.style import PIXELS as GRAY  # noqa: E402
+from cnnviz.render.style import DIVERGING as KERNEL_CMAP  # noqa: E402
 from cnnviz.render.mosaic import as_tiles, mosaic  # noqa: E402
 
 

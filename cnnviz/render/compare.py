@@ -9,6 +9,7 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from cnnviz.render import style  # noqa: E402
 from cnnviz.render.figures import save_figure, set_margins
 from cnnviz.render.patterns import KERNEL_CMAP
 from cnnviz.render.mosaic import mosaic
@@ -20,7 +21,7 @@ def similarity_figure(similarity: np.ndarray, partner: np.ndarray, names: tuple[
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
     for ax, matrix, title in ((axes[0], similarity, "as trained"),
                               (axes[1], similarity[:, partner], f"{names[1]} reordered by the matching")):
-        shown = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        shown = ax.imshow(matrix, cmap=style.DIVERGING, vmin=-1, vmax=1, interpolation="nearest")
         ax.set_title(f"{layer}: {title}", fontsize=10)
         ax.set_xlabel(f"{names[1]} map" + (" (matched order)" if matrix is not similarity else ""))
         ax.set_ylabel(f"{names[0]} map")
@@ -75,7 +76,7 @@ def class_profile_pairs(first: np.ndarray, second: np.ndarray, partner: np.ndarr
     a, b = scaled(first), scaled(second[:, partner])
     fig, axes = plt.subplots(1, 2, figsize=(8, float(np.clip(len(partner) * 0.12 + 1.5, 3, 14))))
     for ax, values, name in ((axes[0], a, names[0]), (axes[1], b, f"{names[1]} (matched)")):
-        ax.imshow(values, cmap="magma", aspect="auto", interpolation="nearest", vmin=0, vmax=1)
+        ax.imshow(values, cmap=style.SEQUENTIAL, aspect="auto", interpolation="nearest", vmin=0, vmax=1)
         ax.set_xticks(range(len(class_names)), list(class_names), fontsize=7,
                       rotation=45 if len(class_names[0]) > 2 else 0)
         ax.set_title(name, fontsize=9)

@@ -9,7 +9,9 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cnnviz.render.colours import MAPS, PIXELS, SIGNED
+from cnnviz.render.style import DIVERGING as SIGNED
+from cnnviz.render.style import PIXELS
+from cnnviz.render.style import SEQUENTIAL as MAPS
 from cnnviz.render.figures import save_figure
 
 SIGNED_METHODS = ("gradient-input", "smoothgrad", "integrated-gradients", "occlusion")

@@ -11,11 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from cnnviz.atomic import atomic_path  # noqa: E402
+from cnnviz.render.style import figure_output_now  # noqa: E402
 
 
-def save_figure(fig, path: str | os.PathLike | None, dpi: int = 110, tight: bool = False):
-    """Save and close a figure atomically; returns the path. With no path, the figure itself
-    is returned, open (what a notebook shows: `result.show()`).
+def save_figure(fig, path: str | os.PathLike | None, dpi: int | None = None, tight: bool = False):
+    """Save and close a figure atomically, in the format of the path's suffix, at `dpi`
+    (default: the resolution in force, see cnnviz.render.style); returns the path. With no
+    path, the figure itself is returned, open (what a notebook shows: `result.show()`).
 
     `tight` crops the margins at the price of drawing the figure twice: used by figures
     whose size follows their content (mosaics with outer labels); the others lay
@@ -25,7 +27,7 @@ def save_figure(fig, path: str | os.PathLike | None, dpi: int = 110, tight: bool
         return fig
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png",
+        fig.savefig(tmp, dpi=dpi or figure_output_now().dpi, format=path.suffix.lstrip(".") or "png",
                     bbox_inches="tight" if tight else None)
     plt.close(fig)
     return path

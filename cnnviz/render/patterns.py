@@ -11,7 +11,8 @@ from matplotlib import colors
 from matplotlib.cm import ScalarMappable
 
 from cnnviz.render.activations import draw_mosaic
-from cnnviz.render.colours import PIXELS, SIGNED
+from cnnviz.render.style import DIVERGING as SIGNED
+from cnnviz.render.style import PIXELS
 from cnnviz.render.figures import save_figure, set_margins
 from cnnviz.render.mosaic import as_tiles, mosaic
 
