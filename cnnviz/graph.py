@@ -119,6 +119,18 @@ class Graph:
     def shape(self, address: str) -> tuple:
         return self.step(address).shape
 
+    def field_box(self, address: str, i: int, j: int) -> tuple[int, int, int, int] | None:
+        """The input pixels position (i, j) of a layer sees, clipped to the image:
+        (top, left, bottom, right), bottom and right exclusive; None where the layer's
+        geometry is unknown or it sees the whole image."""
+        window = self.step(address).window
+        if window is None or not self.step(address).known:
+            return None
+        height, width = self.input_shape[1:3]
+        rows, cols = window[0].shifted(i), window[1].shifted(j)
+        return (max(0, rows.low), max(0, cols.low), min(height, rows.high + 1),
+                min(width, cols.high + 1))
+
     def source(self, address: str) -> Step | None:
         """The step feeding `address` when it has exactly one (else None)."""
         sources = self.step(address).sources

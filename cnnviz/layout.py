@@ -14,7 +14,7 @@ TRAIN, ACTIVATIONS, FILTERS, KERNELS, STATS, COMPARE = (
 CURVES = f"{TRAIN}/curves.png"
 STATS_JSON = f"{STATS}/stats.json"
 STATS_CSV = f"{STATS}/stats.csv"
-TOP_EXAMPLES = f"{STATS}/top_examples.npz"  # keys: LAYER, LAYER_score, LAYER_pixels
+TOP_EXAMPLES = f"{STATS}/top_examples.npz"  # keys: LAYER, LAYER_score, LAYER_pixels (+ fields)
 KERNELS_KEY = "kernels"                     # (kh, kw, in, out) in kernels_arrays(layer)
 
 
@@ -36,3 +36,14 @@ def kernels_arrays(layer: str) -> str:
 def top_keys(layer: str) -> tuple[str, str, str]:
     """The keys of a layer's dataset indices, scores and pixels in TOP_EXAMPLES."""
     return layer, f"{layer}_score", f"{layer}_pixels"
+
+
+def top_field_keys(layer: str) -> tuple[str, str]:
+    """The keys, in TOP_EXAMPLES, of where each map fires hardest on its top images
+    (maps, k, 2: row, column of the layer's output) and the input box that position sees
+    (maps, k, 4: top, left, bottom, right, exclusive); for spatial layers, the first
+    FIELD_MAPS maps."""
+    return f"{layer}_position", f"{layer}_box"
+
+
+FIELD_MAPS = 256

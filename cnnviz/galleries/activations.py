@@ -17,7 +17,8 @@ from cnnviz.manifest import entry
 from cnnviz.names import slug
 from cnnviz.model import LoadedModel
 from cnnviz.probes.activations import activations, class_means
-from cnnviz.render.activations import class_heatmap, image_activation_figure, rows_figure
+from cnnviz.render.activations import class_heatmap, image_activation_figure
+from cnnviz.render.grid import grid_figure
 
 FOLDER = ACTIVATIONS
 
@@ -126,11 +127,11 @@ def write_image_activations(loaded: LoadedModel, layers: list[str], selection: S
             rel = figure_name(f"{FOLDER}/{place}/{selection.name}-{place}")
             labels = [f"#{i} {class_names[t]} → {class_names[p]}"
                       for i, t, p in zip(selection.index, selection.labels, predicted)]
+            across = "maps" if values.ndim == 4 else "units"
             title = (f"{layer}: {len(values)} {selection.split} images of class "
-                     f"{class_names[selection.digit]} (rows) × maps" if selection.digit is not None
-                     else f"{layer}: the first {selection.split} image of each class (rows) × maps")
-            rows_figure(values, labels, layer, title, scale,
-                        out / rel, images=selection.pixels)
+                     f"{class_names[selection.digit]} (rows) × {across}" if selection.digit is not None
+                     else f"{layer}: the first {selection.split} image of each class (rows) × {across}")
+            grid_figure(values, labels, layer, title, scale, out / rel, images=selection.pixels)
             entries.append(_entry(rel, title, "activations-by-image", layer,
                                   selection.index.tolist()))
             continue
@@ -180,9 +181,9 @@ def write_class_means(loaded: LoadedModel, layers: list[str], data: Dataset, spl
         if spatial:
             rel = figure_name(f"{FOLDER}/{place}/class-mean-{split}-maps-{place}")
             title = f"{layer}: mean map per class ({split} split)"
-            rows_figure(means.layers[layer], [f"{c} (n={n})" for c, n in
+            grid_figure(means.layers[layer], [f"{c} (n={n})" for c, n in
                                               zip(class_names, means.counts)],
-                        layer, title, "layer", out / rel)
+                        layer, title, "map", out / rel)
             entries.append(_entry(rel, title, "class-mean-maps", layer, None))
     return entries
 

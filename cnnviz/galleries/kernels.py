@@ -16,10 +16,12 @@ from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel
 from cnnviz.names import slug
 from cnnviz.probes.kernels import conv_kernels
+from cnnviz.render.kernels import strongest_inputs, strongest_inputs_figure
 from cnnviz.render.patterns import kernel_gallery
 
 
-DRAWN_INPUTS, DRAWN_MAPS = 16, 64  # a big layer's mosaic: the first 16 inputs × 64 maps
+DRAWN_MAPS = 64  # a big layer's figure: the first 64 maps (every one is in the array)
+STRONGEST = 4    # input channels drawn per map of a deep layer
 
 
 @dataclass(frozen=True)
@@ -43,17 +45,23 @@ def write_kernels(loaded: LoadedModel, layer: str, out: Path) -> list[dict]:
     source = graph.source(layer)
     on_image = source is None or isinstance(source.layer, INPUT_CONVERSIONS)
     colour = on_image and graph.step(layer).sources != ("?",) and kernels.shape[2] == 3
-    drawn = kernels[:, :, :DRAWN_INPUTS, :DRAWN_MAPS]
-    kernel_gallery(drawn, layer, out / rel, colour=colour)
-    part = "" if drawn.shape == kernels.shape else (
-        f" (drawn: the first {drawn.shape[2]} input channels × {drawn.shape[3]} maps; all in "
-        "the array)")
+    order, norms, share = strongest_inputs(kernels, STRONGEST)
+    if kernels.shape[2] == 1 or colour:  # a first layer: the kernels are images
+        drawn = kernels[:, :, :, :DRAWN_MAPS]
+        kernel_gallery(drawn, layer, out / rel, colour=colour)
+        part = "" if drawn.shape == kernels.shape else f" (drawn: the first {DRAWN_MAPS} maps)"
+    else:
+        drawn = kernels[..., :DRAWN_MAPS]
+        strongest_inputs_figure(drawn, order[:DRAWN_MAPS], share[:DRAWN_MAPS], layer, out / rel)
+        part = (f"; drawn: each map's {order.shape[1]} strongest input channels"
+                + ("" if drawn.shape == kernels.shape else f", the first {DRAWN_MAPS} maps"))
     caption = (f"{layer}: {kernels.shape[3]} kernels of {kernels.shape[0]}x{kernels.shape[1]} "
                f"over {kernels.shape[2]} input channel(s), red positive, blue negative{part}")
     maps = np.arange(kernels.shape[3])
     arrays = kernels_arrays(layer)
     with atomic_path(out / arrays) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **{KERNELS_KEY: kernels})
+        np.savez(handle, **{KERNELS_KEY: kernels, "channel_norms": norms,
+                            "strongest_inputs": order, "strongest_share": share})
     return [_entry(rel, caption, "kernels", layer, maps, "kernels"),
             _entry(arrays, f"{layer}: kernel array (kh, kw, in, out)", "arrays", layer, maps, "kernels")]
 

@@ -14,13 +14,14 @@ from cnnviz.render.style import figure_name
 from cnnviz.atomic import atomic_path, write_json, write_text
 from cnnviz.data import Dataset
 from cnnviz.graph import graph_of
-from cnnviz.layout import STATS, STATS_CSV, STATS_JSON, TOP_EXAMPLES, top_keys
+from cnnviz.layout import (FIELD_MAPS, STATS, STATS_CSV, STATS_JSON, TOP_EXAMPLES, top_field_keys,
+                           top_keys)
 from cnnviz.manifest import entry
 from cnnviz.names import slug
 from cnnviz.model import LoadedModel
-from cnnviz.probes.stats import LayerStats, layer_stats, weight_stats
+from cnnviz.probes.stats import LayerStats, layer_stats, strongest_positions, weight_stats
 from cnnviz.render.activations import class_heatmap
-from cnnviz.render.patterns import image_grid
+from cnnviz.render.examples import top_examples_figure
 from cnnviz.render.stats import comparison, histograms, map_means, overview
 
 FOLDER = STATS
@@ -79,7 +80,7 @@ def compute(loaded: LoadedModel, layers: list[str], data: Dataset, split: str, l
                        batch_size=batch_size, classes=len(data.class_names), progress=progress)
 
 
-FIGURE_MAPS = 64  # rows of a top-examples figure (a big layer's first 64 maps)
+FIGURE_MAPS = 16  # rows of a top-examples figure (the first 16 maps; every map's card has its own)
 
 
 def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset, split: str,
@@ -96,9 +97,14 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
     entries.append(_entry(STATS_CSV, "one row per layer × map", "stats-table", None))
     x, _ = data.split(split)
     top_pixels = {name: x[s.top_index] for name, s in stats.items()}
+    fields = {name: strongest_positions(loaded.model, name, top_pixels[name][:FIELD_MAPS],
+                                        loaded.preprocessing) for name in stats}
+    arrays = {key: value for name, s in stats.items() for key, value in
+              zip(top_keys(name), (s.top_index, s.top_score, top_pixels[name]))}
+    arrays.update({key: value for name, found in fields.items() if found is not None
+                   for key, value in zip(top_field_keys(name), found)})
     with atomic_path(out / TOP_EXAMPLES) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **{key: value for name, s in stats.items() for key, value in
-                            zip(top_keys(name), (s.top_index, s.top_score, top_pixels[name]))})
+        np.savez(handle, **arrays)
     entries.append(_entry(TOP_EXAMPLES, "per layer: dataset indices of the top "
                           "images of every map (key = layer), their scores and pixels", "arrays", None))
     for name, s in stats.items():
@@ -120,12 +126,16 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
                               "stats-class-heatmap", name))
         rel = figure_name(f"{place}/top-examples-{place}")
         k, shown = s.top_index.shape[1], min(len(s.mean), FIGURE_MAPS)
-        image_grid(top_pixels[name][:shown], [f"{unit} {m}" for m in range(shown)],
-                   [f"#{r + 1}" for r in range(k)], f"{name}: top {split} images per {unit}",
-                   folder / rel)
-        part = "" if shown == len(s.mean) else f" (the first {shown} of {len(s.mean)}; all in {TOP_EXAMPLES})"
+        boxes = None if fields[name] is None else fields[name][1][:shown]
+        top_examples_figure(top_pixels[name][:shown], boxes, s.top_score[:shown],
+                            [f"{unit} {m}" for m in range(shown)],
+                            f"{name}: the top {k} {split} images of each {unit} (by its mean)",
+                            folder / rel)
+        part = "" if shown == len(s.mean) else (f" (the first {shown} of {len(s.mean)}; every {unit}'s "
+                                                f"card shows its own, all are in {TOP_EXAMPLES})")
+        where = "" if boxes is None else ", the receptive field of its strongest position framed and cropped"
         entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: the {k} {split} images with the highest "
-                              f"mean activation of each {unit} (rows){part}", "stats-top-examples",
+                              f"mean activation of each {unit} (rows){where}{part}", "stats-top-examples",
                               name))
     overview(list(stats), [float(s.active_fraction.mean()) for s in stats.values()],
              [int(s.dead.sum()) for s in stats.values()], [len(s.mean) for s in stats.values()],

@@ -24,3 +24,4 @@ def conv_kernels(model: keras.Model, name: str) -> np.ndarray:
         kh, kw, channels, multiplier = kernel.shape
         return kernel.reshape(kh, kw, 1, channels * multiplier)
     return np.asarray(keras.ops.convert_to_numpy(layer.kernel), dtype=np.float32)
+

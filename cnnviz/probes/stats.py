@@ -19,6 +19,7 @@ from cnnviz.data import NUM_CLASSES
 from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
 from cnnviz.probes.activations import bounded_batch, layer_outputs
+from cnnviz.probes.compiled import compiled
 
 NEAR_ZERO = 0.01  # a weight is "near zero" below this fraction of the layer's largest |weight|
 
@@ -134,6 +135,34 @@ def layer_stats(model: keras.Model, layers: list[str], images: np.ndarray, label
             top_index=a.top_index, top_score=a.top_score,
             sample=np.concatenate(a.samples)[:sample_size])
     return out
+
+
+def strongest_positions(model: keras.Model, layer: str, pixels: np.ndarray,
+                        preprocessing: Preprocessing, batch_size: int = 256
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where each map fires hardest on each of its top images, and what input that sees.
+
+    pixels (maps, k, H, W[, C]): map m's top images. Returns (positions (maps, k, 2): the
+    (row, column) of the map's largest value on that image; boxes (maps, k, 4): the input
+    pixels that position sees, (top, left, bottom, right) exclusive), or None for a layer
+    without positions or whose field is the whole image."""
+    graph = graph_of(model)
+    shape = graph.shape(layer)
+    if len(shape) != 4 or graph.field_box(layer, 0, 0) is None:
+        return None
+    maps, k = pixels.shape[:2]
+    flat = pixels.reshape(maps * k, *pixels.shape[2:])
+    wanted = np.repeat(np.arange(maps), k)
+    probe = compiled(model, ("activations", (layer,)),
+                     lambda: tf.function(layer_outputs(model, [layer]), reduce_retracing=True))
+    positions = np.zeros((maps * k, 2), np.int64)
+    for start in range(0, len(flat), batch_size):
+        out = probe(preprocessing.apply(flat[start:start + batch_size]))[0].numpy()
+        own = out[np.arange(len(out)), :, :, wanted[start:start + len(out)]]  # (b, h, w)
+        best = own.reshape(len(out), -1).argmax(axis=1)
+        positions[start:start + len(out)] = np.stack(np.unravel_index(best, own.shape[1:]), 1)
+    boxes = np.array([graph.field_box(layer, int(i), int(j)) for i, j in positions], np.int64)
+    return positions.reshape(maps, k, 2), boxes.reshape(maps, k, 4)
 
 
 def _merge_top(index: np.ndarray, score: np.ndarray, batch_scores: np.ndarray,

@@ -20,10 +20,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cnnviz.layout import (ACTIVATIONS, FILTERS, KERNELS, KERNELS_KEY, STATS_JSON,  # noqa: E402
-                           TOP_EXAMPLES, top_keys)
+                           TOP_EXAMPLES, top_field_keys, top_keys)
 from cnnviz.render.style import SEQUENTIAL as MAP_CMAP  # noqa: E402
 from cnnviz.render.style import PIXELS as GRAY  # noqa: E402
 from cnnviz.render.style import DIVERGING as KERNEL_CMAP  # noqa: E402
+from cnnviz.render.examples import example_strip  # noqa: E402
+from cnnviz.render.kernels import strongest_inputs  # noqa: E402
+from cnnviz.render import style  # noqa: E402
 from cnnviz.render.mosaic import as_tiles, mosaic  # noqa: E402
 
 
@@ -48,6 +51,7 @@ class CardSources:
     stats: dict[str, dict] = field(default_factory=dict)
     stats_split: str = "test"
     top: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    fields: dict[str, np.ndarray] = field(default_factory=dict)  # layer → (maps, k, 4) boxes
     samples: dict[str, np.ndarray] = field(default_factory=dict)  # layer → (N, h, w, C)
     sample_pixels: np.ndarray | None = None
     sample_labels: np.ndarray | None = None
@@ -95,6 +99,9 @@ def find_sources(folder: Path, entries: list[dict]) -> CardSources:
                     for key in z.files:
                         if all(k in z.files for k in top_keys(key)):
                             found.top[key] = tuple(z[k] for k in top_keys(key))
+                            box = top_field_keys(key)[1]
+                            if box in z.files:
+                                found.fields[key] = z[box]
             elif parts[0] == ACTIVATIONS and path.suffix == ".npz":
                 with np.load(path) as z:
                     if "pixels" in z.files and "labels" in z.files and (
@@ -124,6 +131,7 @@ def _pattern_caption(patterns: dict[str, np.ndarray], i: int, name: str) -> str:
     return text + f"; the network calls it {name}"
 
 
+CARD_CHANNELS = 6  # a deep layer's card draws the map's strongest input channels
 CARD_LIMIT = 256  # cards per layer: a big layer's first 256 maps (its arrays keep them all)
 
 
@@ -135,12 +143,20 @@ def write_card_images(sources: CardSources, layer: str, folder: Path,
     kernels = sources.kernels.get(layer)
     if kernels is not None:
         limit = float(np.abs(kernels).max()) or 1.0
+        order, norms, _ = strongest_inputs(kernels, CARD_CHANNELS)
         for card in cards:
             tiles = np.moveaxis(kernels[..., card.index], -1, 0)
-            image = mosaic(tiles, pad=1, scale="layer", low=-limit, high=limit).image
-            _add(card, folder, "kernel", image, KERNEL_CMAP,
-                 f"{tiles.shape[0]} input channel(s) × {kernels.shape[0]}x{kernels.shape[1]}; "
-                 f"red positive, blue negative, ±{limit:.3g} for the whole layer")
+            shown = ", ".join(f"{int(c)} ({norms[c, card.index]:.2g})" for c in order[card.index])
+            if len(tiles) > CARD_CHANNELS:  # a deep layer: the strongest inputs only
+                tiles = tiles[order[card.index]]
+            factor = style.tile_factor(max(kernels.shape[:2]), 40)
+            image = mosaic(tiles, cols=len(tiles), pad=1, scale="layer", low=-limit, high=limit).image
+            _add(card, folder, "kernel", style.enlarge(image, factor), KERNEL_CMAP,
+                 (f"its {len(tiles)} strongest of {kernels.shape[2]} input channels, strongest "
+                  f"first: {shown} (channel (norm)); " if kernels.shape[2] > CARD_CHANNELS else
+                  f"{kernels.shape[2]} input channel(s); ")
+                 + f"{kernels.shape[0]}x{kernels.shape[1]}, red positive, blue negative, "
+                 f"±{limit:.3g} for the whole layer")
     patterns = sources.patterns.get(layer)
     if patterns is not None:
         for i, m in enumerate(patterns["maps"]):
@@ -161,22 +177,23 @@ def write_card_images(sources: CardSources, layer: str, folder: Path,
     top = sources.top.get(layer)
     if top is not None:
         index, score, pixels = top
+        boxes = sources.fields.get(layer)
         for card in cards:
-            strip = mosaic(as_tiles(pixels[card.index]), cols=len(pixels[card.index]), pad=2,
-                           scale="layer", low=0, high=255)
-            _add(card, folder, "top", strip.image, GRAY,
+            framed = boxes is not None and card.index < len(boxes)
+            strip = example_strip(pixels[card.index], boxes[card.index] if framed else None)
+            _add(card, folder, "top", strip, None,
                  f"{sources.stats_split} images " + ", ".join(
-                     f"#{int(i)} ({float(s):.2f})" for i, s in zip(index[card.index], score[card.index])))
+                     f"#{int(i)} ({float(s):.2f})" for i, s in zip(index[card.index], score[card.index]))
+                 + ("; red frame, enlarged beside it: what its strongest position sees" if framed else ""))
     values = sources.samples.get(layer)
     if values is not None and values.ndim == 4:
         named = ", ".join(class_names[int(c)] if 0 <= c < len(class_names) else "?"
                           for c in sources.sample_labels)
         for card in cards:
-            maps = values[..., card.index]
-            strip = mosaic(maps, cols=len(maps), pad=1, scale="layer")
-            _add(card, folder, "samples", strip.image, MAP_CMAP,
-                 f"output for the images above ({named}); one scale, "
-                 f"{strip.low:.3g} (dark) to {strip.high:.3g} (bright)")
+            image, low, high = sample_strip(sources.sample_pixels, values[..., card.index])
+            _add(card, folder, "samples", image, None,
+                 f"top: the sample images ({named}); below: this map's output on each, "
+                 f"one scale for the map, {low:.3g} (dark) to {high:.3g} (bright)")
     elif values is not None:
         for card in cards:
             card.stats["output on the sample images"] = ", ".join(
@@ -200,14 +217,26 @@ def write_card_images(sources: CardSources, layer: str, folder: Path,
     return cards
 
 
-def write_sample_strip(sources: CardSources, path: Path) -> bool:
-    """The sample images (one per class) as one grey strip, once for all cards."""
-    if sources.sample_pixels is None:
-        return False
-    strip = mosaic(as_tiles(sources.sample_pixels), cols=len(sources.sample_pixels), pad=1,
-                   scale="layer", low=0, high=255)
-    _save(path, strip.image, GRAY)
-    return True
+def sample_strip(pixels: np.ndarray, maps: np.ndarray, least: int = 56
+                 ) -> tuple[np.ndarray, float, float]:
+    """The sample images (top row) and one map's output on each (bottom row), every output
+    tile resized (nearest) to its image's size so each sits under its image; RGB (h, w, 3)
+    in [0, 1] with white gaps, and the output's (low, high)."""
+    images = as_tiles(np.asarray(pixels))
+    n, side = len(images), max(images.shape[1:3])
+    factor = style.tile_factor(side, least)
+    th, tw = images.shape[1] * factor, images.shape[2] * factor
+    low, high = float(maps.min()), float(maps.max())
+    span = high - low if high > low else 1.0
+    canvas = np.ones((2 * th + 4, n * (tw + 4) - 4, 3), np.float32)
+    rows = (np.arange(th) * maps.shape[1] // th)[:, None]
+    cols = (np.arange(tw) * maps.shape[2] // tw)[None, :]
+    for i in range(n):
+        x = i * (tw + 4)
+        image = style.enlarge(images[i] / 255.0, factor)
+        canvas[:th, x:x + tw] = image[..., None] if image.ndim == 2 else image
+        canvas[th + 4:, x:x + tw] = MAP_CMAP((maps[i][rows, cols] - low) / span)[..., :3]
+    return np.clip(canvas, 0, 1), low, high
 
 
 def _add(card: MapCard, folder: Path, section: str, image: np.ndarray, cmap, caption: str) -> None:

@@ -20,7 +20,7 @@ from cnnviz.atomic import write_text
 from cnnviz.errors import CnnvizError
 from cnnviz.manifest import recover_manifest
 from cnnviz.names import slug
-from cnnviz.render.cards import CardSources, MapCard, find_sources, write_card_images, write_sample_strip
+from cnnviz.render.cards import CardSources, MapCard, find_sources, write_card_images
 
 INDEX_FILE = "index.html"
 CARDS_DIR = "cards"
@@ -43,13 +43,14 @@ table{border-collapse:collapse;background:#fff;margin:8px 0}td,th{border:1px sol
 td.num{text-align:right}.summary p{margin:.15em 0}
 .grid{display:flex;flex-wrap:wrap;gap:14px}
 figure{margin:0;background:#fff;border:1px solid #d5dae1;padding:8px;max-width:100%}
-figure img{display:block;max-width:560px;max-height:720px;width:auto;height:auto}
+figure img{display:block;max-width:min(100%,1160px);width:auto;height:auto}
 section{scroll-margin-top:44px}figcaption{font-size:13px;color:#4b5663;max-width:560px}
 .maps a{display:inline-block;min-width:2.4em;text-align:center;margin:2px;padding:2px 4px;background:#fff;border:1px solid #d5dae1}
 .files li{font-size:13px}
-.card img.px{image-rendering:pixelated;image-rendering:crisp-edges}
+.card img.px{image-rendering:pixelated;image-rendering:crisp-edges;max-width:100%}
 main.card{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
-.card section{background:#fff;border:1px solid #d5dae1;padding:4px 12px 8px;max-width:560px}
+.card section{background:#fff;border:1px solid #d5dae1;padding:4px 12px 8px;max-width:100%}
+.card section p{max-width:560px}
 .pager a{margin-right:18px}
 """
 
@@ -108,14 +109,13 @@ def _write_cards(folder: Path, sources: CardSources, classes: list[str],
     cards: dict[str, list[MapCard]] = {}
     try:
         fresh.mkdir()
-        has_samples = write_sample_strip(sources, fresh / "samples.png")
         for layer in layer_order(model, [], sources.layers()):
             if layer not in sources.layers():
                 continue
             cards[layer] = write_card_images(sources, layer, fresh / slug(layer) / "img", classes)
             for card in cards[layer]:
                 write_text(fresh / slug(layer) / card_file(card.index),
-                           _card_page(folder.name, card, len(cards[layer]), has_samples, classes,
+                           _card_page(folder.name, card, len(cards[layer]), classes,
                                       _unit(model, layer)))
         old = folder / f".{CARDS_DIR}-old-{uuid.uuid4().hex[:6]}"
         if final.exists():
@@ -202,7 +202,7 @@ def _gallery(entries: list[dict]) -> str:
     return "\n".join(out)
 
 
-def _card_page(gallery: str, card: MapCard, count: int, has_samples: bool,
+def _card_page(gallery: str, card: MapCard, count: int,
                classes: list[str], unit: str = "map") -> str:
     layer, m = card.layer, card.index
     back = f'../../{INDEX_FILE}#{_anchor(layer)}'
@@ -216,13 +216,8 @@ def _card_page(gallery: str, card: MapCard, count: int, has_samples: bool,
     for section, title in SECTION_TITLES.items():
         if section not in card.images:
             continue
-        if section == "samples" and has_samples:
-            parts.append(f'<section><h3>{title}</h3><img class="px" src="../samples.png" '
-                         f'alt="the sample images" style="width:540px"><br>')
-        else:
-            parts.append(f"<section><h3>{title}</h3>")
-        size = {"kernel": "height:120px", "pattern": "height:168px",
-                "samples": "width:540px"}.get(section, "height:56px")
+        parts.append(f"<section><h3>{title}</h3>")
+        size = {"pattern": "height:168px", "evolution": "height:84px"}.get(section, "")  # others: drawn to size
         parts.append(f'<img class="px" src="{_url(card.images[section])}" alt="{title}" '
                      f'style="{size}"><p><small>{_e(card.captions[section])}</small></p>'
                      "</section>")
