@@ -7,7 +7,10 @@ for the first N test images of article2: images per second for
 - cnnviz: `explain(...)`, every image × step in batches of 256 (one compiled gradient);
 - an eager per-image loop: for each image its 50 inputs in one GradientTape, eagerly (how
   the peers' examples run);
-- a compiled per-image loop: the same with the gradient in one tf.function.
+- a compiled per-image loop: the same with the gradient in one tf.function;
+- the ceiling: the same number of gradients of the logit, batches of 256 of ready-made
+  inputs through one compiled gradient and nothing else — what this machine can do at all,
+  so `ceiling / eager loop` bounds the speed-up any batching can give over the loop.
 Each variant runs in its own process, which reports its peak resident memory (VmHWM), so
 memory is compared too. Without --model, article2 is trained for 3 epochs first (not timed).
 """
@@ -23,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = ("cnnviz", "eager loop", "compiled loop")
+VARIANTS = ("cnnviz", "eager loop", "compiled loop", "ceiling")
 
 
 def main() -> None:
@@ -57,6 +60,9 @@ def main() -> None:
         print(f"| {variant} | {r['seconds']:.1f} | {args.images / r['seconds']:.0f} | "
               f"×{base['seconds'] / r['seconds']:.1f} | "
               f"×{results['compiled loop']['seconds'] / r['seconds']:.1f} | {r['peak_mb']:.0f} |")
+    ceiling = results["ceiling"]["seconds"]
+    print(f"(ceiling / eager loop: ×{base['seconds'] / ceiling:.1f}, the most any batching can give "
+          f"here; cnnviz runs at {ceiling / results['cnnviz']['seconds']:.0%} of the ceiling)")
 
 
 def measure(args) -> None:
@@ -87,10 +93,23 @@ def measure(args) -> None:
         return tape.gradient(total, inputs)
 
     compiled = tf.function(gradient)
+
+    @tf.function
+    def batch_gradient(inputs, chosen):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            total = tf.reduce_sum(tf.gather(run(inputs)[1], chosen, axis=1, batch_dims=1))
+        return tape.gradient(total, inputs)
+
     start = time.perf_counter()
     if args.variant == "cnnviz":
         explain(loaded.model, prep, pixels, targets,
                 ExplainSettings(methods=("integrated-gradients", "smoothgrad"), steps=50, samples=50))
+    elif args.variant == "ceiling":
+        items = np.repeat(np.arange(len(x)), 100)  # 50 path steps + 50 noisy samples each
+        for first in range(0, len(items), 256):
+            chunk = items[first:first + 256]
+            batch_gradient(tf.constant(x[chunk]), tf.constant(targets[chunk])).numpy()
     else:
         step = gradient if args.variant == "eager loop" else compiled
         rng = np.random.default_rng(0)

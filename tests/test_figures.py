@@ -141,7 +141,7 @@ def linear_net():
     x = keras.layers.Conv2D(4, 3, name="c1")(inputs)
     x = keras.layers.AveragePooling2D(2, name="p1")(x)
     x = keras.layers.Conv2D(3, 3, name="c2")(x)
-    return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(keras.layers.Flatten(name="flat")(x)))
 
 
 @pytest.mark.parametrize("layer, position", [("c1", (0, 0)), ("c1", (7, 11)), ("p1", (3, 5)),
@@ -180,7 +180,7 @@ def test_strongest_positions_equal_a_forward_pass_built_here(linear_net):
             i, j = positions[m, k]
             assert out[k, i, j] == pytest.approx(out[k].max(), rel=1e-5)  # the top value (ties allowed)
     assert boxes.shape == (3, 2, 4) and (boxes[..., 2] - boxes[..., 0] == 8).all()  # 8×8 fields
-    assert strongest_positions(linear_net, "dense", pixels, prep) is None  # no positions
+    assert strongest_positions(linear_net, "out", pixels, prep) is None  # no positions
 
 
 @pytest.mark.mpl_image_compare(**BASELINE)
