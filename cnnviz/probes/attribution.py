@@ -198,7 +198,8 @@ def _stream_mean(gradient: Callable, count: int, per: int, make: Callable, targe
         grad = gradient(tf.constant(make(image, k)), tf.constant(targets[image])).numpy()
         if total is None:
             total = np.zeros((count, *grad.shape[1:]), np.float64)
-        np.add.at(total, image, grad)
+        starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])  # items are image-major
+        total[image[starts]] += np.add.reduceat(grad, starts, axis=0)
     return (total / per).astype(np.float32)
 
 
@@ -207,7 +208,7 @@ def _smoothgrad(gradient, x, targets, span, settings) -> np.ndarray:
 
     def make(image, k):
         rng = np.random.default_rng([settings.seed, int(image[0]), int(k[0])])
-        return x[image] + sigma * rng.normal(size=(len(image), *x.shape[1:])).astype(np.float32)
+        return x[image] + sigma * rng.standard_normal(size=(len(image), *x.shape[1:]), dtype=np.float32)
 
     mean = _stream_mean(gradient, len(x), settings.samples, make, targets, settings.batch_size)
     return mean.sum(axis=-1)
