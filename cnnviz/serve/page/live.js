@@ -149,7 +149,13 @@ async function post(url, body, type) {
 }
 
 async function send(upload = null) {
-  if (state.inFlight) { state.pending = true; return; }
+  if (state.inFlight) {  // one request at a time; the newest waiting one goes next
+    state.pending = true;
+    if (upload) state.pendingUpload = upload;
+    return;
+  }
+  if (!upload && state.pendingUpload) { upload = state.pendingUpload; }
+  state.pendingUpload = null;
   state.inFlight = true; state.pending = false;
   const explain = state.explainWanted || upload !== null;
   state.explainWanted = false;
