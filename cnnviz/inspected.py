@@ -171,20 +171,11 @@ class Inspected:
         except TypeError as exc:
             raise UsageError(f"explain: {exc}", "settings") from None
         from cnnviz.probes.activations import activations
+        from cnnviz.probes.attribution import resolve_targets
 
         pixels, _, labels = self._images(images, split)
         scores = activations(self.model, [], self.loaded.preprocessing.apply(pixels)).probabilities
-        if target == "predicted":
-            targets = scores.argmax(axis=1)
-        elif target == "true":
-            if labels is None:
-                raise UsageError("target: 'true' needs dataset images (raw images have no label)", "target")
-            targets = np.asarray(labels, np.int64)
-        elif isinstance(target, (int, np.integer)) and 0 <= int(target) < scores.shape[1]:
-            targets = np.full(len(pixels), int(target))
-        else:
-            raise UsageError(f"target: use 'predicted', 'true' or a class 0–{scores.shape[1] - 1}, "
-                             f"got {target!r}", "target")
+        targets = resolve_targets(target, scores, labels)
         mean = None
         if options.baseline == "mean" and "integrated-gradients" in names:
             from cnnviz.probes.attribution import mean_image

@@ -200,3 +200,18 @@ def test_every_method_runs_on_nested_and_colour_models(build):
         assert values.shape == (2, *shape[:2]) and np.isfinite(values).all()
     if build == "rescaling_nested":
         assert "/" in found.notes["grad-cam"]  # a layer inside the nested model
+
+
+def test_targets_are_resolved_in_one_place():
+    from cnnviz.errors import UsageError
+    from cnnviz.probes.attribution import resolve_targets
+
+    scores = np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]])
+    assert resolve_targets("predicted", scores, None).tolist() == [1, 0]
+    assert resolve_targets("true", scores, np.array([2, 2])).tolist() == [2, 2]
+    assert resolve_targets(2, scores, None).tolist() == [2, 2]
+    for bad, words in (("true", "needs dataset images"), (3, "class 0–2"), ("seven", "class 0–2"),
+                       (True, "class 0–2")):
+        with pytest.raises(UsageError, match=words) as caught:
+            resolve_targets(bad, scores, None)
+        assert caught.value.param == "target"

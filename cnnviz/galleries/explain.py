@@ -14,7 +14,8 @@ from cnnviz.atomic import atomic_path
 from cnnviz.galleries.activations import Selection
 from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel
-from cnnviz.probes.attribution import ExplainSettings, explain
+from cnnviz.probes.activations import activations
+from cnnviz.probes.attribution import ExplainSettings, explain, resolve_targets
 from cnnviz.render.explain import explanation_figure, sanity_figure
 
 FOLDER = "explain"
@@ -32,25 +33,6 @@ class ExplainOptions:
     mean_pixels: np.ndarray | None = None
 
 
-def targets_for(options: ExplainOptions, predicted: np.ndarray, classes: int) -> np.ndarray:
-    """The class explained for each image."""
-    if options.target == "predicted":
-        return predicted
-    if options.target == "true":
-        if options.selection.labels is None:
-            raise_usage("--target true needs dataset images (an image file has no label)")
-        return np.asarray(options.selection.labels, np.int64)
-    if not 0 <= int(options.target) < classes:
-        raise_usage(f"--target {options.target}: classes are 0–{classes - 1}, or predicted, true")
-    return np.full(len(predicted), int(options.target))
-
-
-def raise_usage(message: str):
-    from cnnviz.errors import UsageError
-
-    raise UsageError(message, "target")
-
-
 def run(loaded: LoadedModel, options: ExplainOptions, out: Path,
         report: Callable[[str], None] | None = None) -> list[dict]:
     """The recipe: attributions of every selected image, one figure each, the arrays, and
@@ -58,9 +40,9 @@ def run(loaded: LoadedModel, options: ExplainOptions, out: Path,
     say = report or (lambda line: None)
     selection, settings = options.selection, options.settings
     model, prep = loaded.model, loaded.preprocessing
-    scores = np.asarray(model.predict(prep.apply(selection.pixels.astype(np.float32)), verbose=0))
+    scores = activations(model, [], prep.apply(selection.pixels.astype(np.float32))).probabilities
     names = loaded.classes()
-    targets = targets_for(options, scores.argmax(axis=1), scores.shape[1])
+    targets = resolve_targets(options.target, scores, selection.labels)
     found = explain(model, prep, selection.pixels, targets, settings, options.mean_pixels)
     (out / FOLDER).mkdir(parents=True, exist_ok=True)
     entries = []

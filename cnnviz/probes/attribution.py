@@ -98,6 +98,22 @@ def logits_of(model: keras.Model, layer: str | None = None) -> Callable:
     return run
 
 
+def resolve_targets(target: str | int, scores: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """The class explained for each image: "predicted" (the highest score), "true" (the
+    dataset label) or one class index for all."""
+    if target == "predicted":
+        return np.asarray(scores).argmax(axis=1)
+    if target == "true":
+        if labels is None:
+            raise UsageError("target true needs dataset images (an image file or array has no "
+                             "label)", "target")
+        return np.asarray(labels, np.int64)
+    classes = np.asarray(scores).shape[1]
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool) and 0 <= target < classes:
+        return np.full(len(scores), int(target))
+    raise UsageError(f"target {target!r}: use predicted, true or a class 0–{classes - 1}", "target")
+
+
 def spatial_layer(model: keras.Model) -> str:
     """Grad-CAM's default: the last layer (nested ones too) whose output has positions."""
     from cnnviz.layers import layers_for
