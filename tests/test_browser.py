@@ -105,7 +105,7 @@ def wait_for_answer(driver, after: int, timeout: float = 60) -> None:
 
     WebDriverWait(driver, timeout).until(lambda d: d.execute_script(
         "const s = window.cnnviz; return s && s.answers > arguments[0] && !s.inFlight"
-        " && !s.pending;", after))
+        " && !s.pending && !s.scheduled;", after))
 
 
 def page_arrays(driver) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
@@ -142,10 +142,10 @@ def test_drawing_on_the_live_page_changes_what_every_layer_shows(browser, live_s
     assert not np.allclose(scores, before_scores)
     assert not np.allclose(layers["conv2"], before_layers["conv2"])
     assert browser.execute_script(mosaic) != before_mosaic
-    bars = browser.find_elements(By.CSS_SELECTOR, "#bars .bar")
-    assert len(bars) == 10
-    assert browser.find_element(By.CSS_SELECTOR, "#bars .bar.top").get_attribute("data-cls") == str(
-        int(scores.argmax()))
+    bars, top = browser.execute_script(  # read at once: the bars are redrawn on every answer
+        "return [document.querySelectorAll('#bars .bar').length,"
+        " document.querySelector('#bars .bar.top').dataset.cls];")
+    assert bars == 10 and top == str(int(scores.argmax()))
     # the numbers on the page are the library's for the same pixels
     expected = live_server.inspected.activations(pixels[np.newaxis])
     for name, values in layers.items():

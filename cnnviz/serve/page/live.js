@@ -138,7 +138,8 @@ let timer = null;
 function schedule(withExplain) {
   state.explainWanted = state.explainWanted || withExplain;
   clearTimeout(timer);
-  timer = setTimeout(() => send(), 40);  // debounced: one request per pause of the pen
+  state.scheduled = true;
+  timer = setTimeout(() => { state.scheduled = false; send(); }, 40);  // debounced: one request per pause of the pen
 }
 
 async function post(url, body, type) {
