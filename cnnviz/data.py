@@ -21,7 +21,8 @@ import numpy as np
 
 from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.cifar import CIFAR_FOLDERS, read_cifar
-from cnnviz.images import FolderImages, LazyImages, convert, fit_images, folder_classes, on_white
+from cnnviz.images import (MAX_IMAGE_SIDE, FolderImages, LazyImages, decode_image,  # noqa: F401
+                           fit_images, folder_classes)
 from cnnviz.inputs import NORMALIZATIONS, STD_FLOOR, Preprocessing  # noqa: F401 (re-exported)
 
 DATASETS = ("mnist", "fashion", "cifar10", "cifar100")
@@ -340,43 +341,7 @@ def read_image(path: str | os.PathLike, image_shape: tuple[int, ...] = (IMAGE_SI
     return decode_image(path, image_shape, f"--input {path}")
 
 
-def decode_image(source, image_shape: tuple[int, ...] = (IMAGE_SIDE, IMAGE_SIDE),
-                 what: str = "image") -> tuple[np.ndarray, str | None]:
-    """An image file's path or open binary stream → (pixels of `image_shape`, note), as
-    `read_image` describes; a CnnvizError starting with `what` when it is no image, is
-    over MAX_IMAGE_SIDE pixels a side, or is too small."""
-    from PIL import Image, UnidentifiedImageError
-    from skimage import transform
 
-    name = getattr(source, "name", None) or what
-    try:
-        with Image.open(source) as image:
-            frames = getattr(image, "n_frames", 1)
-            image.seek(0)
-            if image.width > MAX_IMAGE_SIDE or image.height > MAX_IMAGE_SIDE:
-                raise CnnvizError(f"{what}: {image.width}×{image.height} pixels; at most "
-                                  f"{MAX_IMAGE_SIDE} a side")
-            rgba = image.convert("RGBA")
-    except CnnvizError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise CnnvizError(f"{what}: not a readable image file ({type(exc).__name__}); "
-                          "give a PNG, JPEG, GIF, BMP or TIFF of one digit") from None
-    if min(rgba.size) < 2:
-        raise CnnvizError(f"{what}: {rgba.width}×{rgba.height} pixels is too small")
-    note = (f"{Path(str(name)).name} has {frames} frames; using the first" if frames > 1 else None)
-    if tuple(image_shape) != (IMAGE_SIDE, IMAGE_SIDE):
-        rgb = np.asarray(on_white(rgba).convert("RGB"))
-        return convert(rgb[np.newaxis], tuple(image_shape))[0], note
-    gray = np.asarray(on_white(rgba).convert("L"), np.float64) / 255.0
-    small = transform.resize(gray, (IMAGE_SIDE, IMAGE_SIDE), anti_aliasing=True)
-    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
-    if border.mean() > 0.5:
-        small = 1.0 - small
-    return np.rint(np.clip(small, 0, 1) * 255).astype(np.uint8), note
-
-
-MAX_IMAGE_SIDE = 4096
 
 
 def network_answers(host: str, port: int, timeout: float = 3.0) -> bool:

@@ -150,3 +150,43 @@ def folder_classes(folder: Path) -> tuple[list[Path], np.ndarray, tuple[str, ...
     if not paths:
         return None
     return paths, np.asarray(labels, np.int32), tuple(classes)
+
+
+MAX_IMAGE_SIDE = 4096  # an image file's largest side
+DIGIT_SIDE = 28  # the article networks' input: a digit, white on black
+
+
+def decode_image(source, image_shape: tuple[int, ...] = (DIGIT_SIDE, DIGIT_SIDE),
+                 what: str = "image") -> tuple[np.ndarray, str | None]:
+    """An image file's path or open binary stream → (pixels of `image_shape`, note), as
+    cnnviz.data.read_image describes; a CnnvizError starting with `what` when it is no image, is
+    over MAX_IMAGE_SIDE pixels a side, or is too small."""
+    from PIL import Image, UnidentifiedImageError
+    from skimage import transform
+
+    name = getattr(source, "name", None) or what
+    try:
+        with Image.open(source) as image:
+            frames = getattr(image, "n_frames", 1)
+            image.seek(0)
+            if image.width > MAX_IMAGE_SIDE or image.height > MAX_IMAGE_SIDE:
+                raise CnnvizError(f"{what}: {image.width}×{image.height} pixels; at most "
+                                  f"{MAX_IMAGE_SIDE} a side")
+            rgba = image.convert("RGBA")
+    except CnnvizError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise CnnvizError(f"{what}: not a readable image file ({type(exc).__name__}); "
+                          "give a PNG, JPEG, GIF, BMP or TIFF of one digit") from None
+    if min(rgba.size) < 2:
+        raise CnnvizError(f"{what}: {rgba.width}×{rgba.height} pixels is too small")
+    note = (f"{Path(str(name)).name} has {frames} frames; using the first" if frames > 1 else None)
+    if tuple(image_shape) != (DIGIT_SIDE, DIGIT_SIDE):
+        rgb = np.asarray(on_white(rgba).convert("RGB"))
+        return convert(rgb[np.newaxis], tuple(image_shape))[0], note
+    gray = np.asarray(on_white(rgba).convert("L"), np.float64) / 255.0
+    small = transform.resize(gray, (DIGIT_SIDE, DIGIT_SIDE), anti_aliasing=True)
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    if border.mean() > 0.5:
+        small = 1.0 - small
+    return np.rint(np.clip(small, 0, 1) * 255).astype(np.uint8), note

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnviz.data import MAX_IMAGE_SIDE, decode_image
+from cnnviz.images import MAX_IMAGE_SIDE, decode_image
 from cnnviz.errors import CnnvizError, UsageError
 
 MAX_BODY = 10 * 2**20  # 10 MB
