@@ -14,7 +14,7 @@ DEVICES = ("auto", "cpu", "gpu")
 
 
 @contextlib.contextmanager
-def _stderr_silenced():
+def stderr_silenced():
     """Redirect the process-level stderr (fd 2) to /dev/null inside the block."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -41,7 +41,7 @@ def import_tensorflow():
     before TensorFlow's log level applies, so stderr is pointed at /dev/null meanwhile.
     """
     quiet_tensorflow()
-    with warnings.catch_warnings(), _stderr_silenced():
+    with warnings.catch_warnings(), stderr_silenced():
         warnings.simplefilter("ignore")
         import tensorflow as tf
         import keras  # noqa: F401  (first import of Keras prints too)

@@ -10,7 +10,7 @@ import click
 
 from cnnviz import bundle
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (figure_options, FINITE, check_writable, chosen_layers, open_data, open_model,
+from cnnviz.cli.options import (chief_folder, figure_options, strategy_option, FINITE, check_writable, chosen_layers, open_data, open_model,
                                 outputs_dir_option, parse_scales, probe_data_options, say_site,
                                 trained_dir_option, with_scales, write_site)
 from cnnviz.errors import UsageError
@@ -42,6 +42,7 @@ from cnnviz.errors import UsageError
 @probe_data_options
 @trained_dir_option
 @figure_options
+@strategy_option
 @outputs_dir_option
 def atlas(model, split, limit, top, steps, step_size, scales, starts, pixel_starts,
           data_starts, seed, why, layer_specs, dataset,
@@ -71,10 +72,11 @@ def atlas(model, split, limit, top, steps, step_size, scales, starts, pixel_star
                            given, loaded.image_shape)
     data = open_data(loaded, dataset, data_path)
     click.echo(f"loaded in {time.perf_counter() - started:.1f} s")
-    site = run_atlas(loaded, data, outputs_dir / loaded.folder_name, settings, split, limit, top,
+    out = chief_folder(outputs_dir / loaded.folder_name)
+    site = run_atlas(loaded, data, out, settings, split, limit, top,
                      report=click.echo, layers=",".join(layer_specs) or None, bar=_bar,
                      skip=() if why else ("explain",))
-    say_site(site, outputs_dir / loaded.folder_name)
+    say_site(site, out)
     click.echo(f"atlas done in {time.perf_counter() - started:.1f} s")
 
 
@@ -140,6 +142,7 @@ def gallery_name(model: str | None, outputs_dir: Path, trained_dir: Path) -> str
 @probe_data_options
 @trained_dir_option
 @figure_options
+@strategy_option
 @outputs_dir_option
 def compare(first, second, layer_specs, split, limit, as_json, dataset, data_path, trained_dir,
             outputs_dir) -> None:
@@ -168,7 +171,7 @@ def compare(first, second, layer_specs, split, limit, as_json, dataset, data_pat
     from cnnviz.names import slug
 
     name = slug(f"compare-{loaded.folder_name}-{other.folder_name}")
-    out = outputs_dir / name
+    out = chief_folder(outputs_dir / name)
     check_writable(out)  # before the comparison, not after it
     result = recipe.compare(loaded, other, layers, data, split, limit)
     for layer, why in result.skipped.items():

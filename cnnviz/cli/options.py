@@ -122,6 +122,50 @@ def model_input_options(func):
                              "if it starts with Rescaling/Normalization, else unit = /255)")(func)
 
 
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
+
+
+def strategy_option(func):
+    """--strategy: how tf.distribute shares the command's work (made by open_model, before
+    the model is loaded, as a multi-worker strategy must be)."""
+    return click.option("--strategy", type=click.Choice(STRATEGIES), default="auto",
+                        show_default=True, expose_value=False, callback=_keep,
+                        help="tf.distribute: auto (mirrored when several GPUs are visible, "
+                             "else default), default (one device), mirrored (every GPU, else "
+                             "every logical CPU, of this machine), multi-worker (the cluster "
+                             "in TF_CONFIG; only the chief writes)")(func)
+
+
+def open_strategy():
+    """The command's tf.distribute strategy, made once (the same object on every call), and
+    active for the rest of the command; one line says which when it is not one device."""
+    ctx = click.get_current_context()
+    if "cnnviz.strategy_object" not in ctx.meta:
+        from cnnviz import distributed
+
+        strategy = distributed.make_strategy(ctx.meta.get("cnnviz.strategy") or "default")
+        ctx.meta["cnnviz.strategy_object"] = strategy
+        ctx.with_resource(distributed.sharing(strategy))
+        if distributed.replicas(strategy) > 1 or distributed.workers(strategy) > 1:
+            click.echo(distributed.describe(strategy), err=True)
+    return ctx.meta["cnnviz.strategy_object"]
+
+
+def chief_folder(folder: Path) -> Path:
+    """Where this process writes `folder`: the folder itself, or, on a worker that is not
+    the chief of a multi-worker strategy, a temporary folder removed when the command ends
+    (it computes its share like every worker; only the chief's files are kept)."""
+    from cnnviz import distributed
+
+    if distributed.is_chief(open_strategy()):
+        return folder
+    import tempfile
+
+    scratch = click.get_current_context().with_resource(
+        tempfile.TemporaryDirectory(prefix="cnnviz-worker-"))
+    return Path(scratch) / folder.name
+
+
 def _context_value(name: str):
     ctx = click.get_current_context(silent=True)
     return ctx.meta.get(f"cnnviz.{name}") if ctx is not None else None
@@ -145,6 +189,8 @@ def open_model(model: str | None, trained_dir: Path, err: bool = False):
     from cnnviz.runtime import import_tensorflow
 
     import_tensorflow()
+    if click.get_current_context().meta.get("cnnviz.strategy") is not None:
+        open_strategy()
     from cnnviz.model import input_note, load_model
 
     loaded = load_model(model, trained_dir, preprocess=_context_value("preprocess"))

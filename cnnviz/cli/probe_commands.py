@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (figure_options, check_image_choice, FINITE, check_writable, chosen_layers, model_input_options, open_data, open_model, parse_scales, with_scales,
+from cnnviz.cli.options import (chief_folder, figure_options, strategy_option, check_image_choice, FINITE, check_writable, chosen_layers, model_input_options, open_data, open_model, parse_scales, with_scales,
                                 outputs_dir_option, parse_int_list, probe_data_options,
                                 record_entries, refresh_page, trained_dir_option)
 from cnnviz.errors import UsageError
@@ -33,6 +33,7 @@ from cnnviz.errors import UsageError
 @probe_data_options
 @trained_dir_option
 @figure_options
+@strategy_option
 @outputs_dir_option
 def activations(model, layer_specs, image_list, digit, count, input_file, split, scale,
                 class_mean, save_arrays, dataset, data_path, trained_dir, outputs_dir) -> None:
@@ -70,7 +71,7 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
         data = open_data(loaded, dataset, data_path)
     if selection is None and wants_images:
         selection = gallery.select_images(data, split, images, digit, 6 if count is None else count)
-    out = outputs_dir / loaded.folder_name
+    out = chief_folder(outputs_dir / loaded.folder_name)
     check_writable(out)
     options = gallery.ActivationOptions(
         tuple(layers), loaded.classes(data.class_names if data is not None else None),
@@ -124,6 +125,7 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
 @probe_data_options
 @trained_dir_option
 @figure_options
+@strategy_option
 @outputs_dir_option
 def filters(model, layer_specs, maps, objective, steps, step_size, scales, starts, pixel_starts,
             data_starts, split, diversity, recipe, regularise, transform, parameterisation,
@@ -181,7 +183,7 @@ def filters(model, layer_specs, maps, objective, steps, step_size, scales, start
                                ",".join(layers_for(loaded.model, "kernels")), "patterns")
         plan = [(layer, parse_maps(maps, graph_of(loaded.model).shape(layer)[-1]), None)
                 for layer in layers]
-    out = outputs_dir / loaded.folder_name
+    out = chief_folder(outputs_dir / loaded.folder_name)
     check_writable(out)
     images = _pattern_data(loaded, dataset, data_path, split) if data_starts else None
     for layer, chosen, parsed in plan:
@@ -250,6 +252,7 @@ def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
 @probe_data_options
 @trained_dir_option
 @figure_options
+@strategy_option
 @outputs_dir_option
 def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, data_path,
           trained_dir, outputs_dir) -> None:
@@ -279,7 +282,7 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
     if top > count:
         raise UsageError(f"--top {top} is larger than the {count:,} images used; "
                          f"choose --top ≤ {count}")
-    out = outputs_dir / loaded.folder_name
+    out = chief_folder(outputs_dir / loaded.folder_name)
     check_writable(out)
     options = gallery.StatsOptions(tuple(layers), data, split, limit, top, batch_size, second)
     with click.progressbar(length=count * (2 if second else 1), label="stats",

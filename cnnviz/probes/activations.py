@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cnnviz import distributed
 from cnnviz.graph import graph_of
 from cnnviz.probes.compiled import compiled
 from cnnviz.inputs import Preprocessing
@@ -97,30 +98,42 @@ class ClassMeans:
 
 def class_means(model: keras.Model, layers: list[str], images: np.ndarray, labels: np.ndarray,
                 preprocessing: Preprocessing, batch_size: int = 1000,
-                classes: int = 10) -> ClassMeans:
-    """Mean of every layer's output over the images of each class, streamed in batches.
+                classes: int = 10, strategy=None) -> ClassMeans:
+    """Mean of every layer's output over the images of each class, streamed in batches of
+    `batch_size` per replica, shared out over `strategy` (default: the active one, see
+    cnnviz.distributed).
 
     Only one batch of preprocessed input and per-class sums are held, so memory does not
     grow with the number of images.
     """
+    strategy = distributed.resolve(strategy)
     probe = layer_outputs(model, layers, with_predictions=False)
     batch_size = bounded_batch(model, layers, batch_size)
+    labels = np.asarray(labels, np.int32)
 
-    @tf.function
-    def class_sums(x, y):
+    def class_sums(x, y):  # padding rows carry label -1: segment sums drop them
         outputs = probe(x, training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return [tf.math.unsorted_segment_sum(tf.cast(o, tf.float64), y, classes)
                 for o in outputs]
 
-    sums = None
-    for start in range(0, len(images), batch_size):
-        x = preprocessing.apply(images[start:start + batch_size])
-        y = np.asarray(labels[start:start + batch_size], np.int32)
-        batch = [s.numpy() for s in class_sums(x, y)]
-        sums = batch if sums is None else [a + b for a, b in zip(sums, batch)]
-    counts = np.bincount(np.asarray(labels, np.int64), minlength=classes)
+    def load(shard):
+        part = slice(shard.start, shard.start + shard.count)
+        y = np.full(batch_size, -1, np.int32)
+        y[:shard.count] = labels[part]
+        return distributed.padded(preprocessing.apply(images[part]), batch_size), y
+
+    local = distributed.local_replicas(strategy)
+    first = distributed.worker_index(strategy) * local
+    sums: list = [None] * local
+    for shard, found in distributed.sharded_pass(strategy, len(images), batch_size, load,
+                                                 class_sums):
+        mine = shard.replica - first
+        sums[mine] = found if sums[mine] is None else [a + b for a, b in zip(sums[mine], found)]
+    counts = np.bincount(labels.astype(np.int64), minlength=classes)
     divisor = np.maximum(counts, 1).astype(np.float64)
-    means = {name: (s / divisor.reshape(-1, *[1] * (s.ndim - 1))).astype(np.float32)
-             for name, s in zip(layers, sums)}
+    means = {}
+    for i, name in enumerate(layers):
+        total = np.sum(distributed.everyone(strategy, [part[i] for part in sums]), axis=0)
+        means[name] = (total / divisor.reshape(-1, *[1] * (total.ndim - 1))).astype(np.float32)
     return ClassMeans(means, counts)

@@ -18,12 +18,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cnnviz import distributed
 from cnnviz.errors import UsageError
 from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
 from cnnviz.probes import ascent
 from cnnviz.probes.ascent import BestPatterns, Climb, climb_piece, curve_steps
 from cnnviz.probes.objectives import Objective, ObjectiveBatch, map_objectives
+from cnnviz.probes.pattern_replicas import over_replicas
 from cnnviz.probes.responses import response  # noqa: F401 (part of this module's API)
 from cnnviz.probes.transforms import (FourierPixels, PixelsDirect, Transforms,
                                       colour_correlation, relative_transforms)
@@ -269,19 +271,33 @@ def ascent_steps(maps: int, settings: PatternSettings, input_shape: tuple[int, .
 def optimal_patterns(model: keras.Model, layer: str, maps: np.ndarray,
                      preprocessing: Preprocessing, settings: PatternSettings,
                      progress: Callable[[int], None] | None = None, data=None,
-                     objectives: Sequence[Objective] | None = None) -> Patterns:
+                     objectives: Sequence[Objective] | None = None, strategy=None) -> Patterns:
     """Gradient ascent for each map of `layer` in `maps` (or each of `objectives`) from every
     start. `data`: images (N, H, W[, C]) in pixels 0–255 at the model's input size, for the
-    data starts and each pattern's reference. `progress(n)` is called as steps finish."""
-    begin = time.perf_counter()
+    data starts and each pattern's reference. `progress(n)` is called as steps finish. The
+    objectives are split across the replicas of `strategy` (default: the active one, see
+    cnnviz.distributed); each gets the same starts and result as alone."""
     input_shape = tuple(graph_of(model).input_shape[1:])
-    image_shape = input_shape[:2] if input_shape[2] == 1 else input_shape
     settings.check_scales(max(input_shape[:2]))
     maps = np.asarray(maps, dtype=np.int32)
     if objectives is None:
         objectives = map_objectives(model, layer, maps, settings.objective)
     else:
         maps = np.arange(len(objectives), dtype=np.int32)
+    objectives = list(objectives)
+    return over_replicas(
+        distributed.resolve(strategy), tuple(str(o) for o in objectives),
+        lambda rows: _climb(model, layer, maps[rows], [objectives[i] for i in rows],
+                            preprocessing, settings, progress, data))
+
+
+def _climb(model: keras.Model, layer: str, maps: np.ndarray, objectives: list[Objective],
+           preprocessing: Preprocessing, settings: PatternSettings,
+           progress: Callable[[int], None] | None, data) -> Patterns:
+    """optimal_patterns on one device."""
+    begin = time.perf_counter()
+    input_shape = tuple(graph_of(model).input_shape[1:])
+    image_shape = input_shape[:2] if input_shape[2] == 1 else input_shape
     batch = ObjectiveBatch(model, objectives, settings.pre_activation)
     with_data = data is not None and len(data) > 0
     reference = reference_index = None

@@ -22,8 +22,11 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
+import tensorflow as tf
 from scipy.optimize import linear_sum_assignment
 
+from cnnviz import distributed
+from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
 from cnnviz.probes.activations import bounded_batch, layer_outputs
 
@@ -84,9 +87,12 @@ class StreamingCorrelation:
 
     def add(self, a: np.ndarray, b: np.ndarray) -> None:
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        parts = [a.sum(0), b.sum(0), (a * a).sum(0), (b * b).sum(0), a.T @ b]
-        self.sums = parts if not self.sums else [s + p for s, p in zip(self.sums, parts)]
-        self.n += len(a)
+        self.add_sums([a.sum(0), b.sum(0), (a * a).sum(0), (b * b).sum(0), a.T @ b], len(a))
+
+    def add_sums(self, parts: list[np.ndarray], rows: int) -> None:
+        """Add sums computed elsewhere: Σa, Σb, Σa², Σb², aᵀb over `rows` rows."""
+        self.sums = list(parts) if not self.sums else [s + p for s, p in zip(self.sums, parts)]
+        self.n += rows
 
     def constant(self) -> tuple[np.ndarray, np.ndarray]:
         """(columns of A, columns of B): True where the column is constant over all rows."""
@@ -125,32 +131,69 @@ class Similarities:
 def functional_similarity(first: tuple[keras.Model, Preprocessing],
                           second: tuple[keras.Model, Preprocessing],
                           baseline: tuple[keras.Model, Preprocessing], layers: list[str],
-                          x: np.ndarray, batch_size: int = 250) -> Similarities:
+                          x: np.ndarray, batch_size: int = 250, strategy=None) -> Similarities:
     """Correlate every map of `first` with every map of `second` and of `baseline` over all
-    positions of all images x (raw pixels; each model applies its own preprocessing)."""
-    probes = [(layer_outputs(model, layers, with_predictions=False), prep)
-              for model, prep in (first, second, baseline)]
+    positions of all images x (raw pixels; each model applies its own preprocessing). The
+    images are shared out over `strategy` (default: the active one, see cnnviz.distributed)
+    and the sums of every replica added up."""
+    strategy = distributed.resolve(strategy)
+    models = (first, second, baseline)
+    probes = [layer_outputs(model, layers, with_predictions=False) for model, _ in models]
+    batch_size = bounded_batch(first[0], layers, batch_size)
+
+    def sums(xa, xb, xu, real):
+        outs = []
+        for probe, x_in in zip(probes, (xa, xb, xu)):
+            values = probe(x_in, training=False)
+            outs.append(values if isinstance(values, (list, tuple)) else [values])
+        result = []
+        for a, b, u in zip(*outs):
+            weight = tf.reshape(real, [-1] + [1] * (len(a.shape) - 1))  # padding rows: 0
+            a, b, u = (tf.cast(v, tf.float64) * weight for v in (a, b, u))
+            a, b, u = (tf.reshape(v, [-1, v.shape[-1]]) for v in (a, b, u))
+            result.append((_sums(a, b), _sums(a, u)))
+        means = [[tf.reduce_mean(v, axis=[1, 2]) if len(v.shape) == 4 else v for v in out]
+                 for out in outs[:2]]
+        return result, means
+
+    def load(shard):
+        part = x[shard.start:shard.start + shard.count]
+        real = np.zeros(batch_size, np.float64)
+        real[:shard.count] = 1
+        return (*(distributed.padded(prep.apply(part), batch_size) for _, prep in models), real)
+
+    local = distributed.local_replicas(strategy)
+    first_replica = distributed.worker_index(strategy) * local
+    totals: list = [None] * local
+    means = [[[[] for _ in layers] for _ in range(local)] for _ in range(2)]  # model, replica, layer
+    rows = {name: int(np.prod(graph_of(first[0]).shape(name)[1:-1])) for name in layers}
+    for shard, (found, image_means) in distributed.sharded_pass(strategy, len(x), batch_size,
+                                                                load, sums):
+        mine = shard.replica - first_replica
+        totals[mine] = found if totals[mine] is None else tf.nest.map_structure(
+            np.add, totals[mine], found)
+        for store, values in zip(means, image_means):
+            for rows_of_layer, v in zip(store[mine], values):
+                rows_of_layer.append(v[:shard.count])
     pair = {name: StreamingCorrelation() for name in layers}
     base = {name: StreamingCorrelation() for name in layers}
-    means: tuple[dict, dict] = ({name: [] for name in layers}, {name: [] for name in layers})
-    batch_size = bounded_batch(first[0], layers, batch_size)
-    for start in range(0, len(x), batch_size):
-        chunk = x[start:start + batch_size]
-        outs = []
-        for probe, prep in probes:
-            values = probe(prep.apply(chunk), training=False)
-            outs.append(values if isinstance(values, (list, tuple)) else [values])
-        for i, name in enumerate(layers):
-            a, b, u = (np.asarray(out[i], np.float32) for out in outs)
-            pair[name].add(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]))
-            base[name].add(a.reshape(-1, a.shape[-1]), u.reshape(-1, u.shape[-1]))
-            for store, value in zip(means, (a, b)):
-                store[name].append(value.mean(axis=(1, 2)) if value.ndim == 4 else value)
+    for i, name in enumerate(layers):
+        for k, stream in enumerate((pair[name], base[name])):
+            parts = [np.sum(distributed.everyone(strategy, [np.atleast_1d(t[i][k][j]) for t in totals]),
+                            axis=0) for j in range(5)]
+            stream.add_sums(parts, len(x) * rows[name])
     constant = {n: (int(pair[n].constant()[0].sum()), int(pair[n].constant()[1].sum()),
                     int(base[n].constant()[1].sum())) for n in layers}
+    in_order = [{name: distributed.in_order(strategy, len(x), batch_size,
+                                            [np.concatenate(r[i]) for r in store])
+                 for i, name in enumerate(layers)} for store in means]
     return Similarities({n: c.result() for n, c in pair.items()},
-                        {n: c.result() for n, c in base.items()}, constant,
-                        tuple({n: np.concatenate(v) for n, v in m.items()} for m in means))
+                        {n: c.result() for n, c in base.items()}, constant, tuple(in_order))
+
+
+def _sums(a, b) -> tuple:
+    return (tf.reduce_sum(a, 0), tf.reduce_sum(b, 0), tf.reduce_sum(a * a, 0),
+            tf.reduce_sum(b * b, 0), tf.matmul(a, b, transpose_a=True))
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:

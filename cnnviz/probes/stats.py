@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cnnviz import distributed
 from cnnviz.data import NUM_CLASSES
 from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
@@ -59,6 +60,8 @@ class LayerStats:
 
 @dataclass
 class _Accumulator:
+    """One replica's share of one layer's sums."""
+
     total: np.ndarray
     squares: np.ndarray
     maximum: np.ndarray
@@ -68,73 +71,116 @@ class _Accumulator:
     top_index: np.ndarray
     top_score: np.ndarray
     samples: list
+    values_per_image: int
+
+    @classmethod
+    def empty(cls, shape: tuple, classes: int) -> "_Accumulator":
+        maps = shape[-1]
+        return cls(np.zeros(maps), np.zeros(maps), np.full(maps, -np.inf), np.zeros(maps),
+                   np.zeros(maps), np.zeros((classes, maps)), np.zeros((maps, 0), np.int64),
+                   np.zeros((maps, 0)), [], int(np.prod(shape[:-1])))
+
+    def add(self, parts: tuple, index: np.ndarray, labels: np.ndarray, top: int,
+            classes: int) -> None:
+        """A batch's per-image parts (only the first len(index) rows are real images)."""
+        total, squares, maximum, active, sample = parts
+        count = len(index)
+        total, squares, maximum, active = (p[:count] for p in (total, squares, maximum, active))
+        self.total += total.sum(0)
+        self.squares += squares.sum(0)
+        self.maximum = np.maximum(self.maximum, maximum.max(0, initial=-np.inf))
+        self.active += active.sum(0)
+        self.image_active += (active > 0).sum(0)
+        per_image = total / self.values_per_image
+        self.class_sum += np.eye(classes)[labels].T @ per_image
+        self.top_index, self.top_score = _merge_top(self.top_index, self.top_score, per_image,
+                                                    index, top)
+        if count:
+            self.samples.append(sample)
 
 
 def layer_stats(model: keras.Model, layers: list[str], images: np.ndarray, labels: np.ndarray,
                 preprocessing: Preprocessing, top: int = 9, batch_size: int = 500,
                 sample_size: int = 100_000, seed: int = 0,
                 classes: int = NUM_CLASSES,
-                progress: Callable[[int], None] | None = None) -> dict[str, LayerStats]:
-    """Statistics of every layer in `layers` over the images, streamed in batches;
-    progress(n) after each batch of n images."""
+                progress: Callable[[int], None] | None = None,
+                strategy=None) -> dict[str, LayerStats]:
+    """Statistics of every layer in `layers` over the images, streamed in batches of
+    `batch_size` per replica and shared out over `strategy` (default: the active one, see
+    cnnviz.distributed); progress(n) after each batch of n images."""
+    strategy = distributed.resolve(strategy)
     probe = layer_outputs(model, layers, with_predictions=False)
+    n = len(images)
+    batch_size = bounded_batch(model, layers, batch_size)
+    shapes = [tuple(graph_of(model).shape(name)[1:]) for name in layers]
+    sizes = [int(np.prod(s)) for s in shapes]
+    plan = distributed.shards(strategy, n, batch_size)
+    per_pick = -(-sample_size // (len(plan) * distributed.replicas(strategy)))
 
-    @tf.function
-    def reduce(x, picks):
+    def step(x, *picks):
         outputs = probe(x, training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         result = []
         for out, pick in zip(outputs, picks):
             flat = tf.reshape(out, [tf.shape(out)[0], -1, out.shape[-1]])  # (B, P, C)
             wide = tf.cast(flat, tf.float64)
-            result.append((tf.reduce_sum(wide, axis=[0, 1]), tf.reduce_sum(wide * wide, axis=[0, 1]),
-                           tf.reduce_max(flat, axis=[0, 1]),
-                           tf.reduce_sum(tf.cast(flat > 0, tf.float64), axis=[0, 1]),
-                           tf.reduce_any(flat > 0, axis=1),      # (B, C)
-                           tf.reduce_mean(wide, axis=1),         # (B, C) per-image means
+            result.append((tf.reduce_sum(wide, axis=1), tf.reduce_sum(wide * wide, axis=1),
+                           tf.cast(tf.reduce_max(flat, axis=1), tf.float64),
+                           tf.reduce_sum(tf.cast(flat > 0, tf.float64), axis=1),
                            tf.gather(tf.reshape(out, [-1]), pick)))
         return result
 
-    n = len(images)
-    batch_size = bounded_batch(model, layers, batch_size)
-    shapes = [tuple(graph_of(model).shape(name)[1:]) for name in layers]
-    batches = max(1, -(-n // batch_size))
-    rng = np.random.default_rng(seed)
-    acc = [_Accumulator(np.zeros(s[-1]), np.zeros(s[-1]), np.full(s[-1], -np.inf, np.float32),
-                        np.zeros(s[-1]), np.zeros(s[-1]), np.zeros((classes, s[-1])),
-                        np.zeros((s[-1], 0), np.int64), np.zeros((s[-1], 0)), [])
-           for s in shapes]
-    for start in range(0, n, batch_size):
-        x = preprocessing.apply(images[start:start + batch_size])
-        y = np.asarray(labels[start:start + batch_size], np.int64)
-        picks = [rng.integers(0, len(x) * int(np.prod(s)), size=-(-sample_size // batches))
-                 for s in shapes]
-        for a, parts in zip(acc, reduce(x, picks)):
-            total, squares, maximum, active, any_active, per_image, sample = (p.numpy() for p in parts)
-            a.total += total
-            a.squares += squares
-            a.maximum = np.maximum(a.maximum, maximum)
-            a.active += active
-            a.image_active += any_active.sum(axis=0)
-            np.add.at(a.class_sum, y, per_image)
-            a.top_index, a.top_score = _merge_top(a.top_index, a.top_score, per_image,
-                                                  np.arange(start, start + len(x)), top)
-            a.samples.append(sample)
-        if progress:
-            progress(len(x))
-    counts = np.bincount(np.asarray(labels, np.int64), minlength=classes)
-    out = {}
-    for name, shape, a in zip(layers, shapes, acc):
-        values = n * int(np.prod(shape[:-1]))
-        mean = a.total / values
-        out[name] = LayerStats(
-            name=name, shape=shape, images=n, mean=mean,
-            std=np.sqrt(np.maximum(a.squares / values - mean ** 2, 0)), max=a.maximum,
-            active_fraction=a.active / values, image_active_fraction=a.image_active / n,
-            class_mean=a.class_sum / np.maximum(counts, 1)[:, None], class_counts=counts,
-            top_index=a.top_index, top_score=a.top_score,
-            sample=np.concatenate(a.samples)[:sample_size])
-    return out
+    def load(shard):
+        x = preprocessing.apply(images[shard.start:shard.start + shard.count])
+        rng = np.random.default_rng([seed, shard.replica, shard.start])
+        picks = [rng.integers(0, max(shard.count, 1) * size, size=per_pick) for size in sizes]
+        return (distributed.padded(x, batch_size), *picks)
+
+    local = distributed.local_replicas(strategy)
+    first = distributed.worker_index(strategy) * local
+    acc = [[_Accumulator.empty(s, classes) for s in shapes] for _ in range(local)]
+    labels = np.asarray(labels, np.int64)
+    for shard, found in distributed.sharded_pass(strategy, n, batch_size, load, step):
+        index = np.arange(shard.start, shard.start + shard.count)
+        for a, parts in zip(acc[shard.replica - first], found):
+            a.add(parts, index, labels[index], top, classes)
+        if progress and shard.count:
+            progress(shard.count)
+    counts = np.bincount(labels, minlength=classes)
+    return {name: _layer_result(strategy, name, shape, n, [r[i] for r in acc], counts, top,
+                                sample_size)
+            for i, (name, shape) in enumerate(zip(layers, shapes))}
+
+
+def _layer_result(strategy, name: str, shape: tuple, n: int, parts: list[_Accumulator],
+                  counts: np.ndarray, top: int, sample_size: int) -> LayerStats:
+    """Every replica's share merged (the same numbers in the same order on every worker)."""
+    def gathered(field, transform=lambda v: v):
+        return [transform(v) for v in distributed.everyone(
+            strategy, [transform(getattr(p, field)) for p in parts])]
+
+    total = np.sum(gathered("total", np.atleast_2d), axis=0)[0]
+    squares = np.sum(gathered("squares", np.atleast_2d), axis=0)[0]
+    maximum = np.max(gathered("maximum", np.atleast_2d), axis=0)[0]
+    active = np.sum(gathered("active", np.atleast_2d), axis=0)[0]
+    image_active = np.sum(gathered("image_active", np.atleast_2d), axis=0)[0]
+    class_sum = np.sum(gathered("class_sum"), axis=0)
+    top_index = np.zeros((len(total), 0), np.int64)
+    top_score = np.zeros((len(total), 0))
+    for index, score in zip(gathered("top_index", np.transpose), gathered("top_score", np.transpose)):
+        top_index, top_score = _merge_top(top_index, top_score, score, index.astype(np.int64),
+                                          top, per_map=True)
+    samples = [np.concatenate(p.samples) if p.samples else np.zeros(0, np.float32) for p in parts]
+    sample = np.concatenate(distributed.everyone(strategy, samples))
+    values = n * int(np.prod(shape[:-1]))
+    mean = total / values
+    return LayerStats(
+        name=name, shape=shape, images=n, mean=mean,
+        std=np.sqrt(np.maximum(squares / values - mean ** 2, 0)),
+        max=maximum.astype(np.float32), active_fraction=active / values,
+        image_active_fraction=image_active / n,
+        class_mean=class_sum / np.maximum(counts, 1)[:, None], class_counts=counts,
+        top_index=top_index, top_score=top_score, sample=sample[:sample_size])
 
 
 def strongest_positions(model: keras.Model, layer: str, pixels: np.ndarray,
@@ -166,10 +212,14 @@ def strongest_positions(model: keras.Model, layer: str, pixels: np.ndarray,
 
 
 def _merge_top(index: np.ndarray, score: np.ndarray, batch_scores: np.ndarray,
-               batch_index: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the k best (highest score; ties: lowest dataset index) per map."""
-    all_index = np.concatenate([index, np.broadcast_to(batch_index, (len(index), len(batch_index)))], 1)
-    all_score = np.concatenate([score, batch_scores.T], axis=1)
+               batch_index: np.ndarray, k: int, per_map: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the k best (highest score; ties: lowest dataset index) per map. batch_scores
+    (images, maps) of the images batch_index (images,); per_map: both (maps, images)."""
+    if not per_map:
+        batch_index = np.broadcast_to(batch_index, (len(index), len(batch_index)))
+        batch_scores = batch_scores.T
+    all_index = np.concatenate([index, batch_index], 1)
+    all_score = np.concatenate([score, batch_scores], axis=1)
     order = np.lexsort((all_index, -all_score), axis=1)[:, :k]
     return (np.take_along_axis(all_index, order, 1), np.take_along_axis(all_score, order, 1))
 
