@@ -65,18 +65,20 @@ def load(model: Any = None, trained_dir: str | Path = "trained",
 def train(preset: str = "article2", name: str | None = None, dataset: str = "mnist",
           data: str | Path | None = None, trained_dir: str | Path = "trained",
           force: bool = False, progress: Callable[[int, dict], None] | None = None,
-          **settings: Any) -> "Inspected":
+          strategy: Any = None, **settings: Any) -> "Inspected":
     """Train a network into trained_dir/NAME (a bundle) and return it opened.
 
     settings: any training setting by its name (epochs=3, learning_rate=1e-3, conv=[16, 32],
     seed=2, ...). progress(epoch, logs) is called after every epoch. An existing bundle is
-    refused unless force=True."""
+    refused unless force=True. strategy: a tf.distribute strategy or its name (auto,
+    default, mirrored, multi-worker; see cnnviz.distributed); batch_size is the global batch."""
     from cnnviz.runtime import import_tensorflow
 
     import_tensorflow()
     from cnnviz.training_run import train_new
 
-    loaded = train_new(preset, name, dataset, data, Path(trained_dir), force, progress, settings)
+    loaded = train_new(preset, name, dataset, data, Path(trained_dir), force, progress, settings,
+                       strategy)
     from cnnviz.inspected import Inspected
 
     return Inspected(loaded, data)

@@ -98,6 +98,11 @@ def active():
     return _active.get() or tf.distribute.get_strategy()
 
 
+def active_scope():
+    """The strategy whose scope the caller is in (TensorFlow's default outside any)."""
+    return tf.distribute.get_strategy()
+
+
 def replicas(strategy) -> int:
     return int(strategy.num_replicas_in_sync)
 

@@ -19,10 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 import cnnviz
-from cnnviz import bundle
+from cnnviz import bundle, distributed
 from cnnviz.atomic import atomic_path
 from cnnviz.data import Dataset, Preprocessing
-from cnnviz.errors import CnnvizError
+from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.model import build_model, compile_model, current_learning_rate, read_keras
 from cnnviz.spec import NetworkSpec, TrainSpec, network_to_json
 
@@ -66,24 +66,51 @@ class ShuffledEpochs(keras.callbacks.Callback):
             .map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)),
                  num_parallel_calls=tf.data.AUTOTUNE)
             .apply(tf.data.experimental.assert_cardinality(self.steps))
-            .prefetch(tf.data.AUTOTUNE))
+            .prefetch(tf.data.AUTOTUNE)
+            .with_options(_shard_by_data()))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch.assign(epoch)
 
 
+def _shard_by_data() -> tf.data.Options:
+    """Under a multi-worker strategy each worker takes its share of every batch (the batches
+    come from tensors, not files)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
+
+
 def evaluation_dataset(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(EVAL_BATCH).cache().prefetch(2)
+    return (tf.data.Dataset.from_tensor_slices((x, y)).batch(EVAL_BATCH).cache().prefetch(2)
+            .with_options(_shard_by_data()))
 
 
 def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
         *, batch_size: int, seed: int, epochs: int, initial_epoch: int = 0,
         callbacks: Sequence[keras.callbacks.Callback] = (), verbose: int | str = "auto"):
-    """cnnviz's training path: model.fit over `ShuffledEpochs`, validating every epoch."""
+    """cnnviz's training path: model.fit over `ShuffledEpochs`, validating every epoch (on
+    the replicas of the strategy whose scope the caller is in)."""
     batches = ShuffledEpochs(x, y, batch_size, seed)
+    if isinstance(distributed.active_scope(), tf.distribute.MultiWorkerMirroredStrategy):
+        _around_keras_multi_worker(model)
     return model.fit(batches.dataset, epochs=epochs, initial_epoch=initial_epoch,
                      validation_data=evaluation_dataset(x_val, y_val),
                      callbacks=[batches, *callbacks], verbose=verbose, shuffle=False)
+
+
+def _around_keras_multi_worker(model: keras.Model) -> None:
+    """Two gaps of Keras 3's fit under a multi-worker strategy (3.15): its symbolic build
+    reduces the first (x, y) batch, a structure the collective reduce refuses; and it
+    reduces each scalar log along axis 0. The model is left to the strategy of the scope fit
+    runs in (the same one), and every log is given an axis (the same values)."""
+    model._distribute_strategy = None
+
+    def with_axis(step):
+        return lambda data: {k: tf.reshape(v, [1]) for k, v in step(data).items()}
+
+    model.train_step = with_axis(model.train_step)
+    model.test_step = with_axis(model.test_step)
 
 
 @dataclass
@@ -151,8 +178,11 @@ def train_bundle(folder: Path, network: NetworkSpec, training: TrainSpec, data: 
                  initial_weights: Path | None = None, tensorboard_dir: Path | None = None,
                  callbacks: Sequence[keras.callbacks.Callback] = (),
                  after_epoch: Callable[[Path, dict, int], None] | None = None,
-                 verbose: int | str = "auto", log: Callable[[str], None] | None = None) -> TrainResult:
-    """Train into the bundle folder (created if needed), or resume the run it holds.
+                 verbose: int | str = "auto", log: Callable[[str], None] | None = None,
+                 strategy=None) -> TrainResult:
+    """Train into the bundle folder (created if needed), or resume the run it holds, on
+    `strategy`'s replicas (default: the active one, see cnnviz.distributed); the batch size
+    is the global batch, split evenly over the replicas.
 
     `after_epoch(folder, history, epoch)` runs after each checkpoint (the CLI and the library
     draw curves.png there); `log` receives progress lines (nothing is printed otherwise).
@@ -162,7 +192,23 @@ def train_bundle(folder: Path, network: NetworkSpec, training: TrainSpec, data: 
         CnnvizError: when the loss becomes NaN; the bundle keeps the last good epoch.
     """
     log = log or (lambda line: None)
+    strategy = distributed.resolve(strategy)
+    replicas = distributed.replicas(strategy)
+    if training.batch_size % replicas:
+        fits = max(replicas, training.batch_size - training.batch_size % replicas)
+        raise UsageError(f"batch size {training.batch_size} is the global batch: it must split "
+                         f"evenly over the {replicas} replicas (e.g. {fits})", "batch_size")
+    if replicas > 1:
+        log(f"batch {training.batch_size} = {replicas} replicas × {training.batch_size // replicas}")
     keras.utils.set_random_seed(training.seed)
+    with strategy.scope():
+        return _train_in_scope(folder, network, training, data, preset, device, resume,
+                               initial_weights, tensorboard_dir, callbacks, after_epoch, verbose,
+                               log)
+
+
+def _train_in_scope(folder, network, training, data, preset, device, resume, initial_weights,
+                    tensorboard_dir, callbacks, after_epoch, verbose, log) -> TrainResult:
     if resume:
         run = bundle.read_run(folder)
         prep = Preprocessing.from_json(run["preprocessing"])
@@ -184,6 +230,9 @@ def train_bundle(folder: Path, network: NetworkSpec, training: TrainSpec, data: 
         start, history = 0, {}
         run = new_run(folder.name, network, training, data, prep, preset, device, initial_weights)
         bundle.write_run(folder, run)
+    # Keras 3 cannot run several steps per call on more than one replica (keras#19246)
+    model.steps_per_execution = STEPS_PER_EXECUTION if distributed.replicas(
+        distributed.active_scope()) == 1 else 1
     state = RunState(run, history)
     extra = [keras.callbacks.TensorBoard(str(tensorboard_dir))] if tensorboard_dir else []
     x_train, x_test = prep.apply(data.x_train), prep.apply(data.x_test)

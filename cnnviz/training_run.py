@@ -4,8 +4,10 @@ epoch; progress as a callback. (cnnviz.training fits one bundle and never draws.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -16,7 +18,7 @@ import_tensorflow()  # quietly, before Keras
 
 import keras  # noqa: E402
 
-from cnnviz import bundle
+from cnnviz import bundle, distributed
 from cnnviz.data import IMAGE_SIDE, Dataset, load_dataset
 from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.model import LoadedModel, load_model
@@ -98,9 +100,11 @@ def run_plan(plan: Plan, trained_dir: Path, data: Dataset, device: str = "cpu",
              callbacks: list = (), tensorboard_dir: Path | None = None,
              verbose: int | str = 0, log: Callable[[str], None] | None = None,
              announce: Callable[[str, TrainSpec], None] | None = None,
-             ) -> Iterator[tuple[str, TrainResult]]:
+             write_dir: Path | None = None, strategy=None) -> Iterator[tuple[str, TrainResult]]:
     """Train every bundle of the plan in turn, yielding (name, result) as each ends;
-    `announce(name, training)` is called as each starts."""
+    `announce(name, training)` is called as each starts. write_dir: where a worker that is
+    not the chief writes its copy (a bundle to resume is copied there first); trained_dir
+    is then only read."""
     if data.image_shape != (IMAGE_SIDE, IMAGE_SIDE):
         raise CnnvizError(f"{data.source}: x_train has shape {data.x_train.shape}; expected "
                           f"(N, {IMAGE_SIDE}, {IMAGE_SIDE}) or (N, {IMAGE_SIDE}, {IMAGE_SIDE}, 1): "
@@ -111,31 +115,41 @@ def run_plan(plan: Plan, trained_dir: Path, data: Dataset, device: str = "cpu",
             raise UsageError(f"--resume: the run trained on {want[0]} train / {want[1]} test "
                              f"images but {data.describe()}; pass the same --data")
     for name, training in plan.runs:
-        folder = trained_dir / name
+        folder = (write_dir or trained_dir) / name
         if plan.resumed is None and folder.exists():
             shutil.rmtree(folder)
+        if write_dir is not None and plan.resumed is not None:
+            shutil.copytree(trained_dir / name, folder, dirs_exist_ok=True)
         if announce is not None:
             announce(name, training)
         yield name, train_bundle(folder, plan.network, training, data, preset=plan.preset,
                                  device=device, resume=plan.resumed is not None,
                                  initial_weights=plan.initial, tensorboard_dir=tensorboard_dir,
                                  callbacks=list(callbacks), after_epoch=draw_curves,
-                                 verbose=verbose, log=log)
+                                 verbose=verbose, log=log, strategy=strategy)
 
 
 def train_new(preset: str, name: str | None, dataset: str, data: str | Path | None,
               trained_dir: Path, force: bool, progress: Callable[[int, dict], None] | None,
-              settings: dict[str, Any]) -> LoadedModel:
-    """The library's cnnviz.train: plan, lock, train, and return the bundle loaded."""
+              settings: dict[str, Any], strategy=None) -> LoadedModel:
+    """The library's cnnviz.train: plan, lock, train, and return the bundle loaded. A worker
+    that is not the chief trains its copy in a temporary folder (removed at exit)."""
+    device = select_device("auto")
+    strategy = distributed.resolve(strategy)
+    chief = distributed.is_chief(strategy)
     with contextlib.ExitStack() as held:
-        plan = plan_training(trained_dir, hold=lambda f: held.enter_context(bundle.writing(f)),
-                             name=name, preset=preset, overrides=settings, dataset=dataset,
-                             data_path=data, force=force)
+        plan = plan_training(trained_dir, hold=lambda f: held.enter_context(bundle.writing(f))
+                             if chief else None, name=name, preset=preset, overrides=settings,
+                             dataset=dataset, data_path=data, force=force or not chief)
         found = load_dataset(plan.dataset, plan.data_path)
-        for _ in run_plan(plan, trained_dir, found, select_device("auto"),
-                          [EpochProgress(progress)] if progress else []):
+        write_dir = None if chief else Path(tempfile.mkdtemp(prefix="cnnviz-worker-"))
+        if write_dir is not None:
+            atexit.register(shutil.rmtree, write_dir, True)
+        for _ in run_plan(plan, trained_dir, found, device,
+                          [EpochProgress(progress)] if progress else [], write_dir=write_dir,
+                          strategy=strategy):
             pass
-    return load_model(plan.runs[0][0], trained_dir)
+    return load_model(plan.runs[0][0], write_dir or trained_dir)
 
 
 def _resume_plan(folder: Path, preset, config, dataset, from_initial, force,

@@ -9,7 +9,7 @@ import click
 
 from cnnviz import bundle
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (model_input_options, has_module, open_model, outputs_dir_option, setting_options,
+from cnnviz.cli.options import (chief_folder, open_strategy, strategy_option, model_input_options, has_module, open_model, outputs_dir_option, setting_options,
                                 trained_dir_option)
 from cnnviz.data import DATASETS
 from cnnviz.errors import CnnvizError
@@ -37,6 +37,7 @@ from cnnviz.spec import PRESETS
 @click.option("--quiet", is_flag=True, help="no per-step progress bar")
 @click.option("--runs", type=int, default=1, show_default=True,
               help="train N bundles NAME-1 … NAME-N with seeds SEED … SEED+N-1, all else equal")
+@strategy_option
 @trained_dir_option
 def train(preset, config, name, dataset, data_path, device, resume, from_initial, force,
           tensorboard, quiet, runs, trained_dir, **overrides) -> None:
@@ -50,23 +51,32 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
       cnnviz train --conv 16,32 --dense 64 --optimizer adam --learning-rate 3e-4 --name small
       cnnviz train --name mnist-article2 --resume    # after Ctrl-C
       cnnviz train --runs 3 --name base              # base-1, base-2, base-3: seeds 1, 2, 3
+      cnnviz train --strategy mirrored --batch-size 512   # 512 split over every GPU
     """
     from cnnviz.training_run import plan_training
 
     if tensorboard is not None and not has_module("tensorboard"):
         raise CnnvizError("--tensorboard needs the tensorboard package: "
                           "pip install 'cnnviz[tensorboard]'")
-    context = click.get_current_context()  # each bundle's lock is held until the command ends
-    plan = plan_training(trained_dir, hold=lambda folder: context.with_resource(
-                             bundle.writing(folder)),
-                         name=name, preset=preset, config=config, overrides=overrides,
-                         dataset=dataset, data_path=data_path, runs=runs, resume=resume,
-                         force=force, from_initial=from_initial)
-    from cnnviz.data import load_dataset
     from cnnviz.runtime import select_device
-    from cnnviz.training_run import run_plan
 
     used_device = select_device(device)
+    from cnnviz import distributed
+
+    chief = distributed.is_chief(open_strategy())
+    context = click.get_current_context()  # each bundle's lock is held until the command ends
+
+    def hold(folder: Path) -> None:  # only the chief writes the bundle
+        if chief:
+            context.with_resource(bundle.writing(folder))
+
+    plan = plan_training(trained_dir, hold=hold, name=name, preset=preset, config=config,
+                         overrides=overrides, dataset=dataset, data_path=data_path, runs=runs,
+                         resume=resume, force=force or not (chief or resume),
+                         from_initial=from_initial)
+    from cnnviz.data import load_dataset
+    from cnnviz.training_run import run_plan
+
     data = load_dataset(plan.dataset, plan.data_path)
     click.echo(f"data: {data.describe()}")
     accuracies = []
@@ -77,13 +87,15 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
 
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     for name, result in run_plan(plan, trained_dir, data, used_device, tensorboard_dir=tensorboard,
-                                 verbose=verbose, log=click.echo, announce=announce):
+                                 verbose=verbose, log=click.echo, announce=announce,
+                                 write_dir=None if chief else chief_folder(trained_dir)):
         metrics, seconds = result.run["metrics"], result.history.get("seconds", [])
         accuracies.append(metrics["test_accuracy"])
         click.echo(
             f"done: {name}: {len(seconds)} epochs on {data.name} ({data.source}); test "
             f"accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; "
-            f"{sum(seconds) / max(len(seconds), 1):.1f} s/epoch; bundle: {result.folder}")
+            f"{sum(seconds) / max(len(seconds), 1):.1f} s/epoch; bundle: "
+            + (f"{result.folder}" if chief else f"{trained_dir / name} (written by the chief)"))
     if len(plan.runs) > 1:
         click.echo(f"{len(plan.runs)} runs: test accuracy {min(accuracies):.4f}–"
                    f"{max(accuracies):.4f}; compare two with: cnnviz compare "
