@@ -10,6 +10,7 @@ cnnviz.errors exceptions naming the parameter; nothing is printed (progress is a
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -98,14 +99,16 @@ class Inspected:
 
     def patterns(self, layer: str | None = None, maps: int | Iterable[int] | str | None = None,
                  objective=None, split: str = "test", scales: Sequence[int] | None = None,
-                 progress: Callable[[int], None] | None = None, **settings) -> PatternResult:
+                 progress: Callable[[int], None] | None = None, strategy=None,
+                 **settings) -> PatternResult:
         """The input pattern that drives each map hardest: gradient ascent from smooth
         noise, noise per pixel and each map's top images of `split` (`data_starts=0`: noise
         only, no comparison). maps: an index, a list, "0-15,31", or None for all.
         objective: instead of maps, an expression ('conv3:17 - 0.5*conv3:4'), an Objective,
         or a list of them. Other keywords are PatternSettings fields (steps, step_size,
         starts, pixel_starts, data_starts, diversity, recipe, seed, …). progress(n) is
-        called as steps finish."""
+        called as steps finish. strategy: a tf.distribute strategy or its name (see
+        cnnviz.distributed): the maps are split across its replicas."""
         from cnnviz.probes.objectives import Objective, parse_objective
         from cnnviz.probes.patterns import (PatternSettings, default_scales, optimal_patterns,
                                             parse_maps)
@@ -127,7 +130,7 @@ class Inspected:
             chosen = self._maps(maps, graph_of(self.model).shape(name)[-1], parse_maps)
         images = self.data().split(split)[0] if options.data_starts else None
         found = optimal_patterns(self.model, name, chosen, self.loaded.preprocessing, options,
-                                 progress, images, objectives)
+                                 progress, images, objectives, strategy)
         best = found.best_inputs
         pixels = np.clip(self.loaded.preprocessing.invert(best), 0, 255)
         predicted = np.asarray(self.model.predict(best, verbose=0)).argmax(axis=1)
@@ -195,9 +198,11 @@ class Inspected:
         return KernelResult(name, weights, bias)
 
     def stats(self, layers: str | Iterable[str] = "all", split: str = "test",
-              limit: int | None = None, top: int = 9, batch_size: int = 500) -> StatsResult:
-        """Statistics of every map over a split (streamed in batches of `batch_size`), with
-        the top-k images of each map."""
+              limit: int | None = None, top: int = 9, batch_size: int = 500,
+              strategy=None) -> StatsResult:
+        """Statistics of every map over a split (streamed in batches of `batch_size` per
+        replica), with the top-k images of each map. strategy: a tf.distribute strategy or
+        its name (see cnnviz.distributed): the images are shared out over its replicas."""
         from cnnviz.probes.stats import layer_stats
 
         for key, value in (("limit", limit), ("top", top), ("batch_size", batch_size)):
@@ -209,27 +214,36 @@ class Inspected:
         if top > len(x):
             raise UsageError(f"top {top} is larger than the {len(x):,} images used", "top")
         found = layer_stats(self.model, names, x, y, self.loaded.preprocessing, top=top,
-                            batch_size=batch_size, classes=len(self.data().class_names))
+                            batch_size=batch_size, classes=len(self.data().class_names),
+                            strategy=strategy)
         return StatsResult(found, split, len(x))
 
     def atlas(self, folder: str | Path | None = None, steps: int = 50, top: int = 9,
               split: str = "test", limit: int | None = None,
               report: Callable[[str], None] | None = None, layers: str | None = None,
-              explain: bool = True, dpi: int | None = None, format: str | None = None) -> Path:  # noqa: A002
+              explain: bool = True, dpi: int | None = None, format: str | None = None,  # noqa: A002
+              strategy=None) -> Path | None:
         """Everything `cnnviz atlas` writes, into `folder` (default outputs/NAME); returns
         the page's path. `report` receives one line per stage. layers: None (every layer of
         a small model, a choice on a big one), "all", or a comma list. explain=False skips the
-        why section. dpi, format (png, svg, pdf): how the figures are written."""
+        why section. dpi, format (png, svg, pdf): how the figures are written. strategy: a
+        tf.distribute strategy or its name (see cnnviz.distributed) for the statistics, the
+        class means and the patterns; on a worker that is not the chief nothing is written
+        (None is returned)."""
+        from cnnviz import distributed
         from cnnviz.galleries.atlas import atlas_settings, run_atlas
         from cnnviz.probes.patterns import default_scales
         from cnnviz.render.style import figure_output
 
         out = Path(folder) if folder is not None else Path("outputs") / self.loaded.folder_name
         settings = atlas_settings(steps, scales=default_scales(self.loaded.image_shape))
-        with figure_output(dpi, format):
-            site = run_atlas(self.loaded, self.data(), out, settings, split, limit, top, report,
-                             layers, skip=() if explain else ("explain",))
-        return site.index
+        with distributed.sharing(strategy) as shared, figure_output(dpi, format), \
+                tempfile.TemporaryDirectory(prefix="cnnviz-worker-") as scratch:
+            chief = distributed.is_chief(shared)
+            site = run_atlas(self.loaded, self.data(), out if chief else Path(scratch) / out.name,
+                             settings, split, limit, top, report, layers,
+                             skip=() if explain else ("explain",))
+        return site.index if chief else None
 
     def serve(self, port: int = 8765, host: str = "127.0.0.1",
               atlas: str | Path | None = None):

@@ -252,6 +252,14 @@ def _train_in_scope(folder, network, training, data, preset, device, resume, ini
         raise TrainingInterrupted(
             f"interrupted: {folder} keeps epoch {done} of {training.epochs}; continue with "
             f"`cnnviz train --name {folder.name} --resume`") from None
+    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError):
+        # a multi-worker strategy lost a peer: the whole cluster restarts from the checkpoint
+        run.update(status="interrupted", updated=_now())
+        bundle.write_run(folder, run)
+        raise CnnvizError(
+            f"a worker of the cluster stopped answering: {folder.name} keeps epoch "
+            f"{run.get('epochs_completed', 0)} of {training.epochs}; start every worker again "
+            f"with `cnnviz train --name {folder.name} --resume --strategy multi-worker`") from None
     if state.diverged_epoch is not None:
         run.update(status="diverged", updated=_now())
         bundle.write_run(folder, run)

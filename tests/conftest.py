@@ -16,6 +16,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from cnnviz.data import EMBEDDED_SAMPLE  # noqa: E402
 
 
+def _two_logical_cpus() -> None:
+    """Split the CPU into two logical devices before TensorFlow starts, so that the mirrored
+    strategy has two replicas here (tests/test_distribute.py); everything else still runs
+    on the first, as before."""
+    from cnnviz.runtime import import_tensorflow
+
+    tf = import_tensorflow()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+_two_logical_cpus()
+
+
 @pytest.fixture(autouse=True)
 def isolated_keras_home(tmp_path, monkeypatch):
     """No test sees the machine's ~/.keras cache."""
