@@ -183,8 +183,9 @@ def sharded_pass(strategy, n: int, batch: int, load: Callable[[Shard], tuple],
     """Run `step` on every replica over its shards of items 0..n-1.
 
     load(shard) → a tuple of NumPy arrays of the same shapes for every shard (`padded` makes
-    a shard's `count` rows into `batch`); step(*tensors) runs on the replica's device. Yields (shard, the step's
-    results as NumPy) for this worker's replicas, step by step, in replica order."""
+    a shard's `count` rows into `batch`); step(*tensors) runs on the replica's device.
+    Yields (shard, the step's results as NumPy) for this worker's replicas, step by step,
+    in replica order."""
     first = worker_index(strategy) * local_replicas(strategy)
     mine = range(first, first + local_replicas(strategy))
     run = tf.function(lambda *args: strategy.run(step, args=args))
@@ -214,17 +215,17 @@ def everyone(strategy, local: list[np.ndarray]) -> list[np.ndarray]:
     if workers(strategy) == 1:
         return list(local)
     first = worker_index(strategy) * local_replicas(strategy)
-    sizes = everyone_sizes(strategy, [len(a) for a in local])
+    sizes = _sizes(strategy, [len(a) for a in local])
     value = strategy.experimental_distribute_values_from_function(
         lambda ctx: tf.constant(local[ctx.replica_id_in_sync_group - first]))
     stacked = strategy.gather(value, axis=0).numpy()
     return np.split(stacked, np.cumsum(sizes)[:-1])
 
 
-def everyone_sizes(strategy, sizes: list[int]) -> list[int]:
+def _sizes(strategy, sizes: list[int]) -> list[int]:
     first = worker_index(strategy) * local_replicas(strategy)
     value = strategy.experimental_distribute_values_from_function(
-        lambda ctx: tf.constant([sizes[ctx.replica_id_in_sync_group - first]], tf.int64))
+        lambda ctx: tf.constant([sizes[ctx.replica_id_in_sync_group - first]], tf.float64))
     return [int(v) for v in strategy.gather(value, axis=0).numpy()]
 
 

@@ -123,7 +123,8 @@ def test_train_returns_the_opened_bundle(small_npz, tmp_path):
 def test_atlas_from_the_library(m, tmp_path):
     lines = []
     page = m.atlas(tmp_path / "a2", steps=3, limit=100, top=2, report=lines.append,
-                   layers="conv3,output")  # every stage, two layers: quick
+                   layers="conv3,output",  # every stage, two layers: quick
+                   strategy="mirrored")    # on conftest's two logical CPUs
     assert page.is_file() and page.name == "index.html"
     assert [line.split(":")[0] for line in lines if not line.startswith(" ")] == [
         "curves", "activations", "patterns", "kernels", "stats", "explain"]

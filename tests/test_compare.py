@@ -188,15 +188,16 @@ def test_compare_command_end_to_end(runs, run_cli, tmp_path):
     assert "compare/summary.png" in (gallery / "index.html").read_text()
 
     result = run_cli("compare", "r-1", "r-2", "--layer", "conv1", "--trained-dir", runs,
-                     "--outputs-dir", tmp_path)
+                     "--outputs-dir", tmp_path, "--strategy", "mirrored")
     assert result.code == 0 and "conv1" in result.out and "untrained" in result.out
+    assert "strategy mirrored: 2 replicas" in result.err
 
 
 def test_compare_shows_matched_patterns_when_both_galleries_have_them(runs, run_cli, tmp_path):
     for name in ("r-1", "r-2"):
         assert run_cli("filters", name, "--layer", "conv1", "--steps", "3", "--scales", "7",
-                       "--starts", "1", "--save-arrays", "--trained-dir", runs,
-                       "--outputs-dir", tmp_path).code == 0
+                       "--starts", "1", "--save-arrays", "--strategy", "mirrored",
+                       "--trained-dir", runs, "--outputs-dir", tmp_path).code == 0
     result = run_cli("compare", "r-1", "r-2", "--layer", "conv1,conv2", "--trained-dir", runs,
                      "--outputs-dir", tmp_path)
     assert result.code == 0, result.output
