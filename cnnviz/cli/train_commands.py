@@ -60,11 +60,13 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
                           "pip install 'cnnviz[tensorboard]'")
     from cnnviz.runtime import select_device
 
-    used_device = select_device(device)
-    from cnnviz import distributed
-
-    chief = distributed.is_chief(open_strategy())
     context = click.get_current_context()  # each bundle's lock is held until the command ends
+    chief = True
+    if context.meta.get("cnnviz.strategy") == "multi-worker":  # made before TensorFlow runs
+        from cnnviz import distributed
+
+        select_device(device)
+        chief = distributed.is_chief(open_strategy())
 
     def hold(folder: Path) -> None:  # only the chief writes the bundle
         if chief:
@@ -77,6 +79,8 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
     from cnnviz.data import load_dataset
     from cnnviz.training_run import run_plan
 
+    used_device = select_device(device)
+    open_strategy()
     data = load_dataset(plan.dataset, plan.data_path)
     click.echo(f"data: {data.describe()}")
     accuracies = []

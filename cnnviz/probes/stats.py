@@ -1,9 +1,11 @@
 """Streaming layer statistics over a dataset, weight statistics, and top-k example images.
 
-One pass over the split in batches; per batch the reductions run inside one compiled
-function, and only per-map sums, counts, running top-k lists and a bounded sample of values
-(for histograms) are kept, so memory does not grow with the split and the result does not
-depend on the batch size.
+One pass over the split in batches, shared out over the replicas of a tf.distribute strategy
+(cnnviz.distributed); per batch the reductions over positions run in one compiled step on
+the replica's device, and each replica keeps only per-map sums, counts, running top-k lists
+and a bounded sample of values (for histograms), so memory does not grow with the split.
+The replicas' shares are merged at the end in a fixed order: the result does not depend on
+the batch size or the number of replicas (to float rounding; top-k exactly).
 """
 
 from __future__ import annotations
