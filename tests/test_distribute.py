@@ -91,7 +91,8 @@ def test_mirrored_class_means_and_similarities_equal_the_single_device_pass(load
         np.testing.assert_allclose(means_b.layers[name], means_a.layers[name], rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(sim_b.pair[name], sim_a.pair[name], atol=1e-9)
         np.testing.assert_allclose(sim_b.baseline[name], sim_a.baseline[name], atol=1e-9)
-        np.testing.assert_array_equal(sim_b.means[0][name], sim_a.means[0][name])  # in image order
+        np.testing.assert_allclose(sim_b.means[0][name], sim_a.means[0][name], rtol=1e-6,
+                                   atol=1e-7)  # in image order
         assert sim_b.constant[name] == sim_a.constant[name]
     assert (means_b.counts == np.bincount(y, minlength=10)).all()
 
@@ -173,14 +174,15 @@ class Cluster:
         self.tmp, self.ports = tmp, _free_ports(workers)
         self.running: list[subprocess.Popen] = []
 
-    def start(self, index: int, *args: str, log: str) -> subprocess.Popen:
+    def start(self, index: int, *args: str, log: str,
+              program: tuple[str, ...] = ("-m", "cnnviz")) -> subprocess.Popen:
         (self.tmp / "tmp").mkdir(exist_ok=True)  # the workers' temporary folders
         env = dict(os.environ, CNNVIZ_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3",
                    TMPDIR=str(self.tmp / "tmp"), TF_CONFIG=json.dumps(
             {"cluster": {"worker": [f"127.0.0.1:{p}" for p in self.ports]},
              "task": {"type": "worker", "index": index}}))
         with open(self.tmp / f"{log}-{index}.log", "w") as out:
-            process = subprocess.Popen([sys.executable, "-m", "cnnviz", *args], env=env,
+            process = subprocess.Popen([sys.executable, *program, *args], env=env,
                                        stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp)
         self.running.append(process)
         return process
@@ -236,6 +238,40 @@ def test_multi_worker_stats_equal_one_device_and_only_the_chief_writes(cluster, 
         clear = (np.abs(np.diff(scores, axis=1, append=-np.inf)) > 1e-6) & (
             np.abs(np.diff(scores, axis=1, prepend=np.inf)) > 1e-6)
         assert (np.asarray(got["top_index"])[clear] == one[layer].top_index[clear]).all()
+
+
+def test_multi_worker_class_means_similarities_and_patterns_equal_one_device(cluster, trained,
+                                                                           tmp_path):
+    worker = str(Path(__file__).with_name("cluster_worker.py"))
+    processes = [cluster.start(i, str(trained), str(tmp_path / f"found-{i}.npz"), log="probes",
+                               program=(worker,)) for i in range(2)]
+    for p in processes:
+        p.wait(timeout=150)
+    logs = [(tmp_path / f"probes-{i}.log").read_text() for i in range(2)]
+    assert [p.returncode for p in processes] == [0, 0], logs
+    import cnnviz
+
+    m = cnnviz.load("a2", trained_dir=trained)
+    x, y = m.data().split("test")
+    x, y = x[:157], y[:157]
+    prep = m.loaded.preprocessing
+    other = untrained_copy(m.model)
+    means = class_means(m.model, ["conv2", "dense1"], x, y, prep, batch_size=16,
+                        strategy="default")
+    similar = functional_similarity((m.model, prep), (other, prep), (other, prep), ["conv2"], x,
+                                    batch_size=16, strategy="default")
+    patterns = m.patterns("conv1", maps=range(5), steps=8, data_starts=0, strategy="default")
+    for i in range(2):  # every worker ends with every number, in order
+        with np.load(tmp_path / f"found-{i}.npz") as found:
+            np.testing.assert_allclose(found["means"], means.layers["conv2"], rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(found["dense"], means.layers["dense1"], rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(found["pair"], similar.pair["conv2"], atol=1e-9)
+            np.testing.assert_allclose(found["image_means"], similar.means[0]["conv2"],
+                                       rtol=1e-6, atol=1e-7)  # in image order
+            assert list(found["maps"]) == [0, 1, 2, 3, 4]
+            np.testing.assert_allclose(found["objectives"], patterns.all_objectives, rtol=1e-4,
+                                       atol=1e-5)
+            np.testing.assert_allclose(found["pixels"], patterns.pixels, atol=0.05)
 
 
 def load_model_data(loaded):
