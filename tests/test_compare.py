@@ -190,7 +190,10 @@ def test_compare_command_end_to_end(runs, run_cli, tmp_path):
     result = run_cli("compare", "r-1", "r-2", "--layer", "conv1", "--trained-dir", runs,
                      "--outputs-dir", tmp_path, "--strategy", "mirrored")
     assert result.code == 0 and "conv1" in result.out and "untrained" in result.out
-    assert "strategy mirrored: 2 replicas" in result.err
+    from cnnviz import distributed
+
+    replicas = distributed.replicas(distributed.make_strategy("mirrored"))
+    assert (f"strategy mirrored: {replicas} replicas" in result.err) == (replicas > 1)
 
 
 def test_compare_shows_matched_patterns_when_both_galleries_have_them(runs, run_cli, tmp_path):
