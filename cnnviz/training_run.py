@@ -140,7 +140,7 @@ def train_new(preset: str, name: str | None, dataset: str, data: str | Path | No
     with contextlib.ExitStack() as held:
         plan = plan_training(trained_dir, hold=lambda f: held.enter_context(bundle.writing(f))
                              if chief else None, name=name, preset=preset, overrides=settings,
-                             dataset=dataset, data_path=data, force=force or not chief)
+                             dataset=dataset, data_path=data, force=force)
         found = load_dataset(plan.dataset, plan.data_path)
         write_dir = None if chief else Path(tempfile.mkdtemp(prefix="cnnviz-worker-"))
         if write_dir is not None:

@@ -74,10 +74,19 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: still one line, traceback on request
         if interrupts.received():  # Ctrl-C landed inside C code, which then failed
             _fail("interrupted", 130)
+        if _lost_worker(exc) and not os.environ.get("CNNVIZ_DEBUG"):
+            _fail("another worker of the cluster in TF_CONFIG stopped answering (its own "
+                  "output says why); start every worker again (train: with --resume)", 1)
         if os.environ.get("CNNVIZ_DEBUG"):
             raise
         _fail(f"unexpected {type(exc).__name__}: {exc} (set CNNVIZ_DEBUG=1 for the traceback)", 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _lost_worker(exc: Exception) -> bool:
+    """A collective of a multi-worker strategy failed because a peer went away."""
+    return bool(os.environ.get("TF_CONFIG")) and type(exc).__module__.startswith("tensorflow") \
+        and type(exc).__name__ in ("UnavailableError", "CancelledError", "AbortedError")
 
 
 def _fail(message: str, code: int) -> None:

@@ -74,7 +74,7 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
 
     plan = plan_training(trained_dir, hold=hold, name=name, preset=preset, config=config,
                          overrides=overrides, dataset=dataset, data_path=data_path, runs=runs,
-                         resume=resume, force=force or not (chief or resume),
+                         resume=resume, force=force,
                          from_initial=from_initial)
     from cnnviz.data import load_dataset
     from cnnviz.training_run import run_plan
@@ -90,7 +90,8 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
                    f"{training.epochs} epochs, batch {training.batch_size}, seed {training.seed}")
 
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-    for name, result in run_plan(plan, trained_dir, data, used_device, tensorboard_dir=tensorboard,
+    for name, result in run_plan(plan, trained_dir, data, used_device,
+                                 tensorboard_dir=tensorboard if chief else None,
                                  verbose=verbose, log=click.echo, announce=announce,
                                  write_dir=None if chief else chief_folder(trained_dir)):
         metrics, seconds = result.run["metrics"], result.history.get("seconds", [])
