@@ -228,6 +228,7 @@ def test_multi_worker_stats_equal_one_device_and_only_the_chief_writes(cluster, 
     logs = [(tmp_path / f"stats-{i}.log").read_text() for i in range(2)]
     assert [p.returncode for p in processes] == [0, 0], logs
     assert "this is worker 0, the chief" in logs[0] and "worker 1, not the chief" in logs[1]
+    assert "note: this worker's copy of a2 goes to" in logs[1] and "note:" not in logs[0]
     assert not (tmp_path / "out-1").exists()                       # the other worker wrote nothing
     assert not any((tmp_path / "tmp").iterdir())                  # nor left anything behind
     chief = json.loads((tmp_path / "out-0" / "a2" / "stats" / "stats.json").read_text())

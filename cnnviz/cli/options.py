@@ -163,6 +163,8 @@ def chief_folder(folder: Path) -> Path:
 
     scratch = click.get_current_context().with_resource(
         tempfile.TemporaryDirectory(prefix="cnnviz-worker-"))
+    click.echo(f"note: this worker's copy of {folder.name} goes to {scratch}, removed when it "
+               f"ends; the chief writes {folder}", err=True)
     return Path(scratch) / folder.name
 
 
