@@ -21,12 +21,12 @@ import numpy as np
 
 from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.cifar import CIFAR_FOLDERS, read_cifar
-from cnnviz.images import (MAX_IMAGE_SIDE, FolderImages, LazyImages, decode_image,  # noqa: F401
+from cnnviz.images import (DIGIT_SIDE, MAX_IMAGE_SIDE, FolderImages, LazyImages, decode_image,  # noqa: F401
                            fit_images, folder_classes)
 from cnnviz.inputs import NORMALIZATIONS, STD_FLOOR, Preprocessing  # noqa: F401 (re-exported)
 
 DATASETS = ("mnist", "fashion", "cifar10", "cifar100")
-IMAGE_SIDE = 28    # the article networks' input side
+IMAGE_SIDE = DIGIT_SIDE  # the article networks' input side
 NUM_CLASSES = 10   # mnist, fashion, cifar10
 EMBEDDED_SAMPLE = Path(__file__).parent / "data" / "mnist_sample.npz"
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -339,9 +339,6 @@ def read_image(path: str | os.PathLike, image_shape: tuple[int, ...] = (IMAGE_SI
     if not path.is_file():
         raise UsageError(f"--input {path}: no such file; give a PNG or JPEG of one digit")
     return decode_image(path, image_shape, f"--input {path}")
-
-
-
 
 
 def network_answers(host: str, port: int, timeout: float = 3.0) -> bool:

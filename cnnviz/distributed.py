@@ -19,6 +19,8 @@ import contextvars
 import json
 import math
 import os
+import tempfile
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -132,6 +134,18 @@ def is_chief(strategy) -> bool:
     """Whether this process writes files: the only process, or the cluster's chief (the
     `chief` task, else worker 0)."""
     return worker_index(strategy) == 0
+
+
+@contextlib.contextmanager
+def writes_to(folder: Path, strategy) -> Iterator[Path]:
+    """Where this process writes `folder`: the folder itself, or, on a worker that is not
+    the chief, a temporary folder removed when the block ends (it computes its share like
+    every worker; only the chief's files are kept)."""
+    if is_chief(strategy):
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="cnnviz-worker-") as scratch:
+        yield Path(scratch) / folder.name
 
 
 def local_replicas(strategy) -> int:

@@ -10,7 +10,6 @@ cnnviz.errors exceptions naming the parameter; nothing is printed (progress is a
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -238,12 +237,10 @@ class Inspected:
         out = Path(folder) if folder is not None else Path("outputs") / self.loaded.folder_name
         settings = atlas_settings(steps, scales=default_scales(self.loaded.image_shape))
         with distributed.sharing(strategy) as shared, figure_output(dpi, format), \
-                tempfile.TemporaryDirectory(prefix="cnnviz-worker-") as scratch:
-            chief = distributed.is_chief(shared)
-            site = run_atlas(self.loaded, self.data(), out if chief else Path(scratch) / out.name,
-                             settings, split, limit, top, report, layers,
-                             skip=() if explain else ("explain",))
-        return site.index if chief else None
+                distributed.writes_to(out, shared) as where:
+            site = run_atlas(self.loaded, self.data(), where, settings, split, limit, top, report,
+                             layers, skip=() if explain else ("explain",))
+        return site.index if where == out else None
 
     def serve(self, port: int = 8765, host: str = "127.0.0.1",
               atlas: str | Path | None = None):

@@ -259,29 +259,20 @@ def test_multi_worker_class_means_similarities_and_patterns_equal_one_device(clu
         p.wait(timeout=150)
     logs = [(tmp_path / f"probes-{i}.log").read_text() for i in range(2)]
     assert [p.returncode for p in processes] == [0, 0], logs
-    import cnnviz
+    from cluster_worker import probe_results
 
-    m = cnnviz.load("a2", trained_dir=trained)
-    x, y = m.data().split("test")
-    x, y = x[:157], y[:157]
-    prep = m.loaded.preprocessing
-    other = untrained_copy(m.model)
-    means = class_means(m.model, ["conv2", "dense1"], x, y, prep, batch_size=16,
-                        strategy="default")
-    similar = functional_similarity((m.model, prep), (other, prep), (other, prep), ["conv2"], x,
-                                    batch_size=16, strategy="default")
-    patterns = m.patterns("conv1", maps=range(5), steps=8, data_starts=0, strategy="default")
+    one = probe_results(str(trained), "default")
     for i in range(2):  # every worker ends with every number, in order
         with np.load(tmp_path / f"found-{i}.npz") as found:
-            np.testing.assert_allclose(found["means"], means.layers["conv2"], rtol=1e-6, atol=1e-7)
-            np.testing.assert_allclose(found["dense"], means.layers["dense1"], rtol=1e-6, atol=1e-7)
-            np.testing.assert_allclose(found["pair"], similar.pair["conv2"], atol=1e-9)
-            np.testing.assert_allclose(found["image_means"], similar.means[0]["conv2"],
+            np.testing.assert_allclose(found["means"], one["means"], rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(found["dense"], one["dense"], rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(found["pair"], one["pair"], atol=1e-9)
+            np.testing.assert_allclose(found["image_means"], one["image_means"],
                                        rtol=1e-6, atol=1e-7)  # in image order
             assert list(found["maps"]) == [0, 1, 2, 3, 4]
-            np.testing.assert_allclose(found["objectives"], patterns.all_objectives, rtol=1e-4,
+            np.testing.assert_allclose(found["objectives"], one["objectives"], rtol=1e-4,
                                        atol=1e-5)
-            np.testing.assert_allclose(found["pixels"], patterns.pixels, atol=0.05)
+            np.testing.assert_allclose(found["pixels"], one["pixels"], atol=0.05)
 
 
 def load_model_data(loaded):

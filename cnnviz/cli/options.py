@@ -152,20 +152,16 @@ def open_strategy():
 
 
 def chief_folder(folder: Path) -> Path:
-    """Where this process writes `folder`: the folder itself, or, on a worker that is not
-    the chief of a multi-worker strategy, a temporary folder removed when the command ends
-    (it computes its share like every worker; only the chief's files are kept)."""
+    """Where this process writes `folder` until the command ends (distributed.writes_to);
+    a worker that is not the chief says where its copy goes."""
     from cnnviz import distributed
 
-    if distributed.is_chief(open_strategy()):
-        return folder
-    import tempfile
-
-    scratch = click.get_current_context().with_resource(
-        tempfile.TemporaryDirectory(prefix="cnnviz-worker-"))
-    click.echo(f"note: this worker's copy of {folder.name} goes to {scratch}, removed when it "
-               f"ends; the chief writes {folder}", err=True)
-    return Path(scratch) / folder.name
+    where = click.get_current_context().with_resource(
+        distributed.writes_to(folder, open_strategy()))
+    if where != folder:
+        click.echo(f"note: this worker's copy of {folder.name} goes to {where.parent}, removed "
+                   f"when it ends; the chief writes {folder}", err=True)
+    return where
 
 
 def _context_value(name: str):

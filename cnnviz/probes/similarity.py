@@ -179,8 +179,8 @@ def functional_similarity(first: tuple[keras.Model, Preprocessing],
     base = {name: StreamingCorrelation() for name in layers}
     for i, name in enumerate(layers):
         for k, stream in enumerate((pair[name], base[name])):
-            parts = [np.sum(distributed.everyone(strategy, [np.atleast_1d(t[i][k][j]) for t in totals]),
-                            axis=0) for j in range(5)]
+            parts = [np.sum(distributed.everyone(strategy, [t[i][k][j] for t in totals]), axis=0)
+                     for j in range(5)]
             stream.add_sums(parts, len(x) * rows[name])
     constant = {n: (int(pair[n].constant()[0].sum()), int(pair[n].constant()[1].sum()),
                     int(base[n].constant()[1].sum())) for n in layers}

@@ -161,14 +161,15 @@ def _layer_result(strategy, name: str, shape: tuple, n: int, parts: list[_Accumu
         return [transform(v) for v in distributed.everyone(
             strategy, [transform(getattr(p, field)) for p in parts])]
 
-    total = np.sum(gathered("total", np.atleast_2d), axis=0)[0]
-    squares = np.sum(gathered("squares", np.atleast_2d), axis=0)[0]
-    maximum = np.max(gathered("maximum", np.atleast_2d), axis=0)[0]
-    active = np.sum(gathered("active", np.atleast_2d), axis=0)[0]
-    image_active = np.sum(gathered("image_active", np.atleast_2d), axis=0)[0]
+    total = np.sum(gathered("total"), axis=0)
+    squares = np.sum(gathered("squares"), axis=0)
+    maximum = np.max(gathered("maximum"), axis=0)
+    active = np.sum(gathered("active"), axis=0)
+    image_active = np.sum(gathered("image_active"), axis=0)
     class_sum = np.sum(gathered("class_sum"), axis=0)
     top_index = np.zeros((len(total), 0), np.int64)
     top_score = np.zeros((len(total), 0))
+    # (maps, k) lists: k may differ between replicas, so they travel as (k, maps)
     for index, score in zip(gathered("top_index", np.transpose), gathered("top_score", np.transpose)):
         top_index, top_score = _merge_top(top_index, top_score, score, index.astype(np.int64),
                                           top, per_map=True)
