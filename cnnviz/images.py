@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -118,15 +120,53 @@ class FolderImages(LazyImages):
 
 def read_file(path: Path, image_shape: tuple[int, ...]) -> np.ndarray:
     """One image file → `image_shape` uint8 (gray or RGB, transparency on white)."""
+    with open_bounded(path, str(path), image_shape) as image:
+        rgba = image.convert("RGBA")
+    return convert(np.asarray(on_white(rgba).convert("RGB"))[np.newaxis], image_shape)[0]
+
+
+MAX_IMAGE_SIDE = 2048  # the side of the largest square image decoded
+MAX_DECODED_PIXELS = MAX_IMAGE_SIDE ** 2  # what one image may cost to decode (16 MB as RGBA)
+REDUCED_SIDE = 4  # decoded images are reduced to at most this many times the model's side
+
+
+@contextlib.contextmanager
+def open_bounded(source, what: str, image_shape: tuple[int, ...]):
+    """An opened Pillow image, its first frame, whose decoding cost was decided from its header.
+
+    A JPEG is decoded reduced (`draft`) towards the model's size; then refused (a
+    CnnvizError starting with `what`) before any pixel is decoded when it is no image or
+    would decode to more than MAX_DECODED_PIXELS; any image is reduced
+    (box filter, in Pillow) to at most REDUCED_SIDE × the model's side before conversion."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(source)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise CnnvizError(f"{what}: more than {Image.MAX_IMAGE_PIXELS:,} pixels; at most "
+                          f"{MAX_DECODED_PIXELS:,} pixels; give a smaller image") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise CnnvizError(f"{what}: not a readable image file ({type(exc).__name__}); give a "
+                          "PNG, JPEG, GIF, BMP, TIFF or WebP") from None
+    with image:
+        side = REDUCED_SIDE * max(image_shape[:2])
+        if image.format == "JPEG":
+            image.draft(image.mode, (side, side))  # decode at 1/2, 1/4 or 1/8 scale
+        width, height = image.size
+        if width * height > MAX_DECODED_PIXELS:
+            raise CnnvizError(f"{what}: {width}×{height} pixels; at most {MAX_DECODED_PIXELS:,} "
+                              f"pixels (e.g. {MAX_IMAGE_SIDE}×{MAX_IMAGE_SIDE}); give a smaller image")
+        if min(width, height) < 2:
+            raise CnnvizError(f"{what}: {width}×{height} pixels is too small")
+        try:
             image.seek(0)
-            rgba = image.convert("RGBA")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise CnnvizError(f"{path}: not a readable image file ({type(exc).__name__})") from None
-    return convert(np.asarray(on_white(rgba).convert("RGB"))[np.newaxis], image_shape)[0]
+            factor = min(width, height) // side
+            yield image.reduce(factor) if factor > 1 else image
+        except (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise CnnvizError(f"{what}: not a readable image file ({type(exc).__name__}); give "
+                              "a PNG, JPEG, GIF, BMP, TIFF or WebP") from None
 
 
 def on_white(rgba):
@@ -152,7 +192,6 @@ def folder_classes(folder: Path) -> tuple[list[Path], np.ndarray, tuple[str, ...
     return paths, np.asarray(labels, np.int32), tuple(classes)
 
 
-MAX_IMAGE_SIDE = 4096  # an image file's largest side
 DIGIT_SIDE = 28  # the article networks' input: a digit, white on black
 
 
@@ -160,26 +199,13 @@ def decode_image(source, image_shape: tuple[int, ...] = (DIGIT_SIDE, DIGIT_SIDE)
                  what: str = "image") -> tuple[np.ndarray, str | None]:
     """An image file's path or open binary stream → (pixels of `image_shape`, note), as
     cnnviz.data.read_image describes; a CnnvizError starting with `what` when it is no image, is
-    over MAX_IMAGE_SIDE pixels a side, or is too small."""
-    from PIL import Image, UnidentifiedImageError
+    too large to decode (open_bounded), or too small."""
     from skimage import transform
 
     name = getattr(source, "name", None) or what
-    try:
-        with Image.open(source) as image:
-            frames = getattr(image, "n_frames", 1)
-            image.seek(0)
-            if image.width > MAX_IMAGE_SIDE or image.height > MAX_IMAGE_SIDE:
-                raise CnnvizError(f"{what}: {image.width}×{image.height} pixels; at most "
-                                  f"{MAX_IMAGE_SIDE} a side")
-            rgba = image.convert("RGBA")
-    except CnnvizError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise CnnvizError(f"{what}: not a readable image file ({type(exc).__name__}); "
-                          "give a PNG, JPEG, GIF, BMP or TIFF of one digit") from None
-    if min(rgba.size) < 2:
-        raise CnnvizError(f"{what}: {rgba.width}×{rgba.height} pixels is too small")
+    with open_bounded(source, what, image_shape) as image:
+        frames = getattr(image, "n_frames", 1)
+        rgba = image.convert("RGBA")
     note = (f"{Path(str(name)).name} has {frames} frames; using the first" if frames > 1 else None)
     if tuple(image_shape) != (DIGIT_SIDE, DIGIT_SIDE):
         rgb = np.asarray(on_white(rgba).convert("RGB"))

@@ -108,7 +108,7 @@ class Inspected:
         starts, pixel_starts, data_starts, diversity, recipe, seed, …). progress(n) is
         called as steps finish. strategy: a tf.distribute strategy or its name (see
         cnnviz.distributed): the maps are split across its replicas."""
-        from cnnviz.probes.objectives import Objective, parse_objective
+        from cnnviz.probes.objectives import check_objective, parse_objectives
         from cnnviz.probes.patterns import (PatternSettings, default_scales, optimal_patterns,
                                             parse_maps)
 
@@ -120,8 +120,16 @@ class Inspected:
         objectives = None
         if objective is not None:
             given = objective if isinstance(objective, (list, tuple)) else [objective]
-            objectives = [o if isinstance(o, Objective) else parse_objective(str(o), self.model)
-                          for o in given]
+            if not given:
+                raise UsageError("objective: an empty list; give an expression or an Objective",
+                                 "objective")
+            objectives = []
+            for o in given:
+                if isinstance(o, str):
+                    objectives += parse_objectives(o, self.model)
+                else:
+                    check_objective(self.model, o)
+                    objectives.append(o)
             name, chosen = layer or "objectives", np.arange(len(objectives))
         else:
             (name,) = self._layers(layer if layer is not None else self.conv_layers[-1:], one=True)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from cnnviz import bundle
 from cnnviz.cli.group import cli
+from cnnviz.cli.progress import progress_bar
 from cnnviz.cli.options import (chief_folder, figure_options, strategy_option, FINITE, check_writable, chosen_layers, open_data, open_model,
                                 outputs_dir_option, parse_scales, probe_data_options, say_site,
                                 trained_dir_option, with_scales, write_site)
@@ -74,22 +74,11 @@ def atlas(model, split, limit, top, steps, step_size, scales, starts, pixel_star
     click.echo(f"loaded in {time.perf_counter() - started:.1f} s")
     out = chief_folder(outputs_dir / loaded.folder_name)
     site = run_atlas(loaded, data, out, settings, split, limit, top,
-                     report=click.echo, layers=",".join(layer_specs) or None, bar=_bar,
+                     report=click.echo, layers=",".join(layer_specs) or None,
+                     bar=lambda label, length: progress_bar(length, label),
                      skip=() if why else ("explain",))
     say_site(site, out)
     click.echo(f"atlas done in {time.perf_counter() - started:.1f} s")
-
-
-def _bar(label: str, length: int):
-    """A progress bar on stderr that updates in place and leaves no line behind."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def shown():
-        with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
-            yield bar.update
-
-    return shown()
 
 
 @cli.command()

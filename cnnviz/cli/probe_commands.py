@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from cnnviz.cli.group import cli
+from cnnviz.cli.progress import progress_bar
 from cnnviz.cli.options import (chief_folder, figure_options, strategy_option, check_image_choice, FINITE, check_writable, chosen_layers, model_input_options, open_data, open_model, parse_scales, with_scales,
                                 outputs_dir_option, parse_int_list, probe_data_options,
                                 record_entries, refresh_page, trained_dir_option)
@@ -152,11 +152,12 @@ def filters(model, layer_specs, maps, objective, steps, step_size, scales, start
     given = parse_scales(scales)
     moves = None if transform is None else Transforms(**parse_weights(transform, TRANSFORMS, "transform"))
     penalties = parse_weights(regularise, tuple(REGULARISERS), "regularise")
-    expressions = objective.strip() not in ("mean", "center")
+    objective = objective.strip()
+    expressions = objective.lower() not in ("mean", "center")
     settings = PatternSettings(
         steps=steps, step_size=step_size, scales=given or DEFAULT_SCALES, starts=starts,
         pixel_starts=pixel_starts, data_starts=data_starts, pre_activation=pre_activation,
-        objective="mean" if expressions else objective.strip(),
+        objective="mean" if expressions else objective.lower(),
         snapshots=tuple(parse_int_list("--snapshots", snapshots)) if snapshots else (),
         seed=seed, recipe=recipe, regularisers=tuple(penalties.items()) if regularise else None,
         transforms=moves, parameterisation=parameterisation, diversity=diversity)
@@ -169,14 +170,13 @@ def filters(model, layer_specs, maps, objective, steps, step_size, scales, start
     from cnnviz.graph import graph_of
     from cnnviz.names import slug
     from cnnviz.layers import layers_for
-    from cnnviz.probes.objectives import parse_objective
+    from cnnviz.probes.objectives import parse_objectives
     from cnnviz.probes.patterns import ascent_steps, parse_maps
 
     import numpy as np
 
     if expressions:
-        parsed = tuple(parse_objective(part, loaded.model) for part in objective.split(";")
-                       if part.strip())
+        parsed = parse_objectives(objective, loaded.model)
         plan = [("objectives", np.arange(len(parsed)), parsed)]
     else:
         layers = chosen_layers(loaded.model, layer_specs,
@@ -190,10 +190,9 @@ def filters(model, layer_specs, maps, objective, steps, step_size, scales, start
         options = gallery.PatternOptions(layer, settings, chosen, per_scale, save_arrays, parsed)
         length = ascent_steps(len(chosen), settings, graph_of(loaded.model).input_shape[1:],
                               images is not None)
-        with click.progressbar(length=length, file=sys.stderr,
-                               label=f"{layer}: {len(chosen)} × "
-                               f"{settings.start_count(images is not None)} starts") as bar:
-            written = gallery.run(loaded, options, out, click.echo, bar.update, images, split)
+        with progress_bar(length, f"{layer}: {len(chosen)} × "
+                          f"{settings.start_count(images is not None)} starts") as update:
+            written = gallery.run(loaded, options, out, click.echo, update, images, split)
         record_entries(loaded, out, written, f"{gallery.FILTERS}/{slug(layer)}",
                        refresh=False)  # each layer kept if Ctrl-C
     refresh_page(out)
@@ -285,7 +284,6 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
     out = chief_folder(outputs_dir / loaded.folder_name)
     check_writable(out)
     options = gallery.StatsOptions(tuple(layers), data, split, limit, top, batch_size, second)
-    with click.progressbar(length=count * (2 if second else 1), label="stats",
-                           file=sys.stderr) as bar:
-        written = gallery.run(loaded, options, out, click.echo, bar.update)
+    with progress_bar(count * (2 if second else 1), "stats") as update:
+        written = gallery.run(loaded, options, out, click.echo, update)
     record_entries(loaded, out, written, gallery.FOLDER)

@@ -9,6 +9,8 @@ list of objectives into one compiled-friendly function of a batch of inputs.
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -31,6 +33,17 @@ class Term:
     map: int
     position: tuple[int, int] | None = None
 
+    def __post_init__(self):
+        if not isinstance(self.layer, str) or not self.layer:
+            raise UsageError(f"objective: layer must be a layer's name, got {self.layer!r}",
+                             "objective")
+        object.__setattr__(self, "map", _count(self.map, "map"))
+        if self.position is not None:
+            if isinstance(self.position, (str, bytes)) or len(tuple(self.position)) != 2:
+                raise UsageError(f"objective: position must be (row, column), got "
+                                 f"{self.position!r}", "objective")
+            object.__setattr__(self, "position", tuple(_count(v, "position") for v in self.position))
+
     def __str__(self) -> str:
         where = f"@{self.position[0]},{self.position[1]}" if self.position is not None else ""
         return f"{self.layer}:{self.map}{where}"
@@ -42,6 +55,12 @@ class Objective:
 
     terms: tuple[tuple[float, Term], ...]
 
+    def __post_init__(self):
+        for weight, term in self.terms:
+            if not isinstance(term, Term) or not _is_number(weight) or not math.isfinite(weight):
+                raise UsageError(f"objective: a weight must be a finite number, got {weight!r} "
+                                 f"for {term}", "objective")
+
     def __add__(self, other: Objective) -> Objective:
         merged: dict[Term, float] = {}
         for weight, term in self.terms + other.terms:
@@ -49,6 +68,8 @@ class Objective:
         return Objective(tuple((w, t) for t, w in merged.items() if w != 0.0))
 
     def __mul__(self, factor: float) -> Objective:
+        if not _is_number(factor) or not math.isfinite(factor):
+            raise UsageError(f"objective: scale by a finite number, got {factor!r}", "objective")
         return Objective(tuple((w * float(factor), t) for w, t in self.terms if factor != 0))
 
     __rmul__ = __mul__
@@ -75,12 +96,23 @@ class Objective:
 
 def channel(layer: str, index: int) -> Objective:
     """A map's mean over positions (a dense unit's value)."""
-    return Objective(((1.0, Term(layer, int(index))),))
+    return Objective(((1.0, Term(layer, index)),))
 
 
 def neuron(layer: str, index: int, position: tuple[int, int]) -> Objective:
     """A map's value at one position (row, column)."""
-    return Objective(((1.0, Term(layer, int(index), (int(position[0]), int(position[1])))),))
+    return Objective(((1.0, Term(layer, index, position)),))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _count(value, what: str) -> int:
+    """A map index or a position coordinate: an integer ≥ 0 (an integral float is taken)."""
+    if _is_number(value) and math.isfinite(value) and float(value).is_integer() and value >= 0:
+        return int(value)
+    raise UsageError(f"objective: {what} must be an integer ≥ 0, got {value!r}", "objective")
 
 
 def map_objectives(model: keras.Model, layer: str, maps: Sequence[int],
@@ -97,10 +129,19 @@ _TERM = re.compile(r"\s*([+-])?\s*(?:(\d+(?:\.\d*)?(?:e-?\d+)?|\.\d+)\s*\*\s*)?"
                    r"([^\s:*+]+):(\d+)(?:@(\d+),(\d+))?\s*")
 
 
+def parse_objectives(text: str, model: keras.Model) -> tuple[Objective, ...]:
+    """'conv3:17; conv3:4 - conv3:5' → one checked Objective per ';'-separated expression."""
+    parts = [part for part in str(text).split(";") if part.strip()]
+    if not parts:
+        raise UsageError(f"objective {text!r} has no expression (e.g. conv3:17; separate "
+                         "several with ';')", "objective")
+    return tuple(parse_objective(part, model) for part in parts)
+
+
 def parse_objective(text: str, model: keras.Model) -> Objective:
     """'conv3:17 - 0.5*conv3:4', 'conv3:17@1,2', 'output:7' → an Objective, checked against
     the model (layer, map and position ranges). Errors say what is valid."""
-    at, found = 0, Objective(())
+    at, weights = 0, {}
     text = text.strip()
     while at < len(text):
         match = _TERM.match(text, at)
@@ -109,32 +150,34 @@ def parse_objective(text: str, model: keras.Model) -> Objective:
                              f"differences, and NUMBER*TERM, e.g. 'conv3:17 - 0.5*conv3:4'",
                              "objective")
         sign, factor, layer, index, row, col = match.groups()
-        weight = (-1.0 if sign == "-" else 1.0) * (float(factor) if factor else 1.0)
+        size = float(factor) if factor else 1.0
+        if not math.isfinite(size) or size == 0.0:
+            raise UsageError(f"objective {text!r}: the weight {factor} is "
+                             f"{'not finite' if size else 'zero (or rounds to zero)'}; give a "
+                             "non-zero finite number", "objective")
         term = Term(layer, int(index), (int(row), int(col)) if row is not None else None)
-        check_term(model, term)
-        found = found + Objective(((weight, term),))
+        weights[term] = weights.get(term, 0.0) + (-size if sign == "-" else size)
         at = match.end()
+    found = Objective(tuple((w, t) for t, w in weights.items() if w != 0.0))
     if not found.terms:
-        raise UsageError(f"objective {text!r} has no term (e.g. conv3:17)", "objective")
+        raise UsageError(f"objective {text!r} has no term "
+                         f"{'left (its terms cancel)' if weights else '(e.g. conv3:17)'}",
+                         "objective")
+    check_objective(model, found)
     return found
 
 
-def check_term(model: keras.Model, term: Term) -> None:
-    """Refuse a term whose layer, map or position the model does not have."""
-    check_layers(model, [term.layer], "patterns")
-    shape = graph_of(model).shape(term.layer)
-    if not 0 <= term.map < shape[-1]:
-        raise UsageError(f"objective: map {term.map} out of range; {term.layer} has maps "
-                         f"0–{shape[-1] - 1}", "objective")
-    if term.position is None:
-        return
-    if len(shape) != 4:
-        raise UsageError(f"objective: {term.layer} has no positions (its output is "
-                         f"{shape[-1]} units); drop the @ROW,COL", "objective")
-    row, col = term.position
-    if not (0 <= row < shape[1] and 0 <= col < shape[2]):
-        raise UsageError(f"objective: position {row},{col} is outside {term.layer}'s "
-                         f"{shape[1]}x{shape[2]} positions", "objective")
+def check_objective(model: keras.Model, objective: Objective) -> None:
+    """Refuse an objective with no term, or a term whose layer, map or position the model
+    lacks: the one check for objectives parsed from text and built in Python alike."""
+    if not isinstance(objective, Objective):
+        raise UsageError(f"objective must be an expression or an Objective (cnnviz.channel, "
+                         f"cnnviz.neuron), got {type(objective).__name__}", "objective")
+    if not objective.terms:
+        raise UsageError("objective has no term (e.g. cnnviz.channel('conv3', 17))", "objective")
+    check_layers(model, list(objective.layers), "patterns")
+    for _, term in objective.terms:
+        check_term(model, term)
 
 
 class ObjectiveBatch:

@@ -144,10 +144,13 @@ class Live:
         return array
 
     def _prediction(self, scores: np.ndarray, softmax: bool) -> dict:
-        order = np.argsort(-scores)
-        return {"kind": "probabilities" if softmax else "scores",
-                "scores": [float(s) for s in scores], "predicted": int(order[0]),
-                "top": [int(k) for k in order[:3]]}
+        order = np.argsort(-np.nan_to_num(scores, nan=-np.inf))
+        answer = {"kind": "probabilities" if softmax else "scores",
+                  "scores": [float(s) for s in scores], "predicted": int(order[0]),
+                  "top": [int(k) for k in order[:3]]}
+        if not np.isfinite(scores).all():
+            answer["note"] = "the model produces NaN or infinite scores (shown as null)"
+        return answer
 
     def _softmax(self) -> bool:
         from cnnviz.probes.responses import ends_in_softmax

@@ -6,21 +6,25 @@ Accepted by POST /api/predict and /api/explain:
 - JSON {"pixels": [[…]]}: raw pixels 0–255 in the model's input shape (H×W or H×W×C),
   optionally {"target": CLASS} for /api/explain;
 - JSON {"index": N, "split": "test"}: a dataset image.
-Bodies over MAX_BODY bytes and images over MAX_IMAGE_SIDE pixels a side are refused.
+Bodies over MAX_BODY bytes and images over MAX_DECODED_PIXELS pixels are refused before
+they are decoded; at most DECODING images are decoded at once.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from cnnviz.images import MAX_IMAGE_SIDE, decode_image
+from cnnviz.images import MAX_DECODED_PIXELS, decode_image
 from cnnviz.errors import CnnvizError, UsageError
 
 MAX_BODY = 10 * 2**20  # 10 MB
+DECODING = threading.BoundedSemaphore(2)  # images decoded at once: memory stays bounded
+MAX_JSON_DEPTH = 8  # {"pixels": [[[...]]]} is four deep
 
 
 class BadRequest(Exception):
@@ -41,16 +45,20 @@ def parse_body(body: bytes, content_type: str, live) -> Parsed:
     if content_type.split(";")[0].strip().lower() == "application/json":
         return _from_json(body, live)
     try:
-        pixels, note = decode_image(io.BytesIO(body), live.shape, "upload")
+        with DECODING:
+            pixels, note = decode_image(io.BytesIO(body), live.shape, "upload")
     except CnnvizError as exc:
         raise BadRequest(str(exc)) from None
     return Parsed(np.asarray(pixels, np.float32), None, note)
 
 
 def _from_json(body: bytes, live) -> Parsed:
+    if _nesting(body) > MAX_JSON_DEPTH:
+        raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels; send "
+                         "{\"pixels\": [[...]]}")
     try:
         request = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
     if not isinstance(request, dict):
         raise BadRequest("JSON body must be an object: {\"pixels\": [[...]]} or {\"index\": N}")
@@ -74,6 +82,19 @@ def _from_json(body: bytes, live) -> Parsed:
     raise BadRequest("JSON body needs \"pixels\" (raw 0–255 pixels) or \"index\" (a dataset image)")
 
 
+def _nesting(body: bytes) -> int:
+    """How deeply a JSON text nests arrays and objects (brackets inside strings count too:
+    an over-estimate only refuses odd pixels)."""
+    brackets = np.frombuffer(body.translate(None, _NOT_BRACKETS), np.uint8)
+    if not brackets.size:
+        return 0
+    opening = (brackets == ord("[")) | (brackets == ord("{"))
+    return int(np.cumsum(np.where(opening, 1, -1)).max())
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
 def check_length(length: str | None) -> int:
     """The Content-Length as an int, refused when absent, malformed or over MAX_BODY."""
     try:
@@ -87,4 +108,4 @@ def check_length(length: str | None) -> int:
     return size
 
 
-__all__ = ["BadRequest", "Parsed", "parse_body", "check_length", "MAX_BODY", "MAX_IMAGE_SIDE"]
+__all__ = ["BadRequest", "Parsed", "parse_body", "check_length", "MAX_BODY", "MAX_DECODED_PIXELS"]

@@ -19,8 +19,10 @@ the server goes on serving.
 from __future__ import annotations
 
 import json
+import math
 import mimetypes
 import re
+import socket
 import sys
 import threading
 import traceback
@@ -47,23 +49,66 @@ API = {
                                                "answers saliency and Grad-CAM of the target's logit",
     "arrays": "{\"shape\": [...], \"dtype\": \"float32\", \"data\": base64 of little-endian "
               "float32} (or nested lists with ?arrays=list)",
-    "errors": "HTTP 400 (bad request) / 404 / 500 with {\"error\": \"one line\"}",
+    "errors": "HTTP 400 (bad request) / 403 (foreign host or origin) / 404 / 500 with "
+              "{\"error\": \"one line\"}; a score that is not finite is null",
 }
+BACKLOG = 128  # connections waiting to be accepted (the standard library's is 5)
+MAX_THREADS = 64  # connections served at once; more wait for a free slot, then get 503
+IDLE_TIMEOUT = 20.0  # seconds a connection may sit idle (or send nothing) before it is closed
+MAX_PATH = 1024  # characters of a request's path
 DISCARD_LIMIT = 64 * 2**20  # an oversized body up to this is read (and dropped) to answer 400
 BACK_LINK = ('<p style="margin:0;padding:6px 12px;background:#eef3ff;font:14px sans-serif">'
              '<a href="/">← live page: draw a digit and watch every layer answer</a></p>')
 
 
 class LiveServer(ThreadingHTTPServer):
-    """A threading HTTP server holding the Live model it answers for."""
+    """A threading HTTP server holding the Live model it answers for: at most MAX_THREADS
+    connections at once, each closed after `timeout` idle seconds; answers only requests
+    addressed to the host names it was started for (no DNS rebinding)."""
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = BACKLOG
 
-    def __init__(self, address: tuple[str, int], live: Live, log=None):
+    def __init__(self, address: tuple[str, int], live: Live, log=None,
+                 timeout: float = IDLE_TIMEOUT, max_threads: int = MAX_THREADS):
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
         self.live = live
         self.log = log  # a callable taking one line, or None for silence
+        self.idle_timeout = timeout
+        self._slots = threading.BoundedSemaphore(max_threads)
+        self.hosts = _host_names(address[0], self.server_address[1])
+
+    def process_request(self, request, client_address) -> None:
+        """A thread per connection while a slot is free; else, after a wait, a 503."""
+        if not self._slots.acquire(timeout=self.idle_timeout):
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away is no error; anything else is one line, not a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError, socket.timeout)):
+            return
+        line = f"cnnviz serve: unexpected {type(error).__name__}: {error}".splitlines()[0]
+        if self.log is not None:
+            self.log(line)
+        else:
+            print(line, file=sys.stderr)
 
     @property
     def url(self) -> str:
@@ -72,10 +117,11 @@ class LiveServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/"
 
 
-def make_server(live: Live, host: str = "127.0.0.1", port: int = 8765, log=None) -> LiveServer:
+def make_server(live: Live, host: str = "127.0.0.1", port: int = 8765, log=None,
+                timeout: float = IDLE_TIMEOUT) -> LiveServer:
     """Bind the server (port 0: any free port); a CnnvizError naming the port when it is taken."""
     try:
-        return LiveServer((host, port), live, log)
+        return LiveServer((host, port), live, log, timeout)
     except OSError as exc:
         if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
             raise CnnvizError(f"port {port} on {host} is in use; choose another with --port "
@@ -83,9 +129,37 @@ def make_server(live: Live, host: str = "127.0.0.1", port: int = 8765, log=None)
         raise CnnvizError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+def _host_names(host: str, port: int) -> frozenset[str] | None:
+    """The Host headers the server answers (with and without the port); None: any (it listens
+    on every address, so it cannot know the names it is reached by)."""
+    if host in ("", "0.0.0.0", "::"):
+        return None
+    names = {"127.0.0.1", "localhost", "[::1]", f"[{host}]" if ":" in host else host}
+    return frozenset(n.lower() for name in names for n in (name, f"{name}:{port}"))
+
+
+def _refuse_busy(request: socket.socket) -> None:
+    body = json.dumps({"error": f"busy: {MAX_THREADS} connections are open; try again"}).encode()
+    try:
+        request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    except OSError:
+        pass
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: LiveServer
+
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout  # applied to the socket by the base's setup
+        super().setup()
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError, socket.timeout):
+            self.close_connection = True
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base's name)
         if self.server.log is not None:
@@ -94,6 +168,9 @@ class Handler(BaseHTTPRequestHandler):
     # ---- routes ------------------------------------------------------------------------
 
     def do_GET(self) -> None:
+        self._answer(self._get)
+
+    def do_HEAD(self) -> None:  # GET's headers, no body (_send leaves it out)
         self._answer(self._get)
 
     def do_POST(self) -> None:
@@ -140,24 +217,46 @@ class Handler(BaseHTTPRequestHandler):
     # ---- plumbing ----------------------------------------------------------------------
 
     def _answer(self, route) -> None:
-        split = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
         try:
+            self._refuse_foreign()
+            if len(self.path) > MAX_PATH:
+                raise BadRequest(f"a path of {len(self.path):,} characters; at most {MAX_PATH:,}")
+            split = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(split.query).items()}
             route(unquote(split.path), query)
+        except Foreign as exc:
+            self._drain()
+            self._error(HTTPStatus.FORBIDDEN, str(exc))
         except BadRequest as exc:
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
         except UsageError as exc:
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
         except CnnvizError as exc:
             self._error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
-        except (BrokenPipeError, ConnectionResetError):
+        except (ConnectionError, TimeoutError, socket.timeout):
             self.close_connection = True
         except Exception as exc:  # a bug: answered, reported, and the server goes on
             if self.server.log is not None:
                 self.server.log("".join(traceback.format_exception(exc)).rstrip())
             else:
-                print(f"cnnviz serve: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"unexpected {type(exc).__name__}: {exc}")
+                print(f"cnnviz serve: unexpected {type(exc).__name__}: {exc}".splitlines()[0],
+                      file=sys.stderr)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"unexpected {type(exc).__name__}")
+
+    def _refuse_foreign(self) -> None:
+        """Refuse a request for a host name the server was not started for (a page that
+        rebinds its DNS name to 127.0.0.1), and a write from a page of another origin."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        if self.server.hosts is not None and host not in self.server.hosts:
+            raise Foreign(f"host {host[:100]!r} is not this server's; open "
+                          f"{self.server.url}")
+        if self.command == "POST":
+            origin = self.headers.get("Origin")
+            if self.headers.get("Sec-Fetch-Site", "same-origin") not in (
+                    "same-origin", "none") or (origin is not None and
+                                               urlsplit(origin).netloc.lower() != host):
+                raise Foreign("a request from another site's page is refused; use the live "
+                              "page or a script")
 
     def _body(self) -> bytes:
         try:
@@ -165,7 +264,12 @@ class Handler(BaseHTTPRequestHandler):
         except BadRequest:
             self._discard()
             raise
-        return self.rfile.read(size)
+        body = self.rfile.read(size)
+        if len(body) < size:
+            self.close_connection = True
+            raise BadRequest(f"the body ended after {len(body):,} of its {size:,} bytes "
+                             "(Content-Length)")
+        return body
 
     def _discard(self) -> None:
         """Read and drop an oversized body (a chunk at a time, up to DISCARD_LIMIT) so the
@@ -190,10 +294,14 @@ class Handler(BaseHTTPRequestHandler):
             self._discard()
 
     def _json(self, value, status: HTTPStatus = HTTPStatus.OK) -> None:
-        self._send(status, json.dumps(value, default=_plain).encode(), "application/json")
+        self._send(status, json.dumps(_finite(value), allow_nan=False).encode(),
+                   "application/json")
 
     def _error(self, status: HTTPStatus, message: str) -> None:
-        self._json({"error": message.splitlines()[0] if message else status.phrase}, status)
+        try:
+            self._json({"error": message.splitlines()[0] if message else status.phrase}, status)
+        except (ConnectionError, TimeoutError, socket.timeout):
+            self.close_connection = True
 
     def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -216,11 +324,15 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.NOT_FOUND, "no atlas for this model yet: run "
                                f"`cnnviz atlas {live.inspected.name}` (or give serve --atlas DIR)")
         root = live.atlas.resolve()
-        target = (root / relative).resolve()
-        if not target.is_relative_to(root) or not target.is_file() or any(
-                part.startswith(".") for part in target.relative_to(root).parts):
-            return self._error(HTTPStatus.NOT_FOUND, f"no such atlas file: {relative}")
-        body = target.read_bytes()
+        try:
+            target = (root / relative).resolve()
+            found = target.is_relative_to(root) and target.is_file() and not any(
+                part.startswith(".") for part in target.relative_to(root).parts)
+            body = target.read_bytes() if found else None
+        except (OSError, ValueError):  # a NUL byte, a name too long: no such file
+            body = None
+        if body is None:
+            return self._error(HTTPStatus.NOT_FOUND, f"no such atlas file: {relative[:200]}")
         kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         if kind == "text/html":
             body = re.sub(rb"(<body[^>]*>)", lambda m: m.group(1) + BACK_LINK.encode(), body, count=1)
@@ -236,10 +348,21 @@ def _int_param(query: dict, name: str) -> int | None:
         raise BadRequest(f"{name}={query[name]!r}: give an integer") from None
 
 
-def _plain(value):
+class Foreign(Exception):
+    """A request from a host name or origin the server does not answer: 403."""
+
+
+def _finite(value):
+    """`value` as plain JSON: NumPy scalars as numbers, NaN and ±inf as null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON")
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def serve_until_interrupted(server: LiveServer) -> None:
