@@ -14,6 +14,7 @@ import_tensorflow()  # quietly, before the imports below
 
 import keras
 
+from cnnviz.archive import check_keras_archive
 from cnnviz.bundle import ModelRef, read_run, resolve
 from cnnviz.data import IMAGE_SIDE
 from cnnviz.errors import CnnvizError, UsageError
@@ -183,6 +184,8 @@ def read_keras(path: Path, compile: bool = False) -> keras.Model:
     if path.is_file() and not zipfile.is_zipfile(path):
         what = "an empty file" if path.stat().st_size == 0 else "not a .keras (zip) archive"
         raise CnnvizError(f"cannot load {path}: {what}; retrain the bundle or give a valid .keras file")
+    if path.is_file():
+        check_keras_archive(path)
     try:
         with _quiet_keras_warnings():
             return keras.models.load_model(path, compile=compile, safe_mode=not trusted())

@@ -180,6 +180,23 @@ def check_objective(model: keras.Model, objective: Objective) -> None:
         check_term(model, term)
 
 
+def check_term(model: keras.Model, term: Term) -> None:
+    """Refuse a term whose map or position the model's (checked) layer does not have."""
+    shape = graph_of(model).shape(term.layer)
+    if not 0 <= term.map < shape[-1]:
+        raise UsageError(f"objective: map {term.map} out of range; {term.layer} has maps "
+                         f"0–{shape[-1] - 1}", "objective")
+    if term.position is None:
+        return
+    if len(shape) != 4:
+        raise UsageError(f"objective: {term.layer} has no positions (its output is "
+                         f"{shape[-1]} units); drop the position", "objective")
+    row, col = term.position
+    if not (0 <= row < shape[1] and 0 <= col < shape[2]):
+        raise UsageError(f"objective: position {row},{col} is outside {term.layer}'s "
+                         f"{shape[1]}x{shape[2]} positions", "objective")
+
+
 class ObjectiveBatch:
     """Objectives evaluated on a batch: item b of a batch pursues objective `which[b]`.
 

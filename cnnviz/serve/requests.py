@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnviz.archive import json_depth
 from cnnviz.images import MAX_DECODED_PIXELS, decode_image
 from cnnviz.errors import CnnvizError, UsageError
 
@@ -53,7 +54,7 @@ def parse_body(body: bytes, content_type: str, live) -> Parsed:
 
 
 def _from_json(body: bytes, live) -> Parsed:
-    if _nesting(body) > MAX_JSON_DEPTH:
+    if json_depth(body) > MAX_JSON_DEPTH:
         raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels; send "
                          "{\"pixels\": [[...]]}")
     try:
@@ -80,19 +81,6 @@ def _from_json(body: bytes, live) -> Parsed:
     except UsageError as exc:
         raise BadRequest(str(exc)) from None
     raise BadRequest("JSON body needs \"pixels\" (raw 0–255 pixels) or \"index\" (a dataset image)")
-
-
-def _nesting(body: bytes) -> int:
-    """How deeply a JSON text nests arrays and objects (brackets inside strings count too:
-    an over-estimate only refuses odd pixels)."""
-    brackets = np.frombuffer(body.translate(None, _NOT_BRACKETS), np.uint8)
-    if not brackets.size:
-        return 0
-    opening = (brackets == ord("[")) | (brackets == ord("{"))
-    return int(np.cumsum(np.where(opening, 1, -1)).max())
-
-
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def check_length(length: str | None) -> int:
