@@ -333,12 +333,27 @@ def read_image(path: str | os.PathLike, image_shape: tuple[int, ...] = (IMAGE_SI
     anti-aliasing. For the article networks' 28×28 gray input (a digit), it is also
     inverted when the background (the border) is light, to be white on black like MNIST.
     """
+    path = check_image_file(path)
+    try:
+        return decode_image(path, image_shape, f"input {path}")
+    except UsageError:
+        raise
+    except CnnvizError as exc:
+        raise CnnvizError(str(exc), "input") from None
+
+
+def check_image_file(path: str | os.PathLike) -> Path:
+    """`path` as a Path when it is an existing regular file; else a UsageError saying what
+    it is (missing, a folder, a device or a pipe)."""
     path = Path(path)
     if path.is_dir():
-        raise UsageError(f"--input {path} is a folder; give one image file (PNG, JPEG, ...)")
+        raise UsageError(f"input {path} is a folder; give one image file (PNG, JPEG, ...)", "input")
+    if not path.exists():
+        raise UsageError(f"input {path}: no such file; give a PNG or JPEG image", "input")
     if not path.is_file():
-        raise UsageError(f"--input {path}: no such file; give a PNG or JPEG of one digit")
-    return decode_image(path, image_shape, f"--input {path}")
+        raise UsageError(f"input {path} is not a regular file (a device, a pipe or a socket); "
+                         "give a PNG or JPEG image", "input")
+    return path
 
 
 def network_answers(host: str, port: int, timeout: float = 3.0) -> bool:
@@ -364,4 +379,18 @@ def dataset_for(loaded, dataset: str | None = None, path: str | os.PathLike | No
     name, _ = bundle.dataset_of(loaded.run)
     path = path or (bundle.recorded_data(loaded.run) if dataset in (None, name) else None)
     data = load_dataset(dataset or name, path, image_shape=loaded.image_shape)
+    check_class_count(data, loaded.model)
     return fit_to_model(data, loaded.image_shape, resize)
+
+
+def check_class_count(data: Dataset, model) -> None:
+    """Refuse data with more classes than the model has outputs (one sigmoid output may
+    read two classes)."""
+    from cnnviz.graph import graph_of
+
+    graph = graph_of(model)
+    outputs = graph.shape(graph.output_address)[-1]
+    classes = len(data.class_names)
+    if classes > outputs and not (outputs == 1 and classes == 2):
+        raise UsageError(f"the data has {classes} classes but the model has {outputs} outputs; "
+                         f"give data with at most {outputs} classes", "data")

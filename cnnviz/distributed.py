@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import math
 import os
 import tempfile
@@ -26,6 +25,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from cnnviz.cluster import CLUSTER_TIMEOUT, bounded_wait, read_cluster
 from cnnviz.errors import UsageError
 from cnnviz.runtime import import_tensorflow, stderr_silenced
 
@@ -36,10 +36,13 @@ _made: dict[str, Any] = {}
 _active: contextvars.ContextVar = contextvars.ContextVar("cnnviz_strategy", default=None)
 
 
-def make_strategy(name: str = "auto"):
+def make_strategy(name: str = "auto", cluster_timeout: float = CLUSTER_TIMEOUT):
     """The tf.distribute strategy called `name`: default (one device), mirrored (every GPU of
     this machine, else every logical CPU device), multi-worker (the cluster in TF_CONFIG),
-    auto (mirrored when more than one GPU is visible, else default)."""
+    auto (mirrored when more than one GPU is visible, else default).
+
+    multi-worker waits for every worker of TF_CONFIG to start: at most `cluster_timeout`
+    seconds, after which the process ends with exit status 1 (cnnviz.cluster says why)."""
     if name not in STRATEGIES:
         raise UsageError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}", "strategy")
     if name == "auto":
@@ -47,7 +50,7 @@ def make_strategy(name: str = "auto"):
     if name == "default":
         return tf.distribute.get_strategy()
     if name not in _made:
-        _made[name] = _mirrored() if name == "mirrored" else _multi_worker()
+        _made[name] = _mirrored() if name == "mirrored" else _multi_worker(cluster_timeout)
     return _made[name]
 
 
@@ -57,21 +60,10 @@ def _mirrored():
         return tf.distribute.MirroredStrategy([d.name for d in devices])
 
 
-def _multi_worker():
-    text = os.environ.get("TF_CONFIG")
-    if not text:
-        raise UsageError("--strategy multi-worker reads the cluster from the TF_CONFIG "
-                         "environment variable, which is not set; see the README, \"More than "
-                         "one GPU or machine\"", "strategy")
+def _multi_worker(timeout: float):
+    cluster = read_cluster(os.environ.get("TF_CONFIG"))
     try:
-        config = json.loads(text)
-        config["cluster"], config["task"]["type"], config["task"]["index"]
-    except (ValueError, KeyError, TypeError):
-        raise UsageError("TF_CONFIG is not valid: expected JSON like {\"cluster\": {\"worker\": "
-                         "[\"host1:12345\", \"host2:12345\"]}, \"task\": {\"type\": \"worker\", "
-                         "\"index\": 0}}", "strategy") from None
-    try:
-        with stderr_silenced():
+        with bounded_wait(cluster, timeout), stderr_silenced():
             return tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, ValueError) as exc:
         raise UsageError(f"multi-worker: {str(exc).splitlines()[0]} (the strategy must be made "

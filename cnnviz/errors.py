@@ -4,9 +4,23 @@ from __future__ import annotations
 
 
 class CnnvizError(Exception):
-    """Something failed while doing valid work (corrupt file, NaN loss, no GPU): exit code 1."""
+    """Something failed while doing valid work (corrupt file, NaN loss, no GPU): exit code 1.
+
+    `param`, when given, names the library parameter the message starts with; the command
+    line shows it as its flag."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+    def as_flag(self) -> str:
+        """The message with the parameter written as the command line's flag."""
+        text = str(self)
+        if self.param and text.startswith(self.param):
+            return "--" + self.param.replace("_", "-") + text[len(self.param):]
+        return text
 
 
 class UsageError(CnnvizError):
@@ -17,13 +31,22 @@ class UsageError(CnnvizError):
 
     exit_code = 2
 
-    def __init__(self, message: str, param: str | None = None):
-        super().__init__(message)
-        self.param = param
 
-    def as_flag(self) -> str:
-        """The message with the parameter written as the command line's flag."""
-        text = str(self)
-        if self.param and text.startswith(self.param):
-            return "--" + self.param.replace("_", "-") + text[len(self.param):]
-        return text
+class CnnvizWarning(UserWarning):
+    """Something the user should know about a result (the command line prints it as
+    `warning: …`; a notebook shows it as Python shows warnings)."""
+
+
+def warn_if_not_finite(values, what: str) -> bool:
+    """Warn (CnnvizWarning) when `values` hold NaN or ±inf; returns whether they did."""
+    import warnings
+
+    import numpy as np
+
+    bad = ~np.isfinite(np.asarray(values, np.float64))
+    if bad.any():
+        warnings.warn(CnnvizWarning(f"the model produces NaN or infinite values ({what}: "
+                                    f"{int(bad.sum()):,} of {bad.size:,}); its weights or "
+                                    "input are not finite, so these results mean nothing"),
+                      stacklevel=2)
+    return bool(bad.any())

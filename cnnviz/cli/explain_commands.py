@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cnnviz.cli.group import cli
+from cnnviz.data import check_image_file
 from cnnviz.cli.options import (figure_options, check_image_choice, check_writable, open_data, open_model, outputs_dir_option,
                                 parse_int_list, probe_data_options, record_entries,
                                 trained_dir_option)
@@ -63,8 +64,8 @@ def explain(model, image_list, digit, count, input_file, split, methods, target,
     from cnnviz.probes.attribution import METHODS, ExplainSettings
 
     check_image_choice(image_list, digit, count, input_file)
-    if input_file is not None and not Path(input_file).is_file():
-        raise UsageError(f"--input {input_file}: no such file; give a PNG or JPEG image")
+    if input_file is not None:
+        check_image_file(input_file)
     names = METHODS if methods.strip() == "all" else tuple(m.strip() for m in methods.split(",") if m.strip())
     if target not in ("predicted", "true"):
         try:
@@ -76,8 +77,11 @@ def explain(model, image_list, digit, count, input_file, split, methods, target,
     images = parse_int_list("--image", image_list) if image_list is not None else None
     loaded = open_model(model, trained_dir)
     if layer is not None:
+        from cnnviz.probes.attribution import check_spatial
         from cnnviz.layers import check_layers
 
+        if any(name.startswith("grad-cam") for name in settings.methods):
+            check_spatial(loaded.model, layer)
         check_layers(loaded.model, [layer], "activations")
     from cnnviz.galleries import activations as picking
     from cnnviz.galleries import explain as gallery

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import click
 
 from cnnviz import __version__
-from cnnviz.errors import CnnvizError, UsageError
+from cnnviz.errors import CnnvizError, CnnvizWarning, UsageError
 from cnnviz.runtime import quiet_tensorflow
 
 quiet_tensorflow()  # before anything imports TensorFlow
@@ -55,7 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     if threading.current_thread() is threading.main_thread():
         interrupts.install()
     try:
-        code = cli.main(args=argv, prog_name="cnnviz", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            code = cli.main(args=argv, prog_name="cnnviz", standalone_mode=False)
         interrupts.raise_if_received()
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as exc:
         _fail(exc.as_flag(), exc.exit_code)  # library parameters shown as their flags
     except CnnvizError as exc:
-        _fail(str(exc), exc.exit_code)
+        _fail(exc.as_flag(), exc.exit_code)
     except click.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
     except (KeyboardInterrupt, click.Abort):
@@ -87,6 +90,12 @@ def _lost_worker(exc: Exception) -> bool:
     """A collective of a multi-worker strategy failed because a peer went away."""
     return bool(os.environ.get("TF_CONFIG")) and type(exc).__module__.startswith("tensorflow") \
         and type(exc).__name__ in ("UnavailableError", "CancelledError", "AbortedError")
+
+
+def _show_warning(message, category, *_args, **_kwargs) -> None:
+    """cnnviz's own warnings as one `warning:` line; other libraries' are not shown."""
+    if issubclass(category, CnnvizWarning):
+        click.echo(f"warning: {' '.join(str(message).split())}", err=True)
 
 
 def _fail(message: str, code: int) -> None:

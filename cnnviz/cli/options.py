@@ -127,7 +127,12 @@ STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 
 def strategy_option(func):
     """--strategy: how tf.distribute shares the command's work (made by open_model, before
-    the model is loaded, as a multi-worker strategy must be)."""
+    the model is loaded, as a multi-worker strategy must be); --cluster-timeout."""
+    func = click.option("--cluster-timeout", type=click.FloatRange(min=0, min_open=True),
+                        default=300, show_default=True, metavar="SECONDS", expose_value=False,
+                        callback=_keep,
+                        help="multi-worker: how long to wait for the other workers of "
+                             "TF_CONFIG to start before giving up (exit 1)")(func)
     return click.option("--strategy", type=click.Choice(STRATEGIES), default="auto",
                         show_default=True, expose_value=False, callback=_keep,
                         help="tf.distribute: auto (mirrored when several GPUs are visible, "
@@ -143,7 +148,8 @@ def open_strategy():
     if "cnnviz.strategy_object" not in ctx.meta:
         from cnnviz import distributed
 
-        strategy = distributed.make_strategy(ctx.meta.get("cnnviz.strategy") or "default")
+        strategy = distributed.make_strategy(ctx.meta.get("cnnviz.strategy") or "default",
+                                             ctx.meta.get("cnnviz.cluster_timeout") or 300)
         ctx.meta["cnnviz.strategy_object"] = strategy
         ctx.with_resource(distributed.sharing(strategy))
         if distributed.replicas(strategy) > 1 or distributed.workers(strategy) > 1:

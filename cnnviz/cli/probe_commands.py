@@ -8,6 +8,7 @@ import click
 
 from cnnviz.cli.group import cli
 from cnnviz.cli.progress import progress_bar
+from cnnviz.data import check_image_file
 from cnnviz.cli.options import (chief_folder, figure_options, strategy_option, check_image_choice, FINITE, check_writable, chosen_layers, model_input_options, open_data, open_model, parse_scales, with_scales,
                                 outputs_dir_option, parse_int_list, probe_data_options,
                                 record_entries, refresh_page, trained_dir_option)
@@ -51,10 +52,8 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
     """
     check_image_choice(image_list, digit, count, input_file)
     images = parse_int_list("--image", image_list) if image_list is not None else None
-    if input_file is not None and Path(input_file).is_dir():
-        raise UsageError(f"--input {input_file} is a folder; give one image file (PNG, JPEG, ...)")
-    if input_file is not None and not Path(input_file).is_file():
-        raise UsageError(f"--input {input_file}: no such file; give a PNG or JPEG of one digit")
+    if input_file is not None:
+        check_image_file(input_file)
 
     loaded = open_model(model, trained_dir)
     from cnnviz.galleries import activations as gallery

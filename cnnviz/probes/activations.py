@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from cnnviz import distributed
+from cnnviz.errors import warn_if_not_finite
 from cnnviz.graph import graph_of
 from cnnviz.probes.compiled import compiled
 from cnnviz.inputs import Preprocessing
@@ -62,11 +63,10 @@ def bounded_batch(model: keras.Model, layers: list[str], batch_size: int) -> int
 
 def ends_in_softmax(model: keras.Model) -> bool:
     """Whether the network's output is a softmax (probabilities) rather than raw scores."""
+    from cnnviz.probes.responses import ends_in_softmax as layer_ends_in_softmax
+
     graph = graph_of(model)
-    last = graph.layer(graph.output_address)
-    if isinstance(last, keras.layers.Softmax):
-        return True
-    return getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
+    return layer_ends_in_softmax(graph.layer(graph.output_address))
 
 
 def activations(model: keras.Model, layers: list[str], inputs: np.ndarray,
@@ -80,6 +80,7 @@ def activations(model: keras.Model, layers: list[str], inputs: np.ndarray,
         for store, out in zip(chunks, probe(inputs[start:start + batch_size], training=False)):
             store.append(out.numpy())
     arrays = [np.concatenate(c).astype(np.float32) for c in chunks]
+    warn_if_not_finite(arrays[-1], "the output")
     return Activations(dict(zip(layers, arrays[:-1])), arrays[-1], ends_in_softmax(model))
 
 

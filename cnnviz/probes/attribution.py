@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnviz.errors import UsageError
+from cnnviz.errors import UsageError, warn_if_not_finite
 from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
 from cnnviz.layers import has_activation
@@ -127,6 +127,19 @@ def spatial_layer(model: keras.Model) -> str:
     return spatial[-1]
 
 
+def check_spatial(model: keras.Model, layer: str) -> None:
+    """Refuse a Grad-CAM layer whose output has no positions (a dense layer, a flatten)."""
+    from cnnviz.layers import check_layers
+
+    check_layers(model, [layer], "activations")
+    shape = graph_of(model).shape(layer)
+    if len(shape) != 4 or min(shape[1:3]) < 2:
+        example = spatial_layer(model)
+        raise UsageError(f"layer {layer} has no positions (its output is "
+                         f"{'×'.join(str(d) for d in shape[1:])}); Grad-CAM needs a layer with "
+                         f"positions, e.g. {example}", "layer")
+
+
 def explain(model: keras.Model, preprocessing: Preprocessing, pixels: np.ndarray,
             targets: np.ndarray, settings: ExplainSettings,
             mean_pixels: np.ndarray | None = None) -> Attributions:
@@ -138,9 +151,12 @@ def explain(model: keras.Model, preprocessing: Preprocessing, pixels: np.ndarray
     zeros = np.zeros((1, *shape[:2]) + ((shape[2],) if shape[2] > 1 else ()), np.float32)
     low = preprocessing.apply(zeros)[0]
     span = preprocessing.apply(zeros + 255.0)[0] - low
+    if any(m.startswith("grad-cam") for m in settings.methods) and settings.layer is not None:
+        check_spatial(model, settings.layer)
     run = compiled(model, "logits", lambda: tf.function(logits_of(model), reduce_retracing=True))
     gradient = compiled(model, "logit gradient", lambda: _gradient_fn(logits_of(model)))
     logits = _batched(lambda b: run(tf.constant(x[b]))[1].numpy(), len(x), settings.batch_size)
+    warn_if_not_finite(logits, "class scores")
     found = Attributions({}, logits, targets)
     cams: dict[str, np.ndarray] = {}
     for method in settings.methods:
@@ -207,9 +223,8 @@ def _stream_mean(gradient: Callable, count: int, per: int, make: Callable, targe
     """The mean gradient over `per` inputs of each of `count` images; make(images, k) builds
     the inputs of items (image, k) a batch at a time."""
     total = None
-    items = np.arange(count * per)
-    for first in range(0, len(items), size):
-        chunk = items[first:first + size]
+    for first in range(0, count * per, size):  # item indices made a batch at a time
+        chunk = np.arange(first, min(first + size, count * per), dtype=np.int64)
         image, k = chunk // per, chunk % per
         grad = gradient(tf.constant(make(image, k)), tf.constant(targets[image])).numpy()
         if total is None:
@@ -250,10 +265,8 @@ def _baseline(kind: str, pixels: np.ndarray, mean_pixels: np.ndarray | None,
 
 
 def _path_gradients(gradient, x, base, targets, settings) -> np.ndarray:
-    alphas = ((np.arange(settings.steps) + 0.5) / settings.steps).astype(np.float32)
-
-    def make(image, k):
-        a = alphas[k].reshape(-1, *([1] * (x.ndim - 1)))
+    def make(image, k):  # the midpoints (k + ½) / steps, computed for the batch only
+        a = ((k + 0.5) / settings.steps).astype(np.float32).reshape(-1, *([1] * (x.ndim - 1)))
         return base[image] + a * (x[image] - base[image])
 
     return _stream_mean(gradient, len(x), settings.steps, make, targets, settings.batch_size)
@@ -292,16 +305,14 @@ def occlusion(run: Callable, x: np.ndarray, targets: np.ndarray, patch: int, str
               fill: np.ndarray, size: int) -> np.ndarray:
     """Per pixel: the mean drop of the target logit over the patches that cover it."""
     h, w = x.shape[1:3]
-    corners = [(r, c) for r in range(0, max(1, h - patch + 1), stride)
-               for c in range(0, max(1, w - patch + 1), stride)]
+    corners = [(r, c) for r in _starts(h, patch, stride) for c in _starts(w, patch, stride)]
     base = _batched(lambda b: run(tf.constant(x[b]))[1].numpy(), len(x), size)[np.arange(len(x)), targets]
     drop = np.zeros(x.shape[:3], np.float64)
     cover = np.zeros((h, w), np.float64)
     for r, c in corners:
         cover[r:r + patch, c:c + patch] += 1
-    items = np.arange(len(x) * len(corners))
-    for first in range(0, len(items), size):
-        chunk = items[first:first + size]
+    for first in range(0, len(x) * len(corners), size):
+        chunk = np.arange(first, min(first + size, len(x) * len(corners)))
         image, k = chunk // len(corners), chunk % len(corners)
         batch = x[image].copy()
         for i, j in enumerate(k):
@@ -312,3 +323,12 @@ def occlusion(run: Callable, x: np.ndarray, targets: np.ndarray, patch: int, str
             r, c = corners[j]
             drop[image[i], r:r + patch, c:c + patch] += base[image[i]] - score[i]
     return (drop / np.maximum(cover, 1)).astype(np.float32)
+
+
+def _starts(side: int, patch: int, stride: int) -> list[int]:
+    """Patch corners along one side every `stride` pixels, plus one flush with the far edge
+    so that every pixel is covered."""
+    starts = list(range(0, max(1, side - patch + 1), stride))
+    if starts[-1] + patch < side:
+        starts.append(side - patch)
+    return starts

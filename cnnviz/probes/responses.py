@@ -79,4 +79,8 @@ def ends_in_softmax(layer) -> bool:
     if isinstance(layer, keras.layers.Softmax):
         return True
     activation = getattr(layer, "activation", None)
-    return getattr(activation, "__name__", "") == "softmax"
+    if isinstance(activation, keras.layers.Softmax):
+        return True
+    name = getattr(activation, "__name__", "")  # keras' softmax, tf.nn.softmax (softmax_v2)
+    return name in ("softmax", "softmax_v2") or (
+        activation is not None and activation in (keras.activations.softmax, keras.ops.softmax))

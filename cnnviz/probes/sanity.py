@@ -122,8 +122,12 @@ def sanity(model: keras.Model, preprocessing: Preprocessing, pixels: np.ndarray,
         curves = deletion_insertion(model, preprocessing, pixels, targets, trained.maps[method],
                                     seed=seed, batch_size=settings.batch_size)
         last = chain["correlation"][method][-1]
+        varies = all(np.ptp(m) > 0 for m in trained.maps[method]) and \
+            np.isfinite(trained.maps[method]).all()
         row = {"randomisation": chain["correlation"][method],
-               "randomisation_passes": bool(last < SURVIVES),
+               # a constant (or NaN) map does not depend on the model: it can never pass
+               "randomisation_passes": bool(varies and last < SURVIVES),
+               "varies": bool(varies),
                **curves,
                "deletion_passes": curves["deletion_auc"] < curves["random_deletion_auc"],
                "insertion_passes": curves["insertion_auc"] > curves["random_insertion_auc"]}
@@ -133,7 +137,8 @@ def sanity(model: keras.Model, preprocessing: Preprocessing, pixels: np.ndarray,
             row["completeness_passes"] = bool(np.median(error) <= COMPLETE)
         methods[method] = row
     return {"layers_randomised": chain["layers"], "images": len(pixels),
-            "rules": {"randomisation": f"mean Spearman |map| after every layer is randomised < {SURVIVES}",
+            "rules": {"randomisation": f"mean Spearman |map| after every layer is randomised < "
+                                       f"{SURVIVES}, and every map varies",
                       "deletion": "area under the score curve below a random order's",
                       "insertion": "area under the score curve above a random order's",
                       "completeness": f"median |Σ attributions − Δf| ≤ {COMPLETE:.0%} of |Δf|"},
