@@ -49,11 +49,27 @@ def load(model: Any = None, trained_dir: str | Path = "trained",
     become a plain model's input (unit, raw, symmetric, caffe, torch or "MEAN,STD"; default:
     detected from a leading Rescaling/Normalization layer, else unit). resize=False refuses
     data of another image size instead of converting it."""
+    from cnnviz.checks import path, text
+
+    trained_dir, data = path(trained_dir, "trained_dir"), path(data, "data", optional=True)
+    text(dataset, "dataset", optional=True)
+    if not isinstance(resize, bool):
+        raise UsageError(f"resize must be True or False, got {resize!r}", "resize")
     from cnnviz.runtime import import_tensorflow
 
     import_tensorflow()
+    from cnnviz.inputs import Preprocessing
     from cnnviz.inspected import Inspected
     from cnnviz.model import from_keras_model, load_model
+
+    if preprocess is not None and not isinstance(preprocess, (str, Preprocessing)):
+        raise UsageError(f"preprocess must be unit, raw, symmetric, caffe, torch or "
+                         f"\"MEAN,STD\", got {preprocess!r}", "preprocess")
+    import keras
+
+    if model is not None and not isinstance(model, (str, Path, keras.Model)):
+        raise UsageError(f"model must be a bundle name or folder, a .keras file or a "
+                         f"keras.Model, got {type(model).__name__}", "model")
 
     if model is not None and not isinstance(model, (str, Path)):
         return Inspected(from_keras_model(model, preprocess), data, dataset, resize)

@@ -176,6 +176,10 @@ def _read_path(path: Path) -> tuple[np.ndarray, ...]:
                          f"{', '.join(_NPZ_KEYS)}, a folder of the four IDX files or a folder "
                          "of class subfolders of images")
     if path.is_dir():
+        if not any(path.glob("*idx*")):
+            raise UsageError(f"data {path}: a folder with no images; give a folder of class "
+                             "subfolders of images (PNG, JPEG, …), one with train/ and test/ "
+                             "such folders, or one with the four MNIST IDX files", "data")
         return read_idx_folder(path)
     return read_npz(path)
 

@@ -66,9 +66,14 @@ class Preprocessing:
             mean, std = (float(v) for v in value.split(","))
         except ValueError:
             mean = std = None
-        if mean is None or not np.isfinite([mean, std]).all() or std <= 0:
+        with np.errstate(all="ignore"):  # as float32, what the input is computed in
+            small = mean is not None and not (np.isfinite(np.float32(std)) and np.float32(std) > 0
+                                               and np.isfinite(np.float32(255) / np.float32(std))
+                                               and np.isfinite(np.float32(mean)))
+        if mean is None or small or not np.isfinite([mean, std]).all() or std <= 0:
             raise UsageError(f"preprocess {text!r}: use one of {', '.join(CONVENTIONS)} or "
-                             "MEAN,STD on the 0–255 scale (STD > 0), e.g. 127.5,127.5",
+                             "MEAN,STD on the 0–255 scale (STD > 0 and 255 / STD finite in float32), "
+                             "e.g. 127.5,127.5",
                              "preprocess")
         return cls("meanstd", np.float32(mean), np.float32(std), "given")
 

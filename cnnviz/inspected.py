@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from cnnviz.checks import brief, indices, path, text, whole
 from cnnviz.data import Dataset, dataset_for
 from cnnviz.graph import graph_of
 from cnnviz.errors import UsageError
@@ -212,9 +213,8 @@ class Inspected:
         its name (see cnnviz.distributed): the images are shared out over its replicas."""
         from cnnviz.probes.stats import layer_stats
 
-        for key, value in (("limit", limit), ("top", top), ("batch_size", batch_size)):
-            if value is not None and value < 1:
-                raise UsageError(f"{key} must be ≥ 1, got {value}", key)
+        limit = None if limit is None else whole(limit, "limit", 1)
+        top, batch_size = whole(top, "top", 1), whole(batch_size, "batch_size", 1)
         names = self._layers(layers)
         x, y = self.data().split(split)
         x, y = x[:limit], y[:limit]
@@ -242,7 +242,10 @@ class Inspected:
         from cnnviz.probes.patterns import default_scales
         from cnnviz.render.style import figure_output
 
-        out = Path(folder) if folder is not None else Path("outputs") / self.loaded.folder_name
+        out = path(folder, "folder", optional=True) or Path("outputs") / self.loaded.folder_name
+        steps, top = whole(steps, "steps", 1), whole(top, "top", 1)
+        limit = None if limit is None else whole(limit, "limit", 1)
+        dpi = None if dpi is None else whole(dpi, "dpi", 10, 2400)
         settings = atlas_settings(steps, scales=default_scales(self.loaded.image_shape))
         with distributed.sharing(strategy) as shared, figure_output(dpi, format), \
                 distributed.writes_to(out, shared) as where:
@@ -258,13 +261,18 @@ class Inspected:
         from cnnviz.serve.live import Live
         from cnnviz.serve.server import start_in_background
 
-        folder = Path(atlas) if atlas is not None else Path("outputs") / self.loaded.folder_name
+        port, host = whole(port, "port", 0, 65535), text(host, "host")
+        folder = path(atlas, "atlas", optional=True) or Path("outputs") / self.loaded.folder_name
         return start_in_background(Live(self, folder), host, port)
 
     # ---- helpers ---------------------------------------------------------------------
 
     def _layers(self, layers: str | Iterable[str], one: bool = False) -> list[str]:
-        spec = layers if isinstance(layers, str) else ",".join(layers)
+        given = [layers] if isinstance(layers, str) else list(layers) if np.iterable(layers) else None
+        if not given or not all(isinstance(name, str) and name.strip() for name in given):
+            raise UsageError(f"layers must be a layer's name, a list of names or \"all\", got "
+                             f"{layers!r}; valid: {', '.join(self.layers)}", "layers")
+        spec = ",".join(given)
         try:
             names = resolve_layers(self.model, spec)
         except UsageError as exc:
@@ -276,7 +284,13 @@ class Inspected:
 
     def _images(self, images, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(pixels (N, H, W[, C]), dataset indices or -1, labels or None)."""
-        array = np.asarray(images)
+        try:
+            array = np.asarray(images)
+        except ValueError:  # ragged nesting
+            array = np.asarray(None)
+        if array.dtype.kind not in "iuf" or array.size == 0:
+            raise UsageError(f"images must be dataset indices (an int or a list) or raw images "
+                             f"(N, H, W[, C]) with N ≥ 1, got {brief(images)}", "images")
         shape = self.loaded.image_shape
         if array.ndim >= 2:  # raw images
             if array.ndim == len(shape) + 2 and array.shape[-1] == 1:
@@ -291,7 +305,7 @@ class Inspected:
             if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
                 raise UsageError("images: raw pixels must be finite and within 0–255", "images")
             return array.astype(np.float32), np.full(len(array), -1), None
-        index = np.atleast_1d(array).astype(np.int64)
+        index = indices(array, "images")
         x, y = self.data().split(split)
         bad = [int(i) for i in index if not 0 <= i < len(x)]
         if bad or len(index) == 0:
@@ -303,5 +317,5 @@ class Inspected:
     def _maps(maps, count: int, parse) -> np.ndarray:
         if maps is None or isinstance(maps, str):
             return parse(maps, count)
-        chosen = np.atleast_1d(np.asarray(list(maps) if not np.isscalar(maps) else maps))
-        return parse(",".join(str(int(m)) for m in chosen), count)
+        chosen = indices(list(maps) if np.iterable(maps) else maps, "maps")
+        return parse(",".join(str(m) for m in chosen), count)

@@ -142,3 +142,95 @@ def test_center_in_capitals_is_the_keyword(run_cli, trained, tmp_path):
     assert result.code == 0, result.output
     summary = json.loads(next((tmp_path / "out").rglob("patterns-conv1.json")).read_text())
     assert summary["settings"]["objective"] == "center"
+
+
+# ---- inputs and the Python API (items 16 and 17) -------------------------------------------
+
+def test_a_std_that_is_zero_in_float32_is_refused():
+    import cnnviz
+    from cnnviz.inputs import Preprocessing
+
+    for text in ("0,1e-300", "0,1e-46", "1e39,1"):
+        with pytest.raises(cnnviz.UsageError, match="255 / STD finite in float32"):
+            Preprocessing.parse(text)
+    assert Preprocessing.parse("127.5,1e-3").std == np.float32(1e-3)
+
+
+@pytest.mark.parametrize("maps", ["0-50000000", "0-99999999999", "99999999999"])
+def test_a_huge_map_range_is_refused_before_it_is_built(run_cli, trained, tmp_path, maps):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = run_cli("filters", "a2", "--layer", "conv3", "--maps", maps, "--trained-dir", trained,
+                     "--outputs-dir", tmp_path / "out")
+    assert_one_line_error(result, 2, f"map {maps.split('-')[-1]} out of range; this layer has maps 0–63")
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 200  # MB
+
+
+def test_a_folder_with_no_images_says_so(run_cli, trained, tmp_path):
+    (tmp_path / "empty" / "notes").mkdir(parents=True)
+    (tmp_path / "empty" / "notes" / "readme.txt").write_text("no images here")
+    result = run_cli("stats", "a2", "--data", tmp_path / "empty", "--trained-dir", trained,
+                     "--outputs-dir", tmp_path / "out")
+    assert_one_line_error(result, 2, "a folder with no images; give a folder of class subfolders")
+
+
+def test_input_paths_that_exist_but_are_no_files_are_named_for_what_they_are(run_cli, trained, tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe")
+    for given, fragment in (("/dev/zero", "is not a regular file"),
+                            (tmp_path / "pipe", "is not a regular file"),
+                            (tmp_path, "is a folder"),
+                            (tmp_path / "none.png", "no such file")):
+        for command in ("activations", "explain"):
+            result = run_cli(command, "a2", "--input", given, "--trained-dir", trained,
+                             "--outputs-dir", tmp_path / "out")
+            assert_one_line_error(result, 2, f"--input {given}:? {fragment}")
+
+
+@pytest.fixture(scope="module")
+def opened(trained, small_npz):
+    import cnnviz
+
+    return cnnviz.load("a2", trained_dir=trained, data=small_npz)
+
+
+API_CALLS = [
+    (lambda c, m: c.load("a2", preprocess=5), "preprocess"),
+    (lambda c, m: c.load(3.5), "model"),
+    (lambda c, m: c.load("a2", trained_dir=7), "trained_dir"),
+    (lambda c, m: c.load("a2", resize="no"), "resize"),
+    (lambda c, m: m.activations(layers=["conv1", 5]), "layers"),
+    (lambda c, m: m.activations(layers=[]), "layers"),
+    (lambda c, m: m.activations(images=[1.7]), "images"),
+    (lambda c, m: m.activations(images="three"), "images"),
+    (lambda c, m: m.activations(images=np.zeros((0, 28, 28))), "images"),
+    (lambda c, m: m.patterns("conv1", steps=2.5), "steps"),
+    (lambda c, m: m.patterns("conv1", steps=True), "steps"),
+    (lambda c, m: m.patterns("conv1", step_size=float("nan")), "step_size"),
+    (lambda c, m: m.patterns("conv1", maps=[1.5]), "maps"),
+    (lambda c, m: m.patterns("conv1", scales=[2.5]), "scales"),
+    (lambda c, m: m.patterns("conv1", seed="x"), "seed"),
+    (lambda c, m: m.explain(steps=float("nan")), "steps"),
+    (lambda c, m: m.explain(samples=3.5), "samples"),
+    (lambda c, m: m.explain(images=np.zeros((0, 28, 28))), "images"),
+    (lambda c, m: m.explain(methods=[3]), "methods"),
+    (lambda c, m: m.explain(patch=2.5), "patch"),
+    (lambda c, m: m.stats(limit=2.5), "limit"),
+    (lambda c, m: m.stats(top=0), "top"),
+    (lambda c, m: m.serve(port=-1), "port"),
+    (lambda c, m: m.serve(port=70000), "port"),
+    (lambda c, m: m.serve(host=5), "host"),
+    (lambda c, m: m.atlas(steps=0.5), "steps"),
+]
+
+
+@pytest.mark.parametrize("call, param", API_CALLS, ids=[f"{k}-{p}" for k, (_, p) in enumerate(API_CALLS)])
+def test_every_public_parameter_gets_a_usage_error_naming_it(opened, call, param):
+    import cnnviz
+
+    with pytest.raises(cnnviz.UsageError) as raised:
+        call(cnnviz, opened)
+    assert raised.value.param == param, str(raised.value)
+    assert str(raised.value).startswith(param), str(raised.value)

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cnnviz.checks import check_fields
 from cnnviz.errors import UsageError, warn_if_not_finite
 from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
@@ -51,6 +52,9 @@ class ExplainSettings:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self)
+        if isinstance(self.methods, str) or not all(isinstance(m, str) for m in self.methods):
+            raise UsageError(f"methods must be method names, got {self.methods!r}", "methods")
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise UsageError(f"method {bad[0] if bad else 'none'!r}: choose from "

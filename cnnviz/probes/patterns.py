@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from cnnviz import distributed
+from cnnviz.checks import check_fields, whole
 from cnnviz.errors import UsageError
 from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
@@ -62,8 +63,15 @@ class PatternSettings:
     early_stop: bool = True
 
     def __post_init__(self):
-        object.__setattr__(self, "scales", tuple(dict.fromkeys(self.scales)))  # no repeats
-        object.__setattr__(self, "snapshots", tuple(sorted(set(self.snapshots))))
+        check_fields(self)
+        for name in ("scales", "snapshots"):
+            if isinstance(getattr(self, name), (str, bytes)) or not np.iterable(getattr(self, name)):
+                raise UsageError(f"{name} must be a list of whole numbers, got "
+                                 f"{getattr(self, name)!r}", name)
+        object.__setattr__(self, "scales", tuple(dict.fromkeys(  # no repeats
+            whole(s, "scales") for s in self.scales)))
+        object.__setattr__(self, "snapshots", tuple(sorted({whole(s, "snapshots")
+                                                            for s in self.snapshots})))
         if self.steps < 1:
             raise UsageError(f"steps must be ≥ 1, got {self.steps}", "steps")
         if not 0 < self.step_size < float("inf"):
@@ -364,13 +372,13 @@ def parse_maps(text: str | None, count: int) -> np.ndarray:
                 first, last = (int(v) for v in part.split("-", 1))
                 if last < first:
                     raise ValueError
-                chosen.extend(range(first, last + 1))
             else:
-                chosen.append(int(part))
+                first = last = int(part)
         except ValueError:
             raise UsageError(f"maps {text!r}: use indices and ranges like 0-15,31", "maps") from None
-    bad = [c for c in chosen if not 0 <= c < count]
-    if bad:
-        raise UsageError(f"maps: map {bad[0]} out of range; this layer has maps 0–{count - 1}",
-                         "maps")
+        for end in (first, last):  # checked before the range is made: its size is bounded
+            if not 0 <= end < count:
+                raise UsageError(f"maps: map {end} out of range; this layer has maps "
+                                 f"0–{count - 1}", "maps")
+        chosen.extend(range(first, last + 1))
     return np.array(sorted(set(chosen)), dtype=np.int32)
