@@ -328,22 +328,32 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
     return read_image(path)[0]
 
 
-def read_image(path: str | os.PathLike, image_shape: tuple[int, ...] = (IMAGE_SIDE, IMAGE_SIDE)
-               ) -> tuple[np.ndarray, str | None]:
+def read_image(path: str | os.PathLike, image_shape: tuple[int, ...] = (IMAGE_SIDE, IMAGE_SIDE),
+               digit: bool = False) -> tuple[np.ndarray, str | None]:
     """An image file → (pixels of `image_shape` uint8, a note or None).
 
     Any image Pillow reads: gray, colour or palette; transparency is composited on white;
     of an animation the first frame is taken (and the note says so). Resized with
-    anti-aliasing. For the article networks' 28×28 gray input (a digit), it is also
-    inverted when the background (the border) is light, to be white on black like MNIST.
+    anti-aliasing. For a 28×28 gray input it is also inverted when the background (the
+    border) is light, to be white on black like MNIST; `digit`: then prepared as MNIST
+    prepared its digits (cnnviz.digits: cropped, scaled into 20×20, centred by mass).
     """
     path = check_image_file(path)
     try:
-        return decode_image(path, image_shape, f"input {path}")
+        return decode_image(path, image_shape, f"input {path}", digit)
     except UsageError:
         raise
     except CnnvizError as exc:
         raise CnnvizError(str(exc), "input") from None
+
+
+def digit_input(loaded) -> bool:
+    """Whether a model takes MNIST digits (28×28 gray, trained on mnist; plain models are
+    taken to be): its own images are then prepared as MNIST prepared its digits."""
+    from cnnviz import bundle
+
+    return tuple(loaded.image_shape) == (IMAGE_SIDE, IMAGE_SIDE) and \
+        bundle.dataset_of(loaded.run)[0] == "mnist"
 
 
 def check_image_file(path: str | os.PathLike) -> Path:

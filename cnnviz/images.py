@@ -196,7 +196,7 @@ DIGIT_SIDE = 28  # the article networks' input: a digit, white on black
 
 
 def decode_image(source, image_shape: tuple[int, ...] = (DIGIT_SIDE, DIGIT_SIDE),
-                 what: str = "image") -> tuple[np.ndarray, str | None]:
+                 what: str = "image", digit: bool = False) -> tuple[np.ndarray, str | None]:
     """An image file's path or open binary stream → (pixels of `image_shape`, note), as
     cnnviz.data.read_image describes; a CnnvizError starting with `what` when it is no image, is
     too large to decode (open_bounded), or too small."""
@@ -211,8 +211,16 @@ def decode_image(source, image_shape: tuple[int, ...] = (DIGIT_SIDE, DIGIT_SIDE)
         rgb = np.asarray(on_white(rgba).convert("RGB"))
         return convert(rgb[np.newaxis], tuple(image_shape))[0], note
     gray = np.asarray(on_white(rgba).convert("L"), np.float64) / 255.0
-    small = transform.resize(gray, (DIGIT_SIDE, DIGIT_SIDE), anti_aliasing=True)
-    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if border.mean() > 0.5:
-        small = 1.0 - small
+        gray = 1.0 - gray
+    if digit:
+        from cnnviz.digits import prepare_digit
+
+        prepared = prepare_digit(gray * 255.0)
+        if prepared is None:
+            raise CnnvizError(f"{what}: no ink found (a blank image); give a photo or drawing "
+                              "of one digit")
+        return prepared, note
+    small = transform.resize(gray, (DIGIT_SIDE, DIGIT_SIDE), anti_aliasing=True)
     return np.rint(np.clip(small, 0, 1) * 255).astype(np.uint8), note

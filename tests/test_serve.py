@@ -99,7 +99,7 @@ def test_a_png_upload_is_fed_as_the_cli_reads_it(live_server, sample, tmp_path):
     path.write_bytes(png_bytes(big))
     status, answer = call(f"{live_server.url}api/predict", path.read_bytes(), "image/png")
     assert status == 200, answer
-    expected, _ = read_image(path)
+    expected, _ = read_image(path, digit=True)  # a digit model: prepared as MNIST's digits
     assert np.array_equal(decode(answer["input"]), expected.astype(np.float32))
     library = live_server.inspected.activations(expected[np.newaxis].astype(np.float32))
     np.testing.assert_allclose(answer["prediction"]["scores"], library.outputs[0], rtol=1e-5, atol=1e-6)

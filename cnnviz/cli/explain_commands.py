@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cnnviz.cli.group import cli
-from cnnviz.data import check_image_file
+from cnnviz.data import check_image_file, digit_input
 from cnnviz.cli.options import (figure_options, check_image_choice, check_writable, open_data, open_model, outputs_dir_option,
                                 parse_int_list, probe_data_options, record_entries,
                                 trained_dir_option)
@@ -89,7 +89,8 @@ def explain(model, image_list, digit, count, input_file, split, methods, target,
     data = None
     if input_file is None or baseline == "mean":
         data = open_data(loaded, dataset, data_path)
-    selection = (picking.select_file(input_file, loaded.image_shape) if input_file is not None
+    selection = (picking.select_file(input_file, loaded.image_shape,
+                                                digit_input(loaded)) if input_file is not None
                  else picking.select_images(data, split, images, digit, 6 if count is None else count))
     mean = None
     if baseline == "mean":

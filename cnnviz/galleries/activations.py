@@ -75,9 +75,10 @@ def select_one_per_class(data: Dataset, split: str) -> Selection:
     return Selection(f"{split}-one-per-class", np.asarray(x[index]), index, y[index], split, rows=True)
 
 
-def select_file(path: str | Path, image_shape: tuple[int, ...] = (28, 28)) -> Selection:
+def select_file(path: str | Path, image_shape: tuple[int, ...] = (28, 28),
+                digit: bool = False) -> Selection:
     """One image file of the user's own, read as the model's input (see data.read_image)."""
-    pixels, note = read_image(path, image_shape)
+    pixels, note = read_image(path, image_shape, digit)
     return Selection(f"input-{slug(Path(path).stem, unique=False)}", pixels[np.newaxis],
                      np.array([-1]), None, None, note=note)
 

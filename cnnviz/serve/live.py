@@ -16,12 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnviz.data import digit_input
+from cnnviz.digits import prepare_digit
 from cnnviz.errors import CnnvizError, UsageError
+from cnnviz.images import convert
 from cnnviz.names import slug
 from cnnviz.serve.batching import Batcher
 
 ARRAY_FORMATS = ("base64", "list")
 EXPLAIN_METHODS = ("saliency", "grad-cam")
+MAX_DRAWING = 1024  # a drawing's largest side
+PREPARED = "cropped to the ink, scaled into a 20×20 box and centred by mass, as MNIST's digits were"
+RESIZED = "resized to the model's input"
 
 
 class Live:
@@ -33,6 +39,7 @@ class Live:
         self.atlas = Path(atlas) if atlas is not None else None
         self.layers = inspected.layers
         self.shape = tuple(inspected.loaded.image_shape)
+        self.digit = digit_input(inspected.loaded)  # drawings prepared as MNIST's digits
         self._lock = threading.Lock()  # the dataset is read once, by one thread
         self.softmax = self._softmax()
         self._forward = Batcher(self._forward_batch)  # concurrent requests share a pass
@@ -62,6 +69,7 @@ class Live:
             "atlas": "/atlas/index.html" if self.has_atlas() else None,
             "samples": self._sample_count(),
             "explain": list(EXPLAIN_METHODS),
+            "drawing": PREPARED if self.digit else RESIZED,
         }
 
     def predict(self, pixels: np.ndarray, arrays: str = "base64") -> dict:
@@ -129,6 +137,24 @@ class Live:
         return found
 
     # ---- helpers -----------------------------------------------------------------------
+
+    def prepare_drawing(self, drawing: np.ndarray) -> np.ndarray:
+        """A drawing (white ink on black, 0–255, any size up to MAX_DRAWING a side, gray)
+        → the model's input pixels: for a digit model prepared as MNIST's digits were
+        (cnnviz.digits), else resized."""
+        array = np.asarray(drawing, np.float32)
+        if array.ndim != 2 or not 2 <= min(array.shape) <= max(array.shape) <= MAX_DRAWING:
+            raise UsageError(f"drawing: give rows of gray levels, 2–{MAX_DRAWING} a side; got "
+                             f"shape {'×'.join(map(str, array.shape)) or 'scalar'}", "drawing")
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
+            raise UsageError("drawing: values must be finite and within 0–255", "drawing")
+        if self.digit:
+            prepared = prepare_digit(array)
+            if prepared is None:
+                raise UsageError("drawing: no ink; draw something", "drawing")
+            return prepared.astype(np.float32)
+        colour = np.repeat(array[..., np.newaxis], 3, axis=-1) if len(self.shape) == 3 else array
+        return convert(np.rint(colour).astype(np.uint8)[np.newaxis], self.shape)[0].astype(np.float32)
 
     def check_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Raw pixels as the model's input shape (a trailing 1 channel may be left out)."""

@@ -5,6 +5,9 @@ Accepted by POST /api/predict and /api/explain:
   model's input exactly as `cnnviz explain --input` converts a file;
 - JSON {"pixels": [[…]]}: raw pixels 0–255 in the model's input shape (H×W or H×W×C),
   optionally {"target": CLASS} for /api/explain;
+- JSON {"drawing": [[…]]}: a drawing, white ink on black, 0–255, gray, any size up to
+  1024 a side (the page sends its canvas at 4× the model's side): for a digit model
+  prepared as MNIST's digits were (cnnviz.digits), else resized; no ink is refused;
 - JSON {"index": N, "split": "test"}: a dataset image.
 Bodies over MAX_BODY bytes and images over MAX_DECODED_PIXELS pixels are refused before
 they are decoded; at most DECODING images are decoded at once.
@@ -47,7 +50,7 @@ def parse_body(body: bytes, content_type: str, live) -> Parsed:
         return _from_json(body, live)
     try:
         with DECODING:
-            pixels, note = decode_image(io.BytesIO(body), live.shape, "upload")
+            pixels, note = decode_image(io.BytesIO(body), live.shape, "upload", live.digit)
     except CnnvizError as exc:
         raise BadRequest(str(exc)) from None
     return Parsed(np.asarray(pixels, np.float32), None, note)
@@ -70,6 +73,9 @@ def _from_json(body: bytes, live) -> Parsed:
         if "pixels" in request:
             pixels = np.asarray(request["pixels"], np.float32)
             return Parsed(live.check_pixels(pixels), target)
+        if "drawing" in request:
+            drawing = np.asarray(request["drawing"], np.float32)
+            return Parsed(live.prepare_drawing(drawing), target)
         if "index" in request:
             index = request["index"]
             if not isinstance(index, int) or isinstance(index, bool):
@@ -80,7 +86,8 @@ def _from_json(body: bytes, live) -> Parsed:
         raise BadRequest(f"pixels: not a numeric array ({exc})") from None
     except UsageError as exc:
         raise BadRequest(str(exc)) from None
-    raise BadRequest("JSON body needs \"pixels\" (raw 0–255 pixels) or \"index\" (a dataset image)")
+    raise BadRequest("JSON body needs \"pixels\" (raw 0–255 pixels), \"drawing\" (a drawing to "
+                     "prepare) or \"index\" (a dataset image)")
 
 
 def check_length(length: str | None) -> int:

@@ -6,6 +6,7 @@
 const state = {
   model: null, zoom: 1, base: null, drawing: false, last: null, lastPoint: null,
   inFlight: false, pending: false, explainWanted: false, requests: 0, answers: 0,
+  inked: false, selected: {},
 };
 window.cnnviz = state;
 
@@ -67,23 +68,42 @@ function drawBase() {
   big.drawImage(small, 0, 0, w * z, h * z);
 }
 
-function fedPixels() {
-  // base + ink, the ink downsampled to the model's size by the browser (area-smoothed)
-  const [h, w] = inputShape(), c = channels();
+const DRAWING_SCALE = 4;  // a drawing goes to the server at 4× the model's side
+
+function baseIsBlank() { return state.base.every((v) => v === 0); }
+
+function drawingRows() {
+  // what the person drew (over the base image), in gray at 4× the model's side, the canvas
+  // downsampled by the browser (area-smoothed); the server prepares it for the model
+  const [h, w] = inputShape(), c = channels(), H = h * DRAWING_SCALE, W = w * DRAWING_SCALE;
   const small = document.createElement("canvas");
-  small.width = w; small.height = h;
+  small.width = W; small.height = H;
   const ctx = small.getContext("2d");
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = "high";
-  ctx.drawImage($("ink"), 0, 0, w, h);
-  const ink = ctx.getImageData(0, 0, w, h).data;
+  ctx.drawImage($("base"), 0, 0, W, H);
+  const base = ctx.getImageData(0, 0, W, H).data;
+  ctx.clearRect(0, 0, W, H);
+  ctx.drawImage($("ink"), 0, 0, W, H);
+  const ink = ctx.getImageData(0, 0, W, H).data;
   const rows = [];
+  for (let y = 0; y < H; y++) {
+    const row = [];
+    for (let x = 0; x < W; x++) {
+      const q = 4 * (y * W + x), grey = (base[q] + base[q + 1] + base[q + 2]) / 3;
+      row.push(Math.min(255, Math.round(grey + ink[q + 3])));
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
+function basePixels() {
+  const [h, w] = inputShape(), c = channels(), rows = [];
   for (let y = 0; y < h; y++) {
     const row = [];
     for (let x = 0; x < w; x++) {
-      const p = y * w + x, a = ink[4 * p + 3];
-      const px = [];
-      for (let k = 0; k < c; k++) px.push(Math.min(255, Math.round(state.base[p * c + k] + a)));
+      const p = (y * w + x) * c, px = Array.from(state.base.slice(p, p + c));
       row.push(c === 1 ? px[0] : px);
     }
     rows.push(row);
@@ -91,10 +111,29 @@ function fedPixels() {
   return rows;
 }
 
+function requestBody() {
+  // a drawing when there is ink, else the base image (a sample or an upload) as it is
+  if (state.inked) return JSON.stringify({ drawing: drawingRows() });
+  return JSON.stringify({ pixels: basePixels() });
+}
+
+function showRaw() {
+  // the drawing straight at the model's size, unprepared: beside the input as fed
+  const [h, w] = inputShape(), raw = $("raw");
+  raw.width = w; raw.height = h;
+  const ctx = raw.getContext("2d");
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = "high";
+  ctx.fillStyle = "#000"; ctx.fillRect(0, 0, w, h);
+  ctx.drawImage($("base"), 0, 0, w, h);
+  ctx.drawImage($("ink"), 0, 0, w, h);
+}
+
 function setBase(payload) {
   state.base = decode(payload);
   const ink = $("ink").getContext("2d");
   ink.clearRect(0, 0, $("ink").width, $("ink").height);
+  state.inked = false;
   drawBase();
 }
 
@@ -111,6 +150,7 @@ function stroke(event) {
   ctx.lineTo(point[0] + 0.01, point[1]);
   ctx.stroke();
   state.lastPoint = point;
+  state.inked = true;
 }
 
 function setupDrawing() {
@@ -162,12 +202,16 @@ async function send(upload = null) {
   state.explainWanted = false;
   state.requests += 1;
   try {
-    const body = upload || JSON.stringify({ pixels: fedPixels() });
+    if (!upload && !state.inked && baseIsBlank()) { showEmpty(); return; }
+    const body = upload || requestBody();
+    const drawn = !upload && state.inked;
+    showRaw();
     const type = upload ? (upload.type || "application/octet-stream") : "application/json";
     const answer = await post("/api/predict", body, type);
     if (upload) setBase(answer.input);
     state.last = answer; state.answers += 1;
     showAnswer(answer);
+    $("fed-note").textContent = drawn ? `drawing ${state.model.drawing}` : "";
     status(answer.note || "");
     if (explain && $("explain-on").checked) {
       const why = await post("/api/explain", JSON.stringify({ pixels: toRows(answer.input) }),
@@ -181,6 +225,17 @@ async function send(upload = null) {
     state.inFlight = false;
     if (state.pending) send();
   }
+}
+
+function showEmpty() {
+  // a blank canvas is no input: nothing is predicted
+  state.last = null;
+  $("bars").innerHTML = "";
+  $("prediction").textContent = "";
+  $("explain").innerHTML = "";
+  $("fed-note").textContent = "";
+  for (const id of ["fed", "raw"]) $(id).getContext("2d").clearRect(0, 0, $(id).width, $(id).height);
+  status("draw something: the canvas is empty");
 }
 
 function toRows(payload) {
@@ -252,14 +307,17 @@ function range(values) {
 }
 
 function layerGeometry(shape) {
-  // spatial (h, w, C): C tiles in a near-square grid, each upscaled to ≥ 24 px;
-  // a vector (C,): one cell per unit, 32 to a row
+  // spatial (h, w, C): C tiles upscaled to ≥ 40 px, as many to a row as the width holds;
+  // a vector (C,): one 16 px cell per unit, wrapped to the width
+  const width = Math.max(200, $("layers").clientWidth - 4), pad = 2;
   if (shape.length === 3) {
-    const [h, w, n] = shape, cols = Math.ceil(Math.sqrt(n));
-    return { h, w, n, cols, rows: Math.ceil(n / cols), z: Math.max(1, Math.ceil(28 / Math.max(h, w))) };
+    const [h, w, n] = shape, z = Math.max(1, Math.ceil(40 / Math.max(h, w)));
+    const cols = Math.max(1, Math.min(n, Math.floor((width + pad) / (w * z + pad))));
+    return { h, w, n, cols, rows: Math.ceil(n / cols), z };
   }
-  const n = shape[shape.length - 1], cols = Math.min(32, n);
-  return { h: 1, w: 1, n, cols, rows: Math.ceil(n / cols), z: n > 256 ? 10 : 16 };
+  const n = shape[shape.length - 1], z = 16;
+  const cols = Math.max(1, Math.min(n, Math.floor((width + pad) / (z + pad))));
+  return { h: 1, w: 1, n, cols, rows: Math.ceil(n / cols), z };
 }
 
 function drawLayers(layers) {
@@ -273,7 +331,7 @@ function drawLayers(layers) {
     if (!div) {
       div = document.createElement("div");
       div.className = "layer"; div.id = `layer-${layer.name}`;
-      div.innerHTML = "<h3></h3><canvas></canvas>";
+      div.innerHTML = "<h3></h3><canvas tabindex=\"0\" role=\"img\"></canvas>";
       box.appendChild(div);
       setupMapClicks(div.querySelector("canvas"), layer.name, layer.shape);
     }
@@ -281,7 +339,14 @@ function drawLayers(layers) {
     const [lo, hi] = range(v);
     div.querySelector("h3").textContent =
       `${layer.name}  (${layer.shape.join("×")}; min ${lo.toFixed(3)}, max ${hi.toFixed(3)})`;
-    drawMosaic(div.querySelector("canvas"), v, g, mode === "global" ? global : [lo, hi], mode === "map");
+    const canvas = div.querySelector("canvas");
+    const unit = layer.shape.length === 3 ? "maps" : "units";
+    canvas.setAttribute("aria-label", `${layer.name}: ${g.n} ${unit}` +
+      (layer.shape.length === 3 ? ` of ${g.h}×${g.w}` : "") +
+      `, from ${lo.toFixed(3)} to ${hi.toFixed(3)}; arrow keys choose one, Enter opens its card`);
+    drawMosaic(canvas, v, g, mode === "global" ? global : [lo, hi], mode === "map");
+    const chosen = state.selected[layer.name];
+    if (chosen !== undefined) outline(canvas, chosen);
   });
 }
 
@@ -324,17 +389,54 @@ function mapAt(canvas, event) {
   return m >= 0 && m < n ? m : null;
 }
 
+function mapText(name, m) {
+  // a map (or unit) in words: its layer, index and values for the current input
+  const layer = state.last && state.last.layers.find((l) => l.name === name);
+  if (!layer) return `${name} ${m}`;
+  const v = decode(layer), n = layer.shape[layer.shape.length - 1];
+  if (layer.shape.length !== 3) return `${name} unit ${m}: ${v[m].toFixed(3)}`;
+  let sum = 0, hi = -Infinity, count = v.length / n;
+  for (let p = 0; p < count; p++) { const x = v[p * n + m]; sum += x; if (x > hi) hi = x; }
+  return `${name} map ${m}: mean ${(sum / count).toFixed(3)}, max ${hi.toFixed(3)}`;
+}
+
+function outline(canvas, m) {
+  const [tw, th, cols, n] = JSON.parse(canvas.dataset.tile || "[1,1,1,0]");
+  if (m >= n) return;
+  const ctx = canvas.getContext("2d");
+  ctx.strokeStyle = "#dd8452"; ctx.lineWidth = 2;
+  ctx.strokeRect((m % cols) * tw + 1, Math.floor(m / cols) * th + 1, tw - 4, th - 4);
+}
+
+function openCard(name, m) {
+  const layer = state.model.layers.find((l) => l.name === name);
+  if (layer && layer.card) {
+    window.open(layer.card.replace("map-000", `map-${String(m).padStart(3, "0")}`), "_blank");
+  }
+}
+
 function setupMapClicks(canvas, name, shape) {
   const layer = state.model.layers.find((l) => l.name === name);
-  const unit = shape.length === 3 ? "map" : "unit";
   canvas.addEventListener("mousemove", (e) => {
     const m = mapAt(canvas, e);
-    canvas.title = m === null ? "" : `${name} ${unit} ${m}` + (layer.card ? " (click: its card)" : "");
+    canvas.title = m === null ? "" : mapText(name, m) + (layer.card ? " (click: its card)" : "");
   });
   canvas.addEventListener("click", (e) => {
     const m = mapAt(canvas, e);
-    if (m !== null && layer.card) {
-      window.open(layer.card.replace("map-000", `map-${String(m).padStart(3, "0")}`), "_blank");
+    if (m !== null) openCard(name, m);
+  });
+  canvas.addEventListener("keydown", (e) => {
+    const [, , cols, n] = JSON.parse(canvas.dataset.tile || "[1,1,1,0]");
+    const now = state.selected[name] ?? -1;
+    const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols, Home: -n, End: n }[e.key];
+    if (step !== undefined) {
+      e.preventDefault();
+      const m = Math.min(n - 1, Math.max(0, now < 0 ? 0 : now + step));
+      state.selected[name] = m;
+      if (state.last) drawLayers(state.last.layers);
+      $("map-said").textContent = mapText(name, m);
+    } else if (e.key === "Enter" && now >= 0) {
+      openCard(name, now);
     }
   });
 }
@@ -407,6 +509,11 @@ async function start() {
   for (const radio of document.querySelectorAll('input[name="scale"]')) {
     radio.addEventListener("change", () => { if (state.last) drawLayers(state.last.layers); });
   }
+  let resized = null;  // the mosaics follow the window's width
+  window.addEventListener("resize", () => {
+    clearTimeout(resized);
+    resized = setTimeout(() => { if (state.last) drawLayers(state.last.layers); }, 150);
+  });
   state.ready = true;
   await send();
 }
