@@ -60,8 +60,8 @@ def check_gallery(folder: Path) -> None:
     if not folder.is_dir():
         raise UsageError(f"{folder} is a file, not a gallery folder; choose another name or "
                          "--outputs-dir")
-    # only cnnviz's own lock file: another cnnviz process is making this gallery right now
-    if is_gallery(folder) or not any(p.name != LOCK_FILE for p in folder.iterdir()):
+    # cnnviz's own lock file: another cnnviz process is making this gallery right now
+    if is_gallery(folder) or (folder / LOCK_FILE).exists() or not any(folder.iterdir()):
         return
     if (folder / MANIFEST_FILE).is_file():
         read_manifest(folder)  # a corrupt file says so (exit 1) before the refusal below
@@ -137,11 +137,23 @@ def _validate(path: Path, data: dict) -> None:
             raise bad(f"'model.{key}' is not a list")
 
 
+def claim(folder: Path) -> None:
+    """Make `folder` a gallery, or refuse it: the check and the mark are one step under the
+    gallery's lock, so two commands creating the same gallery at once both go on (a foreign
+    folder is refused before the lock file is made in it)."""
+    check_gallery(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder / LOCK_FILE):
+        check_gallery(folder)
+        mark(folder)
+
+
 def add_entries(folder: Path, entries: list[dict], model: dict | None = None) -> Path:
     """Merge entries (keyed by their relative `path`) into the folder's manifest."""
     check_gallery(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder / LOCK_FILE):
+        check_gallery(folder)
         manifest = read_manifest(folder)
         manifest.pop("dropped", None)
         by_path = {e["path"]: e for e in manifest["entries"]}

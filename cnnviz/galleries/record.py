@@ -8,7 +8,7 @@ from pathlib import Path
 from cnnviz import interrupts
 from cnnviz.errors import CnnvizError
 from cnnviz.galleries.summary import model_card
-from cnnviz.manifest import add_entries, check_gallery, mark, read_manifest
+from cnnviz.manifest import add_entries, check_gallery, claim, read_manifest
 from cnnviz.model import LoadedModel
 
 
@@ -18,8 +18,7 @@ def prepare(folder: Path) -> None:
     check_gallery(folder)
     read_manifest(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        mark(folder)
+        claim(folder)
         probe = folder / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
