@@ -1,6 +1,6 @@
 """Datasets: where the images come from, how they are read, and how pixels become input.
 
-Sources are tried in this order (see DESIGN.md, "Data"):
+Sources are tried in this order (see the README, "Data"):
 an explicit path (.npz or a folder of IDX files), the Keras cache, Debian's
 `dataset-fashion-mnist` files (fashion only), a Keras download when the network answers,
 and last the 10,000 real MNIST digits embedded in the package (mnist only).

@@ -120,7 +120,7 @@ class FolderImages(LazyImages):
 
 def read_file(path: Path, image_shape: tuple[int, ...]) -> np.ndarray:
     """One image file → `image_shape` uint8 (gray or RGB, transparency on white)."""
-    with open_bounded(path, str(path), image_shape) as image:
+    with open_bounded(path, str(path), image_shape) as (image, _):
         rgba = image.convert("RGBA")
     return convert(np.asarray(on_white(rgba).convert("RGB"))[np.newaxis], image_shape)[0]
 
@@ -132,7 +132,8 @@ REDUCED_SIDE = 4  # decoded images are reduced to at most this many times the mo
 
 @contextlib.contextmanager
 def open_bounded(source, what: str, image_shape: tuple[int, ...]):
-    """An opened Pillow image, its first frame, whose decoding cost was decided from its header.
+    """(An opened Pillow image at its first frame, its number of frames), the cost of
+    decoding it decided from its header.
 
     A JPEG is decoded reduced (`draft`) towards the model's size; then refused (a
     CnnvizError starting with `what`) before any pixel is decoded when it is no image or
@@ -161,9 +162,12 @@ def open_bounded(source, what: str, image_shape: tuple[int, ...]):
         if min(width, height) < 2:
             raise CnnvizError(f"{what}: {width}×{height} pixels is too small")
         try:
+            frames = getattr(image, "n_frames", 1)
             image.seek(0)
             factor = min(width, height) // side
-            yield image.reduce(factor) if factor > 1 else image
+            if factor > 1 and image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+                image = image.convert("RGBA")  # palette images cannot be reduced as they are
+            yield (image.reduce(factor) if factor > 1 else image), frames
         except (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError) as exc:
             raise CnnvizError(f"{what}: not a readable image file ({type(exc).__name__}); give "
                               "a PNG, JPEG, GIF, BMP, TIFF or WebP") from None
@@ -203,8 +207,7 @@ def decode_image(source, image_shape: tuple[int, ...] = (DIGIT_SIDE, DIGIT_SIDE)
     from skimage import transform
 
     name = getattr(source, "name", None) or what
-    with open_bounded(source, what, image_shape) as image:
-        frames = getattr(image, "n_frames", 1)
+    with open_bounded(source, what, image_shape) as (image, frames):
         rgba = image.convert("RGBA")
     note = (f"{Path(str(name)).name} has {frames} frames; using the first" if frames > 1 else None)
     if tuple(image_shape) != (DIGIT_SIDE, DIGIT_SIDE):

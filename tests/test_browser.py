@@ -82,19 +82,47 @@ def test_the_page_and_a_map_card_load_every_image(browser, gallery, tmp_path):
     screenshot(browser, "atlas-layer.png", tmp_path)
 
     card_link = browser.find_element(By.CSS_SELECTOR, "#layer-conv2 .maps a:nth-child(8)")
-    assert card_link.text == "7"
+    assert card_link.text == "conv2 · 7"  # a link says which map it opens
     card_link.click()
     assert browser.current_url.endswith("cards/conv2/map-007.html")
     headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h3")]
     assert {"Kernel", "Best input pattern", "Evolution of the pattern", "Top dataset examples",
             "Statistics"} <= set(headings)
     assert broken_images(browser) == []
+    alts = [i.get_attribute("alt") for i in browser.find_elements(By.TAG_NAME, "img")]
+    assert all("of conv2 map 7" in alt for alt in alts), alts
+    # the card uses the width: its sections sit side by side, none narrower than 300 px
+    boxes = browser.execute_script(
+        "return Array.from(document.querySelectorAll('main.card section'))"
+        ".map(s => [s.getBoundingClientRect().left, s.getBoundingClientRect().width]);")
+    assert len({round(left) for left, _ in boxes}) >= 2 and min(w for _, w in boxes) >= 300
     screenshot(browser, "atlas-map-card.png", tmp_path)
 
     browser.find_element(By.CSS_SELECTOR, "a[rel=next]").click()
     assert browser.current_url.endswith("map-008.html")
     browser.find_element(By.PARTIAL_LINK_TEXT, "↑ conv2").click()
     assert browser.current_url.endswith("index.html#layer-conv2")
+
+
+def test_the_why_section_comes_after_the_layers_small_and_in_the_navigation(browser, gallery):
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(1400, 900)
+    browser.get((gallery / "index.html").as_uri())
+    tops = browser.execute_script(
+        "return Array.from(document.querySelectorAll('main > section'))"
+        ".map(s => [s.id, s.getBoundingClientRect().top + window.scrollY]);")
+    order = [name for name, _ in tops]
+    assert order[0] == "model" and order[-1] == "explain", order
+    assert all(name.startswith("layer-") for name in order[1:-1])
+    assert browser.find_elements(By.CSS_SELECTOR, "nav.layers a[href='#explain']")
+    heights = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#explain img'))"
+        ".map(i => i.getBoundingClientRect().height);")
+    assert heights and max(heights) <= 420, heights  # small: ten of them fit a few screens
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    print(f"atlas page height at 1400 px: {height} px")
+    assert not browser.find_elements(By.CSS_SELECTOR, "section#model img[src*='explain']")
 
 
 # ---- the live page of `cnnviz serve` ----------------------------------------------------------
@@ -121,13 +149,14 @@ def test_drawing_on_the_live_page_changes_what_every_layer_shows(browser, live_s
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.set_window_size(1280, 1400)
     browser.get(live_server.url)
-    wait_for_answer(browser, 0)
-    before_input, before_layers, before_scores = page_arrays(browser)
-    assert before_input.max() == 0  # a blank canvas to start
+    WebDriverWait(browser, 60).until(lambda d: "draw something" in d.find_element(By.ID, "status").text)
+    assert browser.execute_script("return window.cnnviz.answers") == 0  # a blank canvas: no prediction
+    assert browser.find_elements(By.CSS_SELECTOR, "#bars .bar") == []
     mosaic = "return document.querySelector('#layer-conv2 canvas').toDataURL()"
-    before_mosaic = browser.execute_script(mosaic)
 
     answers = browser.execute_script("return window.cnnviz.answers")
     ink = browser.find_element(By.ID, "ink")
@@ -138,10 +167,11 @@ def test_drawing_on_the_live_page_changes_what_every_layer_shows(browser, live_s
     wait_for_answer(browser, answers)
 
     pixels, layers, scores = page_arrays(browser)
-    assert pixels.max() > 200 and (pixels > 0).sum() > 20  # the stroke reached the input
-    assert not np.allclose(scores, before_scores)
-    assert not np.allclose(layers["conv2"], before_layers["conv2"])
-    assert browser.execute_script(mosaic) != before_mosaic
+    assert pixels.max() == 255 and (pixels > 0).sum() > 20  # the stroke reached the input
+    rows, cols = np.nonzero(pixels > 128)
+    assert rows.max() - rows.min() + 1 >= 18  # prepared as MNIST's digits: scaled into the box
+    assert abs(np.average(np.arange(28), weights=pixels.sum(axis=1)) - 13.5) <= 1  # centred
+    assert "MNIST" in browser.find_element(By.ID, "fed-note").text
     bars, top = browser.execute_script(  # read at once: the bars are redrawn on every answer
         "return [document.querySelectorAll('#bars .bar').length,"
         " document.querySelector('#bars .bar.top').dataset.cls];")
@@ -151,8 +181,6 @@ def test_drawing_on_the_live_page_changes_what_every_layer_shows(browser, live_s
     for name, values in layers.items():
         np.testing.assert_allclose(values, expected[name][0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(scores, expected.outputs[0], rtol=1e-5, atol=1e-6)
-    from selenium.webdriver.support.ui import WebDriverWait
-
     WebDriverWait(browser, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#explain canvas")) == 2)
     assert browser.find_element(By.ID, "status").text == ""  # no error shown
     screenshot(browser, "serve-page.png", tmp_path)
@@ -176,7 +204,27 @@ def test_drawing_on_the_live_page_changes_what_every_layer_shows(browser, live_s
     browser.find_element(By.ID, "upload").send_keys(str(photo))
     wait_for_answer(browser, answers)
     uploaded, _, _ = page_arrays(browser)
-    assert np.array_equal(uploaded, read_image(photo)[0])
+    assert np.array_equal(uploaded, read_image(photo, digit=True)[0])
+
+    # the mosaics use the width, and each map is reachable from the keyboard and said in words
+    width = browser.execute_script("return document.querySelector('#layer-conv2 canvas')"
+                                   ".getBoundingClientRect().width")
+    room = browser.execute_script("return document.getElementById('layers').clientWidth")
+    assert width >= 0.8 * room, (width, room)
+    label = browser.find_element(By.CSS_SELECTOR, "#layer-conv2 canvas").get_attribute("aria-label")
+    assert label.startswith("conv2: 64 maps of 11×11")
+    browser.execute_script("document.querySelector('#layer-conv2 canvas').focus()")
+    from selenium.webdriver.common.keys import Keys
+
+    browser.switch_to.active_element.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)
+    said = browser.find_element(By.ID, "map-said").text
+    assert said.startswith("conv2 map 1: mean "), said
+    conv2 = page_arrays(browser)[1]["conv2"]
+    assert f"max {conv2[..., 1].max():.3f}" in said
+    browser.set_window_size(390, 900)  # a phone: nothing overflows the window
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth + 1"))
+    browser.set_window_size(1280, 1400)
 
     # a test image from the picker, then a click on a map opens its card in the atlas
     browser.find_element(By.ID, "sample-index").clear()

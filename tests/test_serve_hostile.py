@@ -59,7 +59,9 @@ def test_an_image_bomb_is_refused_from_its_header(live_server, kind):
 
     buffer = io.BytesIO()
     options = {"compression": "tiff_deflate"} if kind == "TIFF" else {}
-    Image.new("L", (4096, 4096)).save(buffer, format=kind, **options)
+    bomb = Image.new("L", (4096, 4096))
+    bomb.paste(255, (1800, 800, 2300, 3300))  # a "1": ink, so a decoded one is a digit
+    bomb.save(buffer, format=kind, **options)
     assert len(buffer.getvalue()) < 2**20  # a small file that decodes to 16.7 million pixels
     status, answer = call(f"{live_server.url}api/predict", buffer.getvalue(), "image/png")
     if kind == "JPEG":  # decoded at 1/8 scale (512 × 512): the cost is small, so it is served

@@ -259,7 +259,8 @@ def record_entries(loaded, out: Path, entries: list[dict], folder: str | None,
     manifest = record(loaded, out, entries)
     if folder is not None:
         written = len({e["path"] for e in entries})
-        click.echo(f"wrote {written} files to {out / folder} (listed in {manifest})")
+        click.echo(f"wrote {written} file{'s' if written != 1 else ''} to {out / folder} "
+                   f"(listed in {manifest})")
         if refresh:
             refresh_page(out)
 

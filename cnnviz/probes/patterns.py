@@ -376,9 +376,9 @@ def parse_maps(text: str | None, count: int) -> np.ndarray:
                 first = last = int(part)
         except ValueError:
             raise UsageError(f"maps {text!r}: use indices and ranges like 0-15,31", "maps") from None
-        for end in (first, last):  # checked before the range is made: its size is bounded
-            if not 0 <= end < count:
-                raise UsageError(f"maps: map {end} out of range; this layer has maps "
-                                 f"0–{count - 1}", "maps")
+        if not (0 <= first and last < count):  # before the range is made: its size is bounded
+            bad = first if not 0 <= first < count else count
+            raise UsageError(f"maps: map {bad} out of range; this layer has maps 0–{count - 1}",
+                             "maps")
         chosen.extend(range(first, last + 1))
     return np.array(sorted(set(chosen)), dtype=np.int32)

@@ -26,6 +26,7 @@ INDEX_FILE = "index.html"
 CARDS_DIR = "cards"
 COMMAND_ORDER = ("train", "activations", "filters", "kernels", "stats", "explain", "compare")
 COMMAND_TITLES = {"explain": "why (explain)"}
+AFTER_LAYERS = {"explain": "Why (explain)"}  # sections of their own, after the layers
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
 LEAD_KINDS = ("curves", "patterns", "kernels", "compare-summary", "compare-similarity")
 SECTION_TITLES = {"kernel": "Kernel", "pattern": "Best input pattern",
@@ -44,13 +45,17 @@ td.num{text-align:right}.summary p{margin:.15em 0}
 .grid{display:flex;flex-wrap:wrap;gap:14px}
 figure{margin:0;background:#fff;border:1px solid #d5dae1;padding:8px;max-width:100%}
 figure img{display:block;max-width:min(100%,1160px);width:auto;height:auto}
+details summary{cursor:pointer;font-size:13px;color:#4b5663}
 section{scroll-margin-top:44px}figcaption{font-size:13px;color:#4b5663;max-width:560px}
 .maps a{display:inline-block;min-width:2.4em;text-align:center;margin:2px;padding:2px 4px;background:#fff;border:1px solid #d5dae1}
 .files li{font-size:13px}
-.card img.px{image-rendering:pixelated;image-rendering:crisp-edges;max-width:100%}
-main.card{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
-.card section{background:#fff;border:1px solid #d5dae1;padding:4px 12px 8px;max-width:100%}
-.card section p{max-width:560px}
+.card img.px{image-rendering:pixelated;image-rendering:crisp-edges;width:100%;height:auto}
+.card img.kernel,.card img.pattern{max-width:360px}
+main.card{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,380px),1fr));gap:14px;align-items:start}
+.card section{background:#fff;border:1px solid #d5dae1;padding:4px 12px 8px;min-width:0}
+.card section.wide{grid-column:1/-1}.card section.wide img.px{width:auto;max-width:100%}
+section.after figure img{max-width:min(100%,380px)}
+section.after .grid figure{flex:0 1 400px}
 .pager a{margin-right:18px}
 """
 
@@ -78,7 +83,7 @@ def build_site(folder: Path) -> Site:
         if not path.resolve().is_relative_to(root):  # e.g. through a link
             dropped.append(e["path"])
         elif path.is_file():
-            entries.append(e)
+            entries.append({**e, "tall": True} if _tall(path) else e)
         else:
             missing.append(e["path"])
     model = manifest.get("model") or {}
@@ -133,8 +138,12 @@ def _write_cards(folder: Path, sources: CardSources, classes: list[str],
 def _index_page(name: str, model: dict, entries: list[dict], cards: dict[str, list[MapCard]],
                 updated: str) -> str:
     layers = layer_order(model, entries, list(cards))
-    general = [e for e in entries if not e.get("layer")]
-    nav = "".join(f'<a href="#{_anchor(n)}">{_e(n)}</a>' for n in layers)
+    general = [e for e in entries if not e.get("layer") and e.get("command") not in AFTER_LAYERS]
+    after = {c: [e for e in entries if not e.get("layer") and e.get("command") == c]
+             for c in AFTER_LAYERS}
+    after = {c: found for c, found in after.items() if found}
+    nav = "".join(f'<a href="#{_anchor(n)}">{_e(n)}</a>' for n in layers) + "".join(
+        f'<a href="#{c}">{_e(AFTER_LAYERS[c].split(" ")[0].lower())}</a>' for c in after)
     body = [f"<header><h1>cnnviz · {_e(name)}</h1>{_summary(model)}"
             f"<p><small>updated {_e(updated)} · {len(entries)} files</small></p></header>",
             f'<nav class="layers"><a href="#model">model</a>{nav}</nav>', "<main>",
@@ -149,11 +158,15 @@ def _index_page(name: str, model: dict, entries: list[dict], cards: dict[str, li
                         f"{row['params']:,} parameters, receptive field {_e(row['field'])}</p>")
         if layer in cards:
             unit = _unit(model, layer)
-            links = "".join(f'<a href="{_url(CARDS_DIR, slug(layer), card_file(c.index))}">'
-                            f"{c.index}</a>" for c in cards[layer])
+            links = "".join(f'<a href="{_url(CARDS_DIR, slug(layer), card_file(c.index))}" '
+                            f'title="{_e(layer)} {unit} {c.index}">{_e(layer)} · {c.index}</a>'
+                            for c in cards[layer])
             body.append(f'<h3>{unit.capitalize()} cards</h3><p class="maps">{links}</p>')
         body.append(_gallery(mine) if mine else "<p>No galleries for this layer yet.</p>")
         body.append("</section>")
+    for command, found in after.items():
+        body.append(f'<section id="{command}" class="after"><h2>{_e(AFTER_LAYERS[command])}</h2>'
+                    f"{_gallery(found, titles=False)}</section>")
     body.append("</main>")
     return _document(f"cnnviz · {name}", "\n".join(body))
 
@@ -178,7 +191,7 @@ def _layer_table(model: dict) -> str:
     return f"<table>{head}{body}</table>{foot}"
 
 
-def _gallery(entries: list[dict]) -> str:
+def _gallery(entries: list[dict], titles: bool = True) -> str:
     """Figures by command, then the other files as links."""
     out = []
     commands = sorted({e.get("command") or "other" for e in entries},
@@ -188,18 +201,40 @@ def _gallery(entries: list[dict]) -> str:
         images = sorted((e for e in mine if e["path"].lower().endswith(IMAGE_SUFFIXES)),
                         key=lambda e: e.get("kind") not in LEAD_KINDS)  # stable: the main figure first
         files = [e for e in mine if e not in images]
-        out.append(f"<h3>{_e(COMMAND_TITLES.get(command, command))}</h3>")
+        if titles:
+            out.append(f"<h3>{_e(COMMAND_TITLES.get(command, command))}</h3>")
         if images:
-            out.append('<div class="grid">' + "".join(
-                f'<figure><a href="{_url(e["path"])}"><img src="{_url(e["path"])}" '
-                f'alt="{_e(e.get("caption") or e["path"])}"></a>'
-                f'<figcaption>{_e(e.get("caption") or e["path"])}</figcaption></figure>'
-                for e in images) + "</div>")
+            out.append('<div class="grid">' + "".join(_figure(e) for e in images) + "</div>")
         if files:
             out.append('<ul class="files">' + "".join(
                 f'<li><a href="{_url(e["path"])}">{_e(e["path"])}</a> — '
                 f'{_e(e.get("caption") or "")}</li>' for e in files) + "</ul>")
     return "\n".join(out)
+
+
+def _figure(e: dict) -> str:
+    """One figure of the page; a very tall one (a column of every map) folded away, so the
+    page stays a few screens per layer."""
+    caption = _e(e.get("caption") or e["path"])
+    image = (f'<a href="{_url(e["path"])}"><img src="{_url(e["path"])}" alt="{caption}"></a>')
+    if e.get("tall"):
+        return (f"<figure><details><summary>{caption} (tall: click to show)</summary>{image}"
+                "</details></figure>")
+    return f"<figure>{image}<figcaption>{caption}</figcaption></figure>"
+
+
+def _tall(path: Path) -> bool:
+    """Whether an image is over 2.5 times as tall as wide (read from its header only)."""
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        return False
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError):
+        return False
+    return height > 2.5 * width
 
 
 def _card_page(gallery: str, card: MapCard, count: int,
@@ -216,11 +251,11 @@ def _card_page(gallery: str, card: MapCard, count: int,
     for section, title in SECTION_TITLES.items():
         if section not in card.images:
             continue
-        parts.append(f"<section><h3>{title}</h3>")
-        size = {"pattern": "height:168px", "evolution": "height:84px"}.get(section, "")  # others: drawn to size
-        parts.append(f'<img class="px" src="{_url(card.images[section])}" alt="{title}" '
-                     f'style="{size}"><p><small>{_e(card.captions[section])}</small></p>'
-                     "</section>")
+        wide = ' class="wide"' if section in ("top", "samples") else ""
+        parts.append(f"<section{wide}><h3>{title}</h3>")
+        parts.append(f'<img class="px {section}" src="{_url(card.images[section])}" '
+                     f'alt="{title} of {_e(layer)} {unit} {m}: {_e(card.captions[section])}">'
+                     f"<p><small>{_e(card.captions[section])}</small></p></section>")
     if card.stats:
         rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in card.stats.items())
         parts.append(f"<section><h3>Statistics</h3><table>{rows}</table></section>")
