@@ -91,7 +91,7 @@ def test_atlas_writes_every_gallery(atlas):
     with np.load(atlas / "explain" / "attributions-test-one-per-class.npz") as z:
         np.testing.assert_array_equal(z["pixels"].shape, (10, 28, 28))
         assert z["integrated_gradients"].shape == (10, 28, 28) and z["grad_cam"].shape == (10, 28, 28)
-    assert "why (explain)" in (atlas / "index.html").read_text()
+    assert "<h2>Why (explain)</h2>" in (atlas / "index.html").read_text()
 
 
 def test_every_entry_is_on_the_page_and_every_reference_resolves(atlas):

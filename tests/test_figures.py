@@ -233,3 +233,28 @@ def test_dpi_and_format_are_checked_and_apply_to_every_figure_inside(tmp_path):
     (w, h), (w2, h2) = Image.open(small).size, Image.open(sharp).size
     assert w2 == pytest.approx(2 * w, abs=2) and h2 == pytest.approx(2 * h, abs=2)  # 220 / 110
     assert figure_name("x") == "x.png"  # the setting ends with its block
+
+
+def test_pattern_labels_sit_outside_their_tiles_and_every_tile_is_framed():
+    """Issue 27: labels were white text on the pattern; a white pattern vanished."""
+    import matplotlib.pyplot as plt
+
+    from cnnviz.render.patterns import pattern_gallery
+
+    patterns = np.full((6, 28, 28), 255.0)  # all white: only a frame shows where they are
+    fig = pattern_gallery(patterns, [f"{k} ×1.{k} → {k}" for k in range(6)], "patterns")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    image = ax.images[0].get_array().filled(np.nan) if np.ma.isMaskedArray(
+        ax.images[0].get_array()) else ax.images[0].get_array()
+    tile_tops = [r for r in range(image.shape[0]) if np.isfinite(image[r]).any()
+                 and (r == 0 or not np.isfinite(image[r - 1]).any())]
+    to_data = ax.transData.inverted()
+    assert len(ax.texts) == 6
+    for text in ax.texts:
+        corners = to_data.transform(text.get_window_extent().get_points())
+        bottom = corners[:, 1].max()  # rows grow downwards
+        below = min(t for t in tile_tops if t >= text.get_position()[1])
+        assert bottom <= below - 0.4, (text.get_text(), bottom, below)
+    assert len(ax.collections[0].get_paths()) == 6  # a frame per tile
+    plt.close(fig)

@@ -127,9 +127,11 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
         rel = figure_name(f"{place}/top-examples-{place}")
         k, shown = s.top_index.shape[1], min(len(s.mean), FIGURE_MAPS)
         boxes = None if fields[name] is None else fields[name][1][:shown]
+        which = (f"{unit}s 0–{shown - 1} of {len(s.mean)}; the rest on each {unit}'s card"
+                 if shown < len(s.mean) else f"all {len(s.mean)} {unit}s")
         top_examples_figure(top_pixels[name][:shown], boxes, s.top_score[:shown],
                             [f"{unit} {m}" for m in range(shown)],
-                            f"{name}: the top {k} {split} images of each {unit} (by its mean)",
+                            f"{name}: the top {k} {split} images of {which} (by its mean)",
                             folder / rel)
         part = "" if shown == len(s.mean) else (f" (the first {shown} of {len(s.mean)}; every {unit}'s "
                                                 f"card shows its own, all are in {TOP_EXAMPLES})")

@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors
 from matplotlib.cm import ScalarMappable
+from matplotlib.collections import PatchCollection
+from matplotlib.patches import Rectangle
 
 from cnnviz.render.activations import draw_mosaic
 from cnnviz.render.style import DIVERGING as SIGNED
@@ -30,9 +32,19 @@ def pattern_gallery(pixels: np.ndarray, labels: Sequence[str], title: str,
                     path: str | os.PathLike | None = None):
     """Patterns (N, H, W[, C]) in pixel space on one fixed 0–255 scale (grey, or colour for
     RGB), labelled tiles."""
-    tiles = mosaic(as_tiles(pixels), pad=2, scale="layer", low=0, high=255)
-    fig, ax = _figure_for(tiles.image.shape, 3.6)
-    draw_mosaic(ax, tiles, labels, cmap=PATTERN_CMAP)
+    h, w = np.asarray(as_tiles(pixels)).shape[1:3]
+    band = max(5, round(h * 0.3))  # room above each tile for its label, never on the pattern
+    tiles = mosaic(as_tiles(pixels), pad=band, scale="layer", low=0, high=255)
+    fig, ax = _figure_for((tiles.image.shape[0] + band, tiles.image.shape[1]), 3.6)
+    draw_mosaic(ax, tiles, cmap=PATTERN_CMAP)
+    ax.set_ylim(tiles.image.shape[0] - 0.5, -band - 0.5)
+    frames = []
+    for index, label in enumerate(labels):
+        row, col = tiles.origin(index)
+        frames.append(Rectangle((col - 0.5, row - 0.5), w, h))  # a white pattern stays visible
+        ax.text(col + w / 2 - 0.5, row - 1.2, label, fontsize=max(5.0, min(8.0, w * 0.28)),
+                ha="center", va="bottom", color="#1d232b")
+    ax.add_collection(PatchCollection(frames, facecolor="none", edgecolor="#8a94a3", linewidth=0.6))
     ax.set_title(title, fontsize=10)
     return save_figure(fig, path, tight=True)
 
