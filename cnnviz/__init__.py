@@ -14,14 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from cnnviz.errors import CnnvizError, UsageError
+from cnnviz.errors import CnnvizError, CnnvizWarning, UsageError
 
 if TYPE_CHECKING:
     from cnnviz.inspected import Inspected
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load", "train", "CnnvizError", "UsageError", "Objective", "channel",
-           "neuron"]
+__all__ = ["__version__", "load", "train", "CnnvizError", "CnnvizWarning", "UsageError",
+           "Objective", "channel", "neuron"]
 _OBJECTIVES = ("Objective", "channel", "neuron")
 
 
