@@ -25,3 +25,8 @@ def slug(name: str, unique: bool = True) -> str:
         return safe
     digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{safe.rstrip('.') or 'unnamed'}-{digest}"
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """'1 file', '2 files' (`plural` for nouns that do not take an s)."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"

@@ -221,3 +221,13 @@ def test_gallery_open_hands_the_page_to_the_browser(atlas, trained, run_cli, mon
                      "--outputs-dir", atlas.parent)
     assert result.code == 0, result.output
     assert opened == [(atlas / "index.html").resolve().as_uri()]
+
+
+def test_the_atlas_off_a_terminal_writes_no_bare_lines_and_counts_in_words(run_cli, trained, tmp_path):
+    """Issue 27: a progress bar's leftovers (`  conv1`, `stats`) on stderr, `wrote 1 files`."""
+    result = run_cli("atlas", "a2", "--layer", "conv1", "--steps", "2", "--scales", "7",
+                     "--limit", "50", "--top", "2", "--no-explain", "--trained-dir", trained,
+                     "--outputs-dir", tmp_path)
+    assert result.code == 0, result.output
+    assert result.err == "", result.err
+    assert "curves: 1 file in" in result.out and "1 files" not in result.out

@@ -223,3 +223,4 @@ def test_tensorboard_without_the_package(run_cli, tmp_path, small_npz, monkeypat
     result = run_cli("train", "--tensorboard", tmp_path / "tb", "--data", small_npz,
                      "--trained-dir", tmp_path / "t")
     assert_one_line_error(result, 1, r"--tensorboard needs the tensorboard package")
+

@@ -9,6 +9,7 @@ import click
 
 from cnnviz.data import DATASETS, NORMALIZATIONS
 from cnnviz.errors import UsageError
+from cnnviz.names import counted
 from cnnviz.spec import (ACTIVATIONS, OPTIMIZERS, OUTPUT_ACTIVATIONS, REG_SCOPES, REGULARIZERS,
                          SCHEDULES)
 
@@ -259,8 +260,7 @@ def record_entries(loaded, out: Path, entries: list[dict], folder: str | None,
     manifest = record(loaded, out, entries)
     if folder is not None:
         written = len({e["path"] for e in entries})
-        click.echo(f"wrote {written} file{'s' if written != 1 else ''} to {out / folder} "
-                   f"(listed in {manifest})")
+        click.echo(f"wrote {counted(written, 'file')} to {out / folder} (listed in {manifest})")
         if refresh:
             refresh_page(out)
 
@@ -284,14 +284,15 @@ def say_site(site, out: Path, err: bool = False):
     """Say where the page is, and what it could not show."""
     if site.recovered:
         click.echo(f"note: {out / 'manifest.json'} was missing or corrupt; rebuilt it from the "
-                   f"{site.entries} files on disk", err=err)
+                   f"{counted(site.entries, 'file')} on disk", err=err)
     if site.dropped:
         click.echo(f"note: {len(site.dropped)} manifest entries point outside {out} (e.g. "
                    f"{site.dropped[0]}); dropped", err=err)
     if site.missing:
-        click.echo(f"note: {len(site.missing)} files listed in the manifest no longer exist "
+        click.echo(f"note: {counted(len(site.missing), 'file')} listed in the manifest no longer exist "
                    f"(e.g. {site.missing[0]}); left off the page", err=err)
-    click.echo(f"page: {site.index} ({site.entries} files, {site.cards} map cards); open it "
+    click.echo(f"page: {site.index} ({counted(site.entries, 'file')}, "
+               f"{counted(site.cards, 'map card')}); open it "
                f"in a browser, no server needed", err=err)
     return site
 

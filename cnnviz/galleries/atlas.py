@@ -22,6 +22,7 @@ from cnnviz.layers import activation_after, layers_for
 from cnnviz.layout import CURVES, TRAIN
 from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel, resolve_layers
+from cnnviz.names import counted
 from cnnviz.probes.patterns import PatternSettings, ascent_steps
 from cnnviz.render.figures import training_curves
 
@@ -232,6 +233,6 @@ def run_atlas(loaded: LoadedModel, data: Dataset, out: Path, settings: PatternSe
         started = time.perf_counter()
         entries = stage(job)
         record(loaded, out, entries)  # each stage is kept even if a later one fails
-        say(f"{label}: {len({e['path'] for e in entries})} files in "
+        say(f"{label}: {counted(len({e['path'] for e in entries}), 'file')} in "
             f"{time.perf_counter() - started:.1f} s")
     return build_site(out)
