@@ -131,7 +131,7 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
                  if shown < len(s.mean) else f"all {len(s.mean)} {unit}s")
         top_examples_figure(top_pixels[name][:shown], boxes, s.top_score[:shown],
                             [f"{unit} {m}" for m in range(shown)],
-                            f"{name}: the top {k} {split} images of {which} (by its mean)",
+                            f"{name}: the top {k} {split} images (by mean activation) of {which}",
                             folder / rel)
         part = "" if shown == len(s.mean) else (f" (the first {shown} of {len(s.mean)}; every {unit}'s "
                                                 f"card shows its own, all are in {TOP_EXAMPLES})")
