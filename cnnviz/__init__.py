@@ -72,9 +72,16 @@ def load(model: Any = None, trained_dir: str | Path = "trained",
                          f"keras.Model, got {type(model).__name__}", "model")
 
     if model is not None and not isinstance(model, (str, Path)):
-        return Inspected(from_keras_model(model, preprocess), data, dataset, resize)
-    loaded = load_model(None if model is None else str(model), Path(trained_dir),
-                        preprocess=preprocess)
+        loaded = from_keras_model(model, preprocess)
+    else:
+        loaded = load_model(None if model is None else str(model), Path(trained_dir),
+                            preprocess=preprocess)
+    if loaded.preprocessing.origin == "default":  # what the command line prints as a note
+        import warnings
+
+        from cnnviz.model import input_note
+
+        warnings.warn(CnnvizWarning(input_note(loaded.preprocessing)), stacklevel=2)
     return Inspected(loaded, data, dataset, resize)
 
 

@@ -88,9 +88,9 @@ def read_run(folder: Path) -> dict:
         raise CnnvizError(f"{path} is missing: not a cnnviz bundle") from None
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CnnvizError(f"{path} is corrupt ({(str(exc).splitlines() or ['?'])[0]}); "
-                          "retrain with --force") from None
+                          "retrain with force=True") from None
     if not isinstance(data, dict):
-        raise CnnvizError(f"{path} is corrupt (not a JSON object); retrain with --force")
+        raise CnnvizError(f"{path} is corrupt (not a JSON object); retrain with force=True")
     validate_run(path, data)
     return data
 
@@ -104,7 +104,7 @@ def validate_run(path: Path, run: dict) -> None:
     def field(name: str, value, ok: bool, want: str) -> None:
         if not ok:
             raise CnnvizError(f"{path}: field {name} is {value!r}, expected {want}; retrain "
-                              "with --force")
+                              "with force=True")
 
     def typed(name: str, value, kinds, want: str, optional: bool = True) -> None:
         ok = (value is None and optional) or (isinstance(value, kinds) and not isinstance(value, bool))
@@ -272,7 +272,7 @@ def read_history(folder: Path) -> dict[str, list[float]]:
         keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
         return {k: [float(r[k]) for r in rows] for k in keys}
     except (ValueError, KeyError, TypeError) as exc:
-        raise CnnvizError(f"{path} is corrupt ({exc}); retrain with --force") from None
+        raise CnnvizError(f"{path} is corrupt ({exc}); retrain with force=True") from None
 
 
 def describe_run(run: dict) -> list[str]:

@@ -103,7 +103,8 @@ def fit_to_model(data: Dataset, image_shape: tuple[int, ...], resize: bool = Tru
         return data
     if not resize:
         raise UsageError(f"the images are {_shape_text(data.image_shape)}, the model takes "
-                         f"{_shape_text(wanted)}; drop --no-resize to convert them", "resize")
+                         f"{_shape_text(wanted)}; they are refused as resize=False; allow "
+                         "converting them", "resize")
     note = (f"images converted from {_shape_text(data.image_shape)} to "
             f"{_shape_text(wanted)} for the model")
     return replace(data, x_train=fit_images(data.x_train, wanted),
@@ -143,7 +144,7 @@ def load_dataset(name: str = "mnist", path: str | os.PathLike | None = None,
                         "Debian's dataset-fashion-mnist",
              "mnist": f"put mnist.npz in {_keras_datasets_dir()}"}.get(
         name, f"put the Keras {name} download in {_keras_datasets_dir()}")
-    raise CnnvizError(f"no {name} data found: pass --data PATH (.npz, IDX folder or a folder "
+    raise CnnvizError(f"no {name} data found: pass data=PATH (.npz, IDX folder or a folder "
                       f"of class subfolders), {where}")
 
 
@@ -302,9 +303,7 @@ def _from_download(name: str, download: bool | None) -> tuple[tuple, str] | None
         download = os.environ.get("CNNVIZ_OFFLINE", "") not in ("1", "true", "yes")
     if not download or not network_answers(*DOWNLOAD_HOST):
         return None
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(30)
-    try:
+    try:  # (the command line sets a socket time-out for its process; the library sets none)
         from keras import datasets
 
         loader = {"mnist": datasets.mnist, "fashion": datasets.fashion_mnist,
@@ -312,8 +311,6 @@ def _from_download(name: str, download: bool | None) -> tuple[tuple, str] | None
         (x_train, y_train), (x_test, y_test) = loader.load_data()
     except Exception:  # an unreachable or broken download falls through to the next source
         return None
-    finally:
-        socket.setdefaulttimeout(previous)
     return (x_train, y_train, x_test, y_test), f"Keras download (now cached in {_keras_datasets_dir()})"
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from cnnviz.errors import CnnvizError, UsageError
 
 CONVENTIONS = ("unit", "raw", "symmetric", "caffe", "torch")
-NORMALIZATIONS = ("standardize", "unit")  # what `cnnviz train --normalize` fits
+NORMALIZATIONS = ("standardize", "unit")  # what training's `normalize` setting fits
 # Per-pixel std floor in grey levels: border pixels that are almost always 0 in training
 # would otherwise turn a single lit test pixel into a huge input value.
 STD_FLOOR = 1.0
@@ -172,7 +172,7 @@ class Preprocessing:
             arrays.append(value)
         if not (arrays[1] > 0).all():
             raise CnnvizError(f"{where}: field preprocessing.std has values ≤ 0; every input "
-                              "would be garbage: retrain the bundle with --force")
+                              "would be garbage: retrain the bundle with force=True")
         return cls(kind, *arrays, origin="recorded")
 
 

@@ -164,7 +164,7 @@ def input_convention(model: keras.Model, preprocess: str | Preprocessing | None)
 def input_note(prep: Preprocessing) -> str | None:
     """A line telling how the input was decided, when it was not given or recorded."""
     if prep.origin == "default":
-        return (f"input: assumed {prep.describe()}; pass --preprocess "
+        return (f"input: assumed {prep.describe()}; pass preprocess="
                 "unit|raw|symmetric|caffe|torch|MEAN,STD if the model expects otherwise")
     if prep.origin.startswith("detected"):
         return f"input: {prep.describe()} ({prep.origin})"

@@ -13,9 +13,24 @@ from cnnviz.errors import CnnvizError, UsageError
 DEVICES = ("auto", "cpu", "gpu")
 
 
+_QUIET = False  # set by the command line only (quiet_imports): the library changes no logging
+
+
+def quiet_imports() -> None:
+    """For the command line's own process: TensorFlow's C++ start-up chatter and log
+    messages silenced. A library user's process (a notebook) is never changed."""
+    global _QUIET
+    _QUIET = True
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
 @contextlib.contextmanager
 def stderr_silenced():
-    """Redirect the process-level stderr (fd 2) to /dev/null inside the block."""
+    """In the command line's process, redirect the process-level stderr (fd 2) to
+    /dev/null inside the block; in a library user's process, do nothing."""
+    if not _QUIET:
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -28,19 +43,19 @@ def stderr_silenced():
         os.close(devnull)
 
 
-def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter (oneDNN, CUDA, CPU features) before import."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-
 def import_tensorflow():
-    """Import TensorFlow with its start-up messages and Python warnings quieted.
+    """Import TensorFlow (and Keras, on the TensorFlow backend); in the command line's
+    process with its start-up messages quieted.
 
     Some messages (e.g. "Could not find cuda drivers") are written to file descriptor 2
-    before TensorFlow's log level applies, so stderr is pointed at /dev/null meanwhile.
+    before TensorFlow's log level applies, so the command line points stderr at /dev/null
+    meanwhile. A library user's loggers and file descriptors are left as they are.
     """
-    quiet_tensorflow()
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if not _QUIET:
+        import tensorflow as tf
+        import keras  # noqa: F401
+        return tf
     with warnings.catch_warnings(), stderr_silenced():
         warnings.simplefilter("ignore")
         import tensorflow as tf

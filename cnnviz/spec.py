@@ -114,7 +114,7 @@ class TrainSpec:
             raise UsageError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.momentum and self.optimizer not in MOMENTUM_OPTIMIZERS:
             raise UsageError(f"momentum applies to {' and '.join(MOMENTUM_OPTIMIZERS)} only; "
-                             f"set --momentum 0 to use {self.optimizer}")
+                             f"set momentum=0 to use {self.optimizer}")
         _choice("schedule", self.schedule, SCHEDULES)
         _positive("decay_steps", self.decay_steps)
         if self.decay_rate < 0:
@@ -253,7 +253,7 @@ def specs_from_settings(settings: dict[str, Any]) -> tuple[NetworkSpec, TrainSpe
     """Build the validated network and training specs from flat settings."""
     n = len(settings["conv"])
     if n == 0:
-        raise UsageError("conv: at least one conv layer is needed, e.g. --conv 32,64,64")
+        raise UsageError("conv: at least one conv layer is needed, e.g. conv=32,64,64")
     kernels = _per_layer("kernel", settings["kernel"], n, "conv")
     conv_acts = _per_layer("conv_activation", settings["conv_activation"], n, "conv")
     pools = settings.get("pools") or [True] * (n - 1) + [False]

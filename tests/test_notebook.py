@@ -29,3 +29,55 @@ def test_the_tour_notebook_runs_and_its_numbers_are_in_range(tmp_path):
     positive = re.search(r"conv3: (\d+)/16 maps with a positive objective", text)
     assert positive and int(positive.group(1)) >= 14
     assert (tmp_path / "trained" / "tour" / "model.keras").is_file()
+
+
+GOOD_CITIZEN = [
+    "%matplotlib inline\nimport logging, matplotlib\n"
+    "import tensorflow, keras  # as a Keras user's kernel has them (in a kernel TensorFlow sets its\n"
+    "tensorflow.get_logger()  # logger to INFO itself): what cnnviz does comes after this line\n"
+    "before = (logging.getLogger('tensorflow').level, logging.getLogger('absl').level,"
+    " matplotlib.get_backend())",
+    "import warnings\nimport numpy as np\nimport cnnviz\n"
+    "with warnings.catch_warnings(record=True) as caught:\n"
+    "    warnings.simplefilter('always')\n"
+    "    m = cnnviz.load('a2', trained_dir={trained!r}, data={data!r})\n"
+    "    a = m.activations([0, 1], layers='conv2')\n"
+    "    p = m.patterns('conv1', maps=[0, 1], steps=3, data_starts=0)\n"
+    "    e = m.explain([0], methods='saliency')\n"
+    "    s = m.stats(layers='conv1', limit=60, top=2)\n"
+    "    fig = a.show(image=0)\n"
+    "keras_said = [str(w.message) for w in caught if 'structure of `inputs`' in str(w.message)]\n"
+    "print('keras warnings:', len(keras_said))",
+    "import keras\n"
+    "plain = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(2, 3),"
+    " keras.layers.Flatten(), keras.layers.Dense(10)])\n"
+    "with warnings.catch_warnings(record=True) as caught:\n"
+    "    warnings.simplefilter('default')\n"
+    "    cnnviz.load(plain)\n"
+    "ours = [str(w.message) for w in caught if issubclass(w.category, cnnviz.CnnvizWarning)]\n"
+    "print('cnnviz warnings:', len(ours), '|', ours[0] if ours else '')",
+    "after = (logging.getLogger('tensorflow').level, logging.getLogger('absl').level,"
+    " matplotlib.get_backend())\nprint('same state:', before == after, before, after)",
+    "import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()",
+]
+
+
+@pytest.mark.slow
+def test_the_library_leaves_a_notebook_as_it_found_it(tmp_path, trained, small_npz):
+    """Issue 28: in a real kernel the user's backend, loggers and plt.show() stay theirs; a
+    plain model fed pixels / 255 is said once, naming preprocess=; Keras says nothing."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source.replace("{trained!r}", repr(str(trained)))
+                                                .replace("{data!r}", repr(str(small_npz))))
+                      for source in GOOD_CITIZEN]
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [cell.outputs for cell in notebook.cells]
+    assert not [o for cell in outputs for o in cell if o.output_type == "error"], outputs
+    text = ["".join(o.get("text", "") for o in cell) for cell in outputs]
+    assert "keras warnings: 0" in text[1]
+    assert "cnnviz warnings: 1 | input: assumed pixels / 255 (unit); pass preprocess=" in text[2]
+    assert "same state: True" in text[3], text[3]
+    assert any("image/png" in o.get("data", {}) for o in outputs[4])  # the user's own plot shows

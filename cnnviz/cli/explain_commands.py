@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from cnnviz.cli.flags import say
 from cnnviz.cli.group import cli
 from cnnviz.data import check_image_file, digit_input
 from cnnviz.cli.options import (figure_options, check_image_choice, check_writable, open_data, open_model, outputs_dir_option,
@@ -105,4 +106,4 @@ def explain(model, image_list, digit, count, input_file, split, methods, target,
     out = outputs_dir / loaded.folder_name
     check_writable(out)
     options = gallery.ExplainOptions(selection, settings, target, check, mean)
-    record_entries(loaded, out, gallery.run(loaded, options, out, click.echo), gallery.FOLDER)
+    record_entries(loaded, out, gallery.run(loaded, options, out, say), gallery.FOLDER)

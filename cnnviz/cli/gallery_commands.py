@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cnnviz import bundle
+from cnnviz.cli.flags import say
 from cnnviz.cli.group import cli
 from cnnviz.cli.progress import progress_bar
 from cnnviz.cli.options import (chief_folder, figure_options, strategy_option, FINITE, check_writable, chosen_layers, open_data, open_model,
@@ -74,7 +75,7 @@ def atlas(model, split, limit, top, steps, step_size, scales, starts, pixel_star
     click.echo(f"loaded in {time.perf_counter() - started:.1f} s")
     out = chief_folder(outputs_dir / loaded.folder_name)
     site = run_atlas(loaded, data, out, settings, split, limit, top,
-                     report=click.echo, layers=",".join(layer_specs) or None,
+                     report=say, layers=",".join(layer_specs) or None,
                      bar=lambda label, length: progress_bar(length, label),
                      skip=() if why else ("explain",))
     say_site(site, out)

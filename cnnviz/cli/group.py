@@ -10,10 +10,11 @@ import warnings
 import click
 
 from cnnviz import __version__
+from cnnviz.cli.flags import as_flags
 from cnnviz.errors import CnnvizError, CnnvizWarning, UsageError
-from cnnviz.runtime import quiet_tensorflow
+from cnnviz.runtime import quiet_imports
 
-quiet_tensorflow()  # before anything imports TensorFlow
+quiet_imports()  # before anything imports TensorFlow (this process is the command line's)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -63,10 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         _fail(f"{exc.format_message()}{hint}", 2)
-    except UsageError as exc:
-        _fail(exc.as_flag(), exc.exit_code)  # library parameters shown as their flags
-    except CnnvizError as exc:
-        _fail(exc.as_flag(), exc.exit_code)
+    except CnnvizError as exc:  # library parameters shown as their flags
+        _fail(as_flags(exc.as_flag()), exc.exit_code)
     except click.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
     except (KeyboardInterrupt, click.Abort):
@@ -95,7 +94,7 @@ def _lost_worker(exc: Exception) -> bool:
 def _show_warning(message, category, *_args, **_kwargs) -> None:
     """cnnviz's own warnings as one `warning:` line; other libraries' are not shown."""
     if issubclass(category, CnnvizWarning):
-        click.echo(f"warning: {' '.join(str(message).split())}", err=True)
+        click.echo(f"warning: {' '.join(as_flags(message).split())}", err=True)
 
 
 def _fail(message: str, code: int) -> None:

@@ -9,6 +9,7 @@ import click
 
 from cnnviz.data import DATASETS, NORMALIZATIONS
 from cnnviz.errors import UsageError
+from cnnviz.cli.flags import as_flags
 from cnnviz.names import counted
 from cnnviz.spec import (ACTIVATIONS, OPTIMIZERS, OUTPUT_ACTIVATIONS, REG_SCOPES, REGULARIZERS,
                          SCHEDULES)
@@ -200,22 +201,25 @@ def open_model(model: str | None, trained_dir: Path, err: bool = False):
 
     loaded = load_model(model, trained_dir, preprocess=_context_value("preprocess"))
     if loaded.ref.note:
-        click.echo(loaded.ref.note, err=err)
+        click.echo(as_flags(loaded.ref.note), err=err)
     note = input_note(loaded.preprocessing)
     if note:
-        click.echo(note, err=err)
+        click.echo(as_flags(note), err=err)
     return loaded
 
 
 def open_data(loaded, dataset: str | None, data_path: Path | None, err: bool = False):
     """The data the model was trained on (or the one given), converted to its input, with
     a line saying which (and one per conversion)."""
+    import socket
+
     from cnnviz.data import dataset_for
 
+    socket.setdefaulttimeout(30)  # a stalled download gives up (this process is the CLI's)
     data = dataset_for(loaded, dataset, data_path, resize=not _context_value("no_resize"))
     click.echo(f"data: {data.describe()}", err=err)
     for note in data.notes:
-        click.echo(f"note: {note}", err=err)
+        click.echo(f"note: {as_flags(note)}", err=err)
     return data
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from cnnviz.cli.flags import say
 from cnnviz.cli.group import cli
 from cnnviz.cli.progress import progress_bar
 from cnnviz.data import check_image_file, digit_input
@@ -192,7 +193,7 @@ def filters(model, layer_specs, maps, objective, steps, step_size, scales, start
                               images is not None)
         with progress_bar(length, f"{layer}: {len(chosen)} × "
                           f"{settings.start_count(images is not None)} starts") as update:
-            written = gallery.run(loaded, options, out, click.echo, update, images, split)
+            written = gallery.run(loaded, options, out, say, update, images, split)
         record_entries(loaded, out, written, f"{gallery.FILTERS}/{slug(layer)}",
                        refresh=False)  # each layer kept if Ctrl-C
     refresh_page(out)
@@ -285,5 +286,5 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
     check_writable(out)
     options = gallery.StatsOptions(tuple(layers), data, split, limit, top, batch_size, second)
     with progress_bar(count * (2 if second else 1), "stats") as update:
-        written = gallery.run(loaded, options, out, click.echo, update)
+        written = gallery.run(loaded, options, out, say, update)
     record_entries(loaded, out, written, gallery.FOLDER)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cnnviz import bundle
+from cnnviz.cli.flags import say
 from cnnviz.cli.group import cli
 from cnnviz.cli.options import (chief_folder, open_strategy, strategy_option, model_input_options, has_module, open_model, outputs_dir_option, setting_options,
                                 trained_dir_option)
@@ -92,7 +93,7 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     for name, result in run_plan(plan, trained_dir, data, used_device,
                                  tensorboard_dir=tensorboard if chief else None,
-                                 verbose=verbose, log=click.echo, announce=announce,
+                                 verbose=verbose, log=say, announce=announce,
                                  write_dir=None if chief else chief_folder(trained_dir)):
         metrics, seconds = result.run["metrics"], result.history.get("seconds", [])
         accuracies.append(metrics["test_accuracy"])

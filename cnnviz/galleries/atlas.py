@@ -106,7 +106,7 @@ def atlas_layers(model, spec: str | None = None) -> AtlasLayers:
     note = (f"a big model ({len(every)} layers): the atlas takes the last layer of each "
             f"resolution and the output ({', '.join(picked)}), patterns for the first "
             f"{BIG_MODEL_MAPS} maps of each, kernels of {convolutions[0] if convolutions else 'none'}"
-            "; --layer all takes everything")
+            "; layers=all takes everything")
     return AtlasLayers(tuple(picked), tuple(n for n in picked if n in patternable),
                        tuple(convolutions[:1]), BIG_MODEL_MAPS, note)
 

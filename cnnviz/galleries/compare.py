@@ -41,12 +41,12 @@ class Comparison:
     skipped: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict:
-        """What summary.json holds and `compare --json` prints."""
+        """What summary.json holds and the command line's JSON summary prints."""
         return {"a": self.names[0], "b": self.names[1], "split": self.split,
                 "images": self.images, "layers": self.numbers(), "skipped": self.skipped}
 
     def numbers(self) -> dict[str, dict[str, float]]:
-        """The per-layer numbers `--json` prints."""
+        """The per-layer numbers of the JSON summary."""
         out = {}
         for layer, m in self.matchings.items():
             baseline = self.baselines[layer].summary()

@@ -49,7 +49,7 @@ def run(loaded: LoadedModel, options: PatternOptions, out: Path,
         better = activation_after(loaded.model, options.layer)
         if better and report is not None:
             report(f"note: {options.layer} feeds a normalisation and {better}; the maps the "
-                   f"network passes on are {better}'s (--layer {better})")
+                   f"network passes on are {better}'s (layer={better})")
     else:
         maps = np.arange(len(options.objectives))
     entries, result = write_patterns(loaded, options.layer, maps, options.settings, out,

@@ -15,7 +15,7 @@ def model_card(loaded: LoadedModel) -> dict:
     summary = [line.strip() for line in bundle.describe_run(loaded.run) if line.strip()]
     prep = loaded.preprocessing
     how = "recorded in the bundle" if loaded.run else (
-        "assumed (no --preprocess given)" if prep.origin == "default" else prep.origin)
+        "assumed (no preprocess given)" if prep.origin == "default" else prep.origin)
     summary.append(f"input: {prep.describe()}, {how}")
     return {"name": loaded.name, "path": str(loaded.ref.bundle_dir or loaded.ref.model_path),
             "layers": rows, "parameters": parameter_count(loaded.model), "summary": summary,

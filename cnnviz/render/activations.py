@@ -6,13 +6,12 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors
 from matplotlib.cm import ScalarMappable
 
 from cnnviz.render import style  # noqa: E402
-from cnnviz.render.figures import save_figure, set_margins
+from cnnviz.render.figures import new_axes, new_figure, save_figure, set_margins
 from cnnviz.render.style import SEQUENTIAL as MAPS  # noqa: E402
 from cnnviz.render.mosaic import Mosaic, as_tiles, maps_to_tiles, mosaic
 
@@ -70,8 +69,8 @@ def image_activation_figure(values: np.ndarray, image: np.ndarray, layer: str, t
         scale: `map` (each map on its own range) or `layer` (one range, with a colour bar).
     """
     if values.ndim == 1:
-        fig, (ax_in, ax) = plt.subplots(1, 2, figsize=(11, 3.2),
-                                        gridspec_kw={"width_ratios": [1, 4]})
+        fig, (ax_in, ax) = new_axes(1, 2, figsize=(11, 3.2),
+                                    gridspec_kw={"width_ratios": [1, 4]})
         _draw_input(ax_in, image, title, lines)
         _unit_bars(ax, values, layer)
         fig.tight_layout()
@@ -80,7 +79,7 @@ def image_activation_figure(values: np.ndarray, image: np.ndarray, layer: str, t
     side = 7.0 if tiles.cols > 6 else 5.0  # inches of mosaic width
     height = side * tiles.image.shape[0] / tiles.image.shape[1]
     bar = 1.0 if scale == "layer" else 0.0
-    fig = plt.figure(figsize=(side + 2.6 + bar, height + 0.6))
+    fig = new_figure(figsize=(side + 2.6 + bar, height + 0.6))
     grid = fig.add_gridspec(1, 2, width_ratios=[2.3, side], wspace=0.06, left=0.02,
                             right=1 - (0.1 + bar) / (side + 2.6 + bar), bottom=0.02,
                             top=1 - 0.45 / (height + 0.6))
@@ -125,7 +124,7 @@ def rows_figure(values: np.ndarray, row_labels: Sequence[str], layer: str, title
         labels = [str(m) for m in range(maps)]
     aspect = tiles.image.shape[1] / tiles.image.shape[0]
     width = float(np.clip(2.2 * aspect, 6, 22))
-    fig = plt.figure(figsize=(width + 1.6, width / aspect + 1.2))
+    fig = new_figure(figsize=(width + 1.6, width / aspect + 1.2))
     grid = fig.add_gridspec(1, 2, width_ratios=[1.2 if images is not None else 0.01, width])
     if images is not None:
         ax_in = fig.add_subplot(grid[0])
@@ -161,7 +160,7 @@ def class_heatmap(per_map: np.ndarray, layer: str, path: str | os.PathLike,
                   class_names: Sequence[str], row_kind: str = "map") -> Path:
     """Mean activation of every map or unit (rows, `row_kind`) for every class (columns)."""
     maps, classes = per_map.shape[1], per_map.shape[0]
-    fig, ax = plt.subplots(figsize=(6.5, float(np.clip(maps * 0.16 + 1.5, 3, 24))))
+    fig, ax = new_axes(figsize=(6.5, float(np.clip(maps * 0.16 + 1.5, 3, 24))))
     shown = ax.imshow(per_map.T, cmap=style.SEQUENTIAL, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(classes), list(class_names), rotation=45 if len(class_names[0]) > 2 else 0,
                   ha="right" if len(class_names[0]) > 2 else "center")

@@ -13,21 +13,18 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.image import imsave
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cnnviz.layout import (ACTIVATIONS, FILTERS, KERNELS, KERNELS_KEY, STATS_JSON,  # noqa: E402
+from cnnviz.layout import (ACTIVATIONS, FILTERS, KERNELS, KERNELS_KEY, STATS_JSON,
                            TOP_EXAMPLES, top_field_keys, top_keys)
-from cnnviz.render.style import SEQUENTIAL as MAP_CMAP  # noqa: E402
-from cnnviz.render.style import PIXELS as GRAY  # noqa: E402
-from cnnviz.render.style import DIVERGING as KERNEL_CMAP  # noqa: E402
-from cnnviz.render.examples import example_strip  # noqa: E402
-from cnnviz.render.kernels import strongest_inputs  # noqa: E402
-from cnnviz.render import style  # noqa: E402
-from cnnviz.render.mosaic import as_tiles, mosaic  # noqa: E402
+from cnnviz.render.style import SEQUENTIAL as MAP_CMAP
+from cnnviz.render.style import PIXELS as GRAY
+from cnnviz.render.style import DIVERGING as KERNEL_CMAP
+from cnnviz.render.examples import example_strip
+from cnnviz.render.kernels import strongest_inputs
+from cnnviz.render import style
+from cnnviz.render.mosaic import as_tiles, mosaic
 
 
 @dataclass
@@ -251,7 +248,7 @@ def _save(path: Path, image: np.ndarray, cmap) -> None:
     a colour image (h, w, 3) as it is."""
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3:
-        plt.imsave(os.fspath(path), np.clip(np.nan_to_num(image, nan=1.0), 0, 1))
+        imsave(os.fspath(path), np.clip(np.nan_to_num(image, nan=1.0), 0, 1))
         return
     rgba = cmap(np.ma.masked_invalid(image), bytes=True)
-    plt.imsave(os.fspath(path), rgba)
+    imsave(os.fspath(path), rgba)

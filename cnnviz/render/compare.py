@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from cnnviz.render import style  # noqa: E402
-from cnnviz.render.figures import save_figure, set_margins
+from cnnviz.render.figures import new_axes, save_figure, set_margins
 from cnnviz.render.patterns import KERNEL_CMAP
 from cnnviz.render.mosaic import mosaic
 
@@ -18,7 +17,7 @@ from cnnviz.render.mosaic import mosaic
 def similarity_figure(similarity: np.ndarray, partner: np.ndarray, names: tuple[str, str],
                       layer: str, path: str | os.PathLike) -> Path:
     """The matrix as computed, and with B's maps reordered to their matched partners."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
+    fig, axes = new_axes(1, 2, figsize=(11, 5.2))
     for ax, matrix, title in ((axes[0], similarity, "as trained"),
                               (axes[1], similarity[:, partner], f"{names[1]} reordered by the matching")):
         shown = ax.imshow(matrix, cmap=style.DIVERGING, vmin=-1, vmax=1, interpolation="nearest")
@@ -39,7 +38,7 @@ def kernel_pairs(first: np.ndarray, second: np.ndarray, partner: np.ndarray,
     b = np.moveaxis(second[:, :, 0, :], -1, 0)[partner[order]]
     limit = float(max(np.abs(a).max(), np.abs(b).max())) or 1.0
     tiles = mosaic(np.concatenate([a, b]), cols=len(a), pad=1, scale="layer", low=-limit, high=limit)
-    fig, ax = plt.subplots(figsize=(max(6.0, len(a) * 0.32), 2.4))
+    fig, ax = new_axes(figsize=(max(6.0, len(a) * 0.32), 2.4))
     ax.imshow(tiles.image, cmap=KERNEL_CMAP, vmin=0, vmax=1, interpolation="nearest")
     ax.set_yticks([1, 5], list(names), fontsize=8)
     h, w = tiles.tile_shape
@@ -74,7 +73,7 @@ def class_profile_pairs(first: np.ndarray, second: np.ndarray, partner: np.ndarr
         return (values / np.where(top > 0, top, 1)).T
 
     a, b = scaled(first), scaled(second[:, partner])
-    fig, axes = plt.subplots(1, 2, figsize=(8, float(np.clip(len(partner) * 0.12 + 1.5, 3, 14))))
+    fig, axes = new_axes(1, 2, figsize=(8, float(np.clip(len(partner) * 0.12 + 1.5, 3, 14))))
     for ax, values, name in ((axes[0], a, names[0]), (axes[1], b, f"{names[1]} (matched)")):
         ax.imshow(values, cmap=style.SEQUENTIAL, aspect="auto", interpolation="nearest", vmin=0, vmax=1)
         ax.set_xticks(range(len(class_names)), list(class_names), fontsize=7,
@@ -93,7 +92,7 @@ def summary_chart(layers: Sequence[str], numbers: dict[str, dict[str, float]],
             ("baseline_mean_similarity", f"the same, {names[0]} vs untrained"),
             ("above_0_8", "share of maps matched above 0.8"),
             ("above_0_5", "share matched above 0.5"), ("same_index", "share matched to the same index"))
-    fig, ax = plt.subplots(figsize=(max(7.0, len(layers) * 1.9), 4))
+    fig, ax = new_axes(figsize=(max(7.0, len(layers) * 1.9), 4))
     x, width = np.arange(len(layers)), 0.16
     for i, (key, label) in enumerate(keys):
         ax.bar(x + (i - 2) * width, [numbers[layer][key] for layer in layers], width, label=label)

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from cnnviz.render import style
-from cnnviz.render.figures import save_figure
+from cnnviz.render.figures import new_figure, save_figure
 from cnnviz.render.mosaic import as_tiles
 
 OUTLINE = np.array([1.0, 0.15, 0.1], np.float32)  # the field's frame: red
@@ -95,7 +94,7 @@ def top_examples_figure(pixels: np.ndarray, boxes: np.ndarray | None, scores: np
                 x += part.shape[1] + GAP
     dpi = style.DEFAULT_DPI  # the design size: one canvas pixel a pixel at the default resolution
     width_px, height_px = max(MIN_WIDTH_PX, width + LABEL_PX + 10), height + 50
-    fig = plt.figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    fig = new_figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     ax = fig.add_axes([LABEL_PX / width_px, 6 / height_px, width / width_px, height / height_px])
     ax.imshow(canvas, interpolation="nearest")
     ax.set_axis_off()

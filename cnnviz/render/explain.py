@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from cnnviz.render.style import DIVERGING as SIGNED
 from cnnviz.render.style import PIXELS
 from cnnviz.render.style import SEQUENTIAL as MAPS
-from cnnviz.render.figures import save_figure
+from cnnviz.render.figures import new_axes, save_figure
 
 SIGNED_METHODS = ("gradient-input", "smoothgrad", "integrated-gradients", "occlusion")
 
@@ -24,7 +23,7 @@ def explanation_figure(pixels: np.ndarray, maps: dict[str, np.ndarray], lines: S
     centred at 0 (red: raises the target logit); unsigned ones on a sequential scale."""
     notes = notes or {}
     columns = 1 + len(maps)
-    fig, axes = plt.subplots(2, columns, figsize=(1.9 * columns, 4.3), squeeze=False)
+    fig, axes = new_axes(2, columns, figsize=(1.9 * columns, 4.3), squeeze=False)
     if pixels.ndim == 3:
         axes[0, 0].imshow(np.clip(pixels / 255.0, 0, 1))
     else:
@@ -55,7 +54,7 @@ def explanation_figure(pixels: np.ndarray, maps: dict[str, np.ndarray], lines: S
 def sanity_figure(report: dict, path: str | os.PathLike | None = None):
     """Left: each method's correlation with the trained maps as layers are randomised from
     the top; right: the deletion curves against a random order."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (left, right) = new_axes(1, 2, figsize=(10, 3.8))
     layers = report["layers_randomised"]
     for method, row in report["methods"].items():
         left.plot(range(1, len(layers) + 1), row["randomisation"], marker="o", label=method)

@@ -1,17 +1,27 @@
-"""Matplotlib figures (Agg backend, written atomically)."""
+"""Matplotlib figures made as `matplotlib.figure.Figure` objects, never through pyplot's
+global state: the backend a notebook user chose stays theirs, and no figure of cnnviz's
+appears in their `plt.show()`. Written atomically."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from cnnviz.atomic import atomic_path
+from cnnviz.render.style import figure_output_now
 
-from cnnviz.atomic import atomic_path  # noqa: E402
-from cnnviz.render.style import figure_output_now  # noqa: E402
+
+def new_figure(**options) -> Figure:
+    """A Figure of its own (figsize, dpi, …), as `plt.figure` makes one but unknown to pyplot."""
+    return Figure(**options)
+
+
+def new_axes(nrows: int = 1, ncols: int = 1, squeeze: bool = True, gridspec_kw=None, **options):
+    """(figure, axes) as `plt.subplots` gives them, unknown to pyplot."""
+    fig = Figure(**options)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze, gridspec_kw=gridspec_kw)
 
 
 def save_figure(fig, path: str | os.PathLike | None, dpi: int | None = None, tight: bool = False):
@@ -29,7 +39,6 @@ def save_figure(fig, path: str | os.PathLike | None, dpi: int | None = None, tig
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi or figure_output_now().dpi, format=path.suffix.lstrip(".") or "png",
                     bbox_inches="tight" if tight else None)
-    plt.close(fig)
     return path
 
 
@@ -45,7 +54,7 @@ def set_margins(fig, left: float = 0.7, right: float = 0.2, top: float = 0.45,
 def training_curves(history: dict[str, list[float]], path: str | os.PathLike,
                     title: str = "") -> Path:
     """Accuracy and loss per epoch, train vs validation (test split), side by side."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = new_axes(1, 2, figsize=(10, 3.8))
     for ax, metric in zip(axes, ("accuracy", "loss")):
         for key, label, style in ((metric, "train", "o-"), (f"val_{metric}", "test", "s--")):
             values = history.get(key, [])
@@ -65,10 +74,9 @@ def training_curves(history: dict[str, list[float]], path: str | os.PathLike,
 
 
 def png_bytes(fig, dpi: int = 90) -> bytes:
-    """A figure as PNG bytes (for Jupyter's _repr_png_); the figure is closed."""
+    """A figure as PNG bytes (for Jupyter's _repr_png_)."""
     import io
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     return buffer.getvalue()

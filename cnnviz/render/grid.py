@@ -14,13 +14,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors
 from matplotlib.cm import ScalarMappable
 
 from cnnviz.render import style
-from cnnviz.render.figures import save_figure
+from cnnviz.render.figures import new_figure, save_figure
 from cnnviz.render.mosaic import as_tiles
 
 MAX_WIDTH_PX = 1200  # a block of columns wraps before this width
@@ -117,7 +116,7 @@ def _draw(grid: Grid, row_labels, title, layer, units: bool, path):
     bar_px = 90 if scale == "layer" else 0
     height_px = canvas.shape[0] + 56
     width_px = max(MIN_WIDTH_PX, canvas.shape[1] + LABEL_PX + bar_px + 10)
-    fig = plt.figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    fig = new_figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     ax = fig.add_axes([LABEL_PX / width_px, 10 / height_px, canvas.shape[1] / width_px,
                        canvas.shape[0] / height_px])
     ax.imshow(canvas, interpolation="nearest", aspect="equal")

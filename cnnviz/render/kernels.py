@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors
 from matplotlib.cm import ScalarMappable
 
 from cnnviz.render import style
-from cnnviz.render.figures import save_figure
+from cnnviz.render.figures import new_figure, save_figure
 
 CELL_GAP, LABEL_H, COLUMNS_PX = 14, 16, 1100
 
@@ -62,7 +61,7 @@ def strongest_inputs_figure(kernels: np.ndarray, order: np.ndarray, share: np.nd
         spots.append((left, top - 3, f"map {m} ({share[m]:.0%})"))
     dpi = style.DEFAULT_DPI  # the design size: one canvas pixel a pixel at the default resolution
     width_px, height_px = canvas.shape[1] + 130, canvas.shape[0] + 60
-    fig = plt.figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    fig = new_figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     ax = fig.add_axes([10 / width_px, 10 / height_px, canvas.shape[1] / width_px,
                        canvas.shape[0] / height_px])
     ax.imshow(canvas, interpolation="nearest")

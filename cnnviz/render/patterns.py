@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors
 from matplotlib.cm import ScalarMappable
@@ -15,7 +14,7 @@ from matplotlib.patches import Rectangle
 from cnnviz.render.activations import draw_mosaic
 from cnnviz.render.style import DIVERGING as SIGNED
 from cnnviz.render.style import PIXELS
-from cnnviz.render.figures import save_figure, set_margins
+from cnnviz.render.figures import new_axes, save_figure, set_margins
 from cnnviz.render.mosaic import as_tiles, mosaic
 
 PATTERN_CMAP, KERNEL_CMAP = PIXELS, SIGNED
@@ -25,7 +24,7 @@ def _figure_for(image_shape: tuple[int, int], screen_px_per_pixel: float = 3.0, 
     """A figure sized so each mosaic pixel takes about `screen_px_per_pixel` pixels."""
     width = max(4.0, image_shape[1] * screen_px_per_pixel / dpi)
     height = width * image_shape[0] / image_shape[1]
-    return plt.subplots(figsize=(width + 0.6, height + 0.7))
+    return new_axes(figsize=(width + 0.6, height + 0.7))
 
 
 def pattern_gallery(pixels: np.ndarray, labels: Sequence[str], title: str,

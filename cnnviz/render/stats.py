@@ -6,16 +6,15 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from cnnviz.render.figures import save_figure, set_margins
+from cnnviz.render.figures import new_axes, save_figure, set_margins
 
 
 def histograms(activations: np.ndarray, weights: np.ndarray | None, layer: str,
                path: str | os.PathLike | None = None):
     """Histogram of a sample of the layer's activations, and of all its weights."""
-    fig, axes = plt.subplots(1, 2 if weights is not None else 1, figsize=(10, 3.4), squeeze=False)
+    fig, axes = new_axes(1, 2 if weights is not None else 1, figsize=(10, 3.4), squeeze=False)
     ax = axes[0, 0]
     zero = float(np.mean(activations == 0))
     counts, edges = np.histogram(activations[activations != 0], bins=80)
@@ -37,7 +36,7 @@ def histograms(activations: np.ndarray, weights: np.ndarray | None, layer: str,
 def map_means(mean: np.ndarray, dead: np.ndarray, always_on: np.ndarray, layer: str,
               path: str | os.PathLike, unit: str = "map") -> Path:
     """Mean activation per map as bars; dead maps marked with a red ×, always-on with a dot."""
-    fig, ax = plt.subplots(figsize=(float(np.clip(len(mean) * 0.14, 6, 16)), 3.2))
+    fig, ax = new_axes(figsize=(float(np.clip(len(mean) * 0.14, 6, 16)), 3.2))
     index = np.arange(len(mean))
     ax.bar(index, mean, width=0.8, color="tab:blue")
     top = float(mean.max()) if len(mean) and mean.max() > 0 else 1.0
@@ -57,7 +56,7 @@ def map_means(mean: np.ndarray, dead: np.ndarray, always_on: np.ndarray, layer: 
 def overview(layers: Sequence[str], active: Sequence[float], dead: Sequence[int],
              sizes: Sequence[int], path: str | os.PathLike | None = None):
     """All layers: share of activations above zero, and dead maps out of all maps."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (left, right) = new_axes(1, 2, figsize=(11, 3.6))
     x = np.arange(len(layers))
     left.bar(x, active, color="tab:blue")
     left.set_xticks(x, layers, rotation=30)
@@ -76,7 +75,7 @@ def overview(layers: Sequence[str], active: Sequence[float], dead: Sequence[int]
 def comparison(layers: Sequence[str], names: tuple[str, str], active: tuple[list, list],
                dead_share: tuple[list, list], path: str | os.PathLike | None = None):
     """Two models side by side per layer: activity and share of dead maps."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = new_axes(1, 2, figsize=(11, 3.6))
     x, width = np.arange(len(layers)), 0.38
     for ax, values, title in ((axes[0], active, "share of values > 0"),
                               (axes[1], dead_share, "share of dead maps / units")):

@@ -6,7 +6,7 @@ Colour maps: sequential (viridis) for activations, which run from low to high; d
 something; grey for images and patterns (0–255). NaN, the gaps between mosaic tiles, is
 white in each.
 
-    with figure_output(dpi=200, format="svg"):   # what --dpi and --format set
+    with figure_output(dpi=200, format="svg"):   # what the dpi and format parameters set
         ...                                      # every figure written inside is SVG at 200 dpi
 """
 
@@ -17,16 +17,13 @@ import contextvars
 from dataclasses import dataclass
 
 import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from cnnviz.errors import UsageError
 
-from cnnviz.errors import UsageError  # noqa: E402
-
-SEQUENTIAL = plt.get_cmap("viridis").with_extremes(bad="white")   # activations: low dark, high yellow
-DIVERGING = plt.get_cmap("RdBu_r").with_extremes(bad="white")     # weights, signed: red +, blue −
-PIXELS = plt.get_cmap("gray").with_extremes(bad="white")          # images and patterns, 0–255
+SEQUENTIAL = matplotlib.colormaps["viridis"].with_extremes(bad="white")   # activations: low dark, high yellow
+DIVERGING = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")     # weights, signed: red +, blue −
+PIXELS = matplotlib.colormaps["gray"].with_extremes(bad="white")          # images and patterns, 0–255
 
 TITLE = 10       # points: a figure's or panel's title
 LABEL = 9        # axis labels, text under an image

@@ -2,7 +2,7 @@
 
 Accepted by POST /api/predict and /api/explain:
 - an image file (PNG, JPEG, GIF, BMP, TIFF; any Content-Type but JSON): converted to the
-  model's input exactly as `cnnviz explain --input` converts a file;
+  model's input exactly as an image file given to explain or activations is converted;
 - JSON {"pixels": [[…]]}: raw pixels 0–255 in the model's input shape (H×W or H×W×C),
   optionally {"target": CLASS} for /api/explain;
 - JSON {"drawing": [[…]]}: a drawing, white ink on black, 0–255, gray, any size up to

@@ -124,7 +124,7 @@ def make_server(live: Live, host: str = "127.0.0.1", port: int = 8765, log=None,
         return LiveServer((host, port), live, log, timeout)
     except OSError as exc:
         if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
-            raise CnnvizError(f"port {port} on {host} is in use; choose another with --port "
+            raise CnnvizError(f"port {port} on {host} is in use; choose another port= "
                               "(0 picks a free one)") from None
         raise CnnvizError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
@@ -322,7 +322,7 @@ class Handler(BaseHTTPRequestHandler):
         live = self.server.live
         if not live.has_atlas():
             return self._error(HTTPStatus.NOT_FOUND, "no atlas for this model yet: run "
-                               f"`cnnviz atlas {live.inspected.name}` (or give serve --atlas DIR)")
+                               f"the atlas of {live.inspected.name} (cnnviz atlas), or give its folder (atlas=DIR)")
         root = live.atlas.resolve()
         try:
             target = (root / relative).resolve()

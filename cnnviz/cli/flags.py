@@ -1,0 +1,46 @@
+"""The library speaks in parameters (`data=PATH`, `force=True`); the command line shows them
+as its flags (`--data PATH`, `--force`). Every line the CLI prints from the library goes
+through `as_flags`."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+ALIASES = {"layers": "--layer", "methods": "--method", "resize=False": "--no-resize",
+           "resize=True": "without --no-resize"}
+_PARAMETER = re.compile(r"\b([a-z][a-z_]*)=(True\b|False\b|[^\s,;)`'\"]*)")
+
+
+def _flags() -> set[str]:
+    """Every long option of every cnnviz command."""
+    from cnnviz.cli.group import cli
+
+    found = set()
+    for command in [cli, *cli.commands.values()]:
+        for param in command.params:
+            found.update(o for o in getattr(param, "opts", []) if o.startswith("--"))
+    return found
+
+
+def as_flags(text: str) -> str:
+    """`name=value` → `--name value`, `name=True` → `--name` wherever the command line has
+    that flag; anything else is left as it is."""
+    known = _flags()
+
+    def flag(match: re.Match) -> str:
+        name, value = match.groups()
+        if f"{name}={value}" in ALIASES:
+            return ALIASES[f"{name}={value}"]
+        option = ALIASES.get(name) or "--" + name.replace("_", "-")
+        if option not in known:
+            return match.group(0)
+        return option if value in ("True", "") else f"{option} {value}"
+
+    return _PARAMETER.sub(flag, str(text))
+
+
+def say(line: str = "") -> None:
+    """click.echo of a line from the library, its parameters written as flags."""
+    click.echo(as_flags(line))
