@@ -19,8 +19,8 @@ from cnnviz.errors import CnnvizError, CnnvizWarning, UsageError
 if TYPE_CHECKING:
     from cnnviz.inspected import Inspected
 
-__version__ = "0.1.0"
-__all__ = ["__version__", "load", "train", "CnnvizError", "CnnvizWarning", "UsageError",
+from cnnviz.version import __version__
+__all__ = ["__version__", "load", "train", "live", "CnnvizError", "CnnvizWarning", "UsageError",
            "Objective", "channel", "neuron"]
 _OBJECTIVES = ("Objective", "channel", "neuron")
 
@@ -105,3 +105,21 @@ def train(preset: str = "article2", name: str | None = None, dataset: str = "mni
     from cnnviz.inspected import Inspected
 
     return Inspected(loaded, data)
+
+
+def live(model: Any = None, port: int = 8765, host: str = "127.0.0.1",
+         atlas: str | Path | None = None, **load_options: Any):
+    """The live page of `cnnviz serve`, served from a background thread (a notebook goes on
+    running): returns a handle with `.url` and `.stop()`. model: an opened model (what
+    `load` returns) or anything `load` takes (load_options go to it); port 0 picks a free
+    one; atlas: the folder served at /atlas/ (default outputs/NAME)."""
+    from cnnviz.checks import path, text, whole
+
+    port, host = whole(port, "port", 0, 65535), text(host, "host")
+    folder = path(atlas, "atlas", optional=True)
+    opened = model if type(model).__name__ == "Inspected" else load(model, **load_options)
+    from cnnviz.serve.live import Live
+    from cnnviz.serve.server import start_in_background
+
+    folder = folder or Path("outputs") / opened.loaded.folder_name
+    return start_in_background(Live(opened, folder), host, port)

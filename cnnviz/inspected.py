@@ -15,12 +15,13 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from cnnviz.checks import brief, indices, path, text, whole
+from cnnviz.checks import brief, indices, path, whole
 from cnnviz.data import Dataset, dataset_for
 from cnnviz.graph import graph_of
 from cnnviz.errors import UsageError
 from cnnviz.layers import check_layers
 from cnnviz.model import LoadedModel, resolve_layers
+from cnnviz.progress import Progress, bars, progress_bar
 from cnnviz.results import (ActivationResult, ExplanationResult, KernelResult, PatternResult,
                             SanityResult, StatsResult)
 
@@ -99,19 +100,19 @@ class Inspected:
 
     def patterns(self, layer: str | None = None, maps: int | Iterable[int] | str | None = None,
                  objective=None, split: str = "test", scales: Sequence[int] | None = None,
-                 progress: Callable[[int], None] | None = None, strategy=None,
-                 **settings) -> PatternResult:
+                 progress: Progress = None, strategy=None, **settings) -> PatternResult:
         """The input pattern that drives each map hardest: gradient ascent from smooth
         noise, noise per pixel and each map's top images of `split` (`data_starts=0`: noise
         only, no comparison). maps: an index, a list, "0-15,31", or None for all.
         objective: instead of maps, an expression ('conv3:17 - 0.5*conv3:4'), an Objective,
         or a list of them. Other keywords are PatternSettings fields (steps, step_size,
-        starts, pixel_starts, data_starts, diversity, recipe, seed, …). progress(n) is
-        called as steps finish. strategy: a tf.distribute strategy or its name (see
+        starts, pixel_starts, data_starts, diversity, recipe, seed, …). progress: a bar
+        (tqdm.auto: a widget in a notebook) by default, False for none, or a callable
+        progress(n) called as steps finish. strategy: a tf.distribute strategy or its name (see
         cnnviz.distributed): the maps are split across its replicas."""
         from cnnviz.probes.objectives import check_objective, parse_objectives
-        from cnnviz.probes.patterns import (PatternSettings, default_scales, optimal_patterns,
-                                            parse_maps)
+        from cnnviz.probes.patterns import (PatternSettings, ascent_steps, default_scales,
+                                            optimal_patterns, parse_maps)
 
         scales = default_scales(self.loaded.image_shape) if scales is None else scales
         try:
@@ -137,8 +138,11 @@ class Inspected:
             check_layers(self.model, [name], "patterns")
             chosen = self._maps(maps, graph_of(self.model).shape(name)[-1], parse_maps)
         images = self.data().split(split)[0] if options.data_starts else None
-        found = optimal_patterns(self.model, name, chosen, self.loaded.preprocessing, options,
-                                 progress, images, objectives, strategy)
+        steps = ascent_steps(len(chosen), options, graph_of(self.model).input_shape[1:],
+                             images is not None)
+        with progress_bar(progress, steps, f"{name} patterns") as update:
+            found = optimal_patterns(self.model, name, chosen, self.loaded.preprocessing, options,
+                                     update, images, objectives, strategy)
         best = found.best_inputs
         pixels = np.clip(self.loaded.preprocessing.invert(best), 0, 255)
         predicted = np.asarray(self.model.predict(best, verbose=0)).argmax(axis=1)
@@ -207,7 +211,7 @@ class Inspected:
 
     def stats(self, layers: str | Iterable[str] = "all", split: str = "test",
               limit: int | None = None, top: int = 9, batch_size: int = 500,
-              strategy=None) -> StatsResult:
+              strategy=None, progress: Progress = None) -> StatsResult:
         """Statistics of every map over a split (streamed in batches of `batch_size` per
         replica), with the top-k images of each map. strategy: a tf.distribute strategy or
         its name (see cnnviz.distributed): the images are shared out over its replicas."""
@@ -220,16 +224,17 @@ class Inspected:
         x, y = x[:limit], y[:limit]
         if top > len(x):
             raise UsageError(f"top {top} is larger than the {len(x):,} images used", "top")
-        found = layer_stats(self.model, names, x, y, self.loaded.preprocessing, top=top,
-                            batch_size=batch_size, classes=len(self.data().class_names),
-                            strategy=strategy)
+        with progress_bar(progress, len(x), "stats") as update:
+            found = layer_stats(self.model, names, x, y, self.loaded.preprocessing, top=top,
+                                batch_size=batch_size, classes=len(self.data().class_names),
+                                progress=update, strategy=strategy)
         return StatsResult(found, split, len(x))
 
     def atlas(self, folder: str | Path | None = None, steps: int = 50, top: int = 9,
               split: str = "test", limit: int | None = None,
               report: Callable[[str], None] | None = None, layers: str | None = None,
               explain: bool = True, dpi: int | None = None, format: str | None = None,  # noqa: A002
-              strategy=None) -> Path | None:
+              strategy=None, progress: Progress = None) -> Path | None:
         """Everything `cnnviz atlas` writes, into `folder` (default outputs/NAME); returns
         the page's path. `report` receives one line per stage. layers: None (every layer of
         a small model, a choice on a big one), "all", or a comma list. explain=False skips the
@@ -250,20 +255,8 @@ class Inspected:
         with distributed.sharing(strategy) as shared, figure_output(dpi, format), \
                 distributed.writes_to(out, shared) as where:
             site = run_atlas(self.loaded, self.data(), where, settings, split, limit, top, report,
-                             layers, skip=() if explain else ("explain",))
+                             layers, bar=bars(progress), skip=() if explain else ("explain",))
         return site.index if where == out else None
-
-    def serve(self, port: int = 8765, host: str = "127.0.0.1",
-              atlas: str | Path | None = None):
-        """The live page of `cnnviz serve` for this model, served from a background thread
-        (a notebook goes on running): returns a handle with `.url` and `.stop()`. port 0
-        picks a free one; atlas: the folder served at /atlas/ (default outputs/NAME)."""
-        from cnnviz.serve.live import Live
-        from cnnviz.serve.server import start_in_background
-
-        port, host = whole(port, "port", 0, 65535), text(host, "host")
-        folder = path(atlas, "atlas", optional=True) or Path("outputs") / self.loaded.folder_name
-        return start_in_background(Live(self, folder), host, port)
 
     # ---- helpers ---------------------------------------------------------------------
 

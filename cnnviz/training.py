@@ -18,8 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import cnnviz
 from cnnviz import bundle, distributed
+from cnnviz.version import __version__
 from cnnviz.atomic import atomic_path
 from cnnviz.data import Dataset, Preprocessing
 from cnnviz.errors import CnnvizError, UsageError
@@ -293,7 +293,7 @@ def new_run(name: str, network: NetworkSpec, training: TrainSpec, data: Dataset,
         "device": device, "epoch_seconds": [], "metrics": {},
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__, "numpy": np.__version__,
-                     "cnnviz": cnnviz.__version__},
+                     "cnnviz": __version__},
     }
 
 

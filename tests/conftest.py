@@ -96,11 +96,11 @@ class LiveServer:
 
 @pytest.fixture(scope="session")
 def live_server(trained, small_npz, atlas):
-    """`cnnviz serve`'s server for bundle a2 (and its atlas) on a free port: `m.serve()`."""
+    """`cnnviz serve`'s server for bundle a2 (and its atlas) on a free port: `cnnviz.live`."""
     import cnnviz
 
     inspected = cnnviz.load("a2", trained_dir=trained, data=small_npz)
-    running = inspected.serve(port=0, atlas=atlas)
+    running = cnnviz.live(inspected, port=0, atlas=atlas)
     yield LiveServer(running.url, inspected, atlas)
     running.stop()
 

@@ -128,3 +128,20 @@ def test_atlas_from_the_library(m, tmp_path):
     assert page.is_file() and page.name == "index.html"
     assert [line.split(":")[0] for line in lines if not line.startswith(" ")] == [
         "curves", "activations", "patterns", "kernels", "stats", "explain"]
+
+
+def test_long_calls_show_a_bar_by_default_a_callable_on_request_and_nothing_when_false(m, capsys):
+    from cnnviz.probes.patterns import PatternSettings, ascent_steps
+
+    capsys.readouterr()
+    m.stats(layers="conv1", limit=40, top=2)
+    assert "stats" in capsys.readouterr().err  # tqdm.auto's bar (a widget in a notebook)
+    m.stats(layers="conv1", limit=40, top=2, progress=False)
+    assert capsys.readouterr().err == ""
+    counted: list[int] = []
+    m.patterns("conv1", maps=[0, 1], steps=3, data_starts=0, progress=counted.append)
+    settings = PatternSettings(steps=3, data_starts=0, scales=(3, 7, 14, 28))
+    assert sum(counted) == ascent_steps(2, settings, (28, 28, 1), False)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(cnnviz.UsageError, match="progress must be True, False or a callable"):
+        m.stats(layers="conv1", limit=40, progress="yes")

@@ -79,7 +79,7 @@ def test_fashion_from_keras_cache_then_debian(tmp_path, sample, monkeypatch):
 
 def test_fashion_without_any_source_says_where_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "absent")
-    with pytest.raises(CnnvizError, match="no fashion data found: pass --data PATH"):
+    with pytest.raises(CnnvizError, match="no fashion data found: pass data=PATH"):  # the CLI: --data
         load_dataset("fashion")
 
 

@@ -220,9 +220,9 @@ API_CALLS = [
     (lambda c, m: m.explain(patch=2.5), "patch"),
     (lambda c, m: m.stats(limit=2.5), "limit"),
     (lambda c, m: m.stats(top=0), "top"),
-    (lambda c, m: m.serve(port=-1), "port"),
-    (lambda c, m: m.serve(port=70000), "port"),
-    (lambda c, m: m.serve(host=5), "host"),
+    (lambda c, m: c.live(m, port=-1), "port"),
+    (lambda c, m: c.live(m, port=70000), "port"),
+    (lambda c, m: c.live(m, host=5), "host"),
     (lambda c, m: m.atlas(steps=0.5), "steps"),
 ]
 

@@ -311,7 +311,9 @@ def test_requests_waiting_together_share_one_batch_and_its_errors():
 
 
 def test_the_library_serves_from_a_background_thread_and_stops(live_server):
-    running = live_server.inspected.serve(port=0, atlas=live_server.atlas)
+    import cnnviz
+
+    running = cnnviz.live(live_server.inspected, port=0, atlas=live_server.atlas)
     try:
         assert "serving" in repr(running) and running.url in running._repr_html_()
         status, model = call(f"{running.url}api/model")

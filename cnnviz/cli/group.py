@@ -9,7 +9,7 @@ import warnings
 
 import click
 
-from cnnviz import __version__
+from cnnviz.version import __version__
 from cnnviz.cli.flags import as_flags
 from cnnviz.errors import CnnvizError, CnnvizWarning, UsageError
 from cnnviz.runtime import quiet_imports
