@@ -13,9 +13,8 @@ from cnnviz.cli.options import (figure_options, check_image_choice, check_writab
                                 parse_int_list, probe_data_options, record_entries,
                                 trained_dir_option)
 from cnnviz.errors import UsageError
+from cnnviz.explain_methods import BY_NAME, NAMES
 
-METHOD_NAMES = ("saliency, gradient-input, smoothgrad, integrated-gradients, grad-cam, "
-                "grad-cam++, occlusion")
 
 
 @cli.command()
@@ -27,7 +26,7 @@ METHOD_NAMES = ("saliency, gradient-input, smoothgrad, integrated-gradients, gra
               help="your own PNG/JPEG instead of a dataset image")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--method", "methods", default="all", show_default=True, metavar="NAMES",
-              help=f"a comma list of: {METHOD_NAMES}")
+              help=f"a comma list of: {', '.join(NAMES)}")
 @click.option("--target", default="predicted", show_default=True, metavar="predicted|true|CLASS",
               help="the class whose logit is explained")
 @click.option("--layer", help="Grad-CAM's layer (default: the last layer with positions)")
@@ -81,7 +80,7 @@ def explain(model, image_list, digit, count, input_file, split, methods, target,
         from cnnviz.probes.attribution import check_spatial
         from cnnviz.layers import check_layers
 
-        if any(name.startswith("grad-cam") for name in settings.methods):
+        if any(BY_NAME[name].spatial for name in settings.methods):
             check_spatial(loaded.model, layer)
         check_layers(loaded.model, [layer], "activations")
     from cnnviz.galleries import activations as picking

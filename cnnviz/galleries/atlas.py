@@ -158,13 +158,14 @@ def all_patterns(job: AtlasJob) -> list[dict]:
 def class_explanations(job: AtlasJob) -> list[dict]:
     """Why: every method's attributions for the first image of each class."""
     from cnnviz.galleries import explain
+    from cnnviz.explain_methods import METHODS as REGISTERED
     from cnnviz.probes.attribution import METHODS, ExplainSettings, spatial_layer
 
     methods = METHODS
     try:
         spatial_layer(job.loaded.model)
     except UsageError:
-        methods = tuple(m for m in METHODS if not m.startswith("grad-cam"))
+        methods = tuple(m.name for m in REGISTERED if not m.spatial)
         job.say("  no layer with positions: no Grad-CAM")
     side = max(job.loaded.image_shape[:2])
     patch = max(1, round(side / 7))  # occlusion without overlap: 49 squares an image

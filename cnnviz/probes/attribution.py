@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from cnnviz.checks import check_fields
+from cnnviz.explain_methods import BY_NAME, NAMES
 from cnnviz.errors import UsageError, warn_if_not_finite
 from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
@@ -33,8 +34,7 @@ from cnnviz.layers import has_activation
 from cnnviz.probes.compiled import compiled
 from cnnviz.probes.responses import ends_in_softmax, linear_part
 
-METHODS = ("saliency", "gradient-input", "smoothgrad", "integrated-gradients", "grad-cam",
-           "grad-cam++", "occlusion")
+METHODS = NAMES  # the registered methods (cnnviz.explain_methods), in their order
 BASELINES = ("black", "mean", "blur")
 
 
@@ -155,43 +155,96 @@ def explain(model: keras.Model, preprocessing: Preprocessing, pixels: np.ndarray
     zeros = np.zeros((1, *shape[:2]) + ((shape[2],) if shape[2] > 1 else ()), np.float32)
     low = preprocessing.apply(zeros)[0]
     span = preprocessing.apply(zeros + 255.0)[0] - low
-    if any(m.startswith("grad-cam") for m in settings.methods) and settings.layer is not None:
+    if any(BY_NAME[m].spatial for m in settings.methods) and settings.layer is not None:
         check_spatial(model, settings.layer)
     run = compiled(model, "logits", lambda: tf.function(logits_of(model), reduce_retracing=True))
     gradient = compiled(model, "logit gradient", lambda: _gradient_fn(logits_of(model)))
     logits = _batched(lambda b: run(tf.constant(x[b]))[1].numpy(), len(x), settings.batch_size)
     warn_if_not_finite(logits, "class scores")
     found = Attributions({}, logits, targets)
-    cams: dict[str, np.ndarray] = {}
+    job = _Job(model, preprocessing, settings, pixels, x, targets, logits, run, gradient, low,
+               span, shape, mean_pixels, found)
     for method in settings.methods:
-        if method in ("saliency", "gradient-input"):
-            grad = _gradients(gradient, x, targets, settings.batch_size)
-            found.maps[method] = (np.abs(grad).max(axis=-1) if method == "saliency"
-                                  else (grad * x).sum(axis=-1))
-        elif method == "smoothgrad":
-            found.maps[method] = _smoothgrad(gradient, x, targets, span, settings)
-            found.notes[method] = f"{settings.samples} samples, σ {settings.noise:g} of the range"
-        elif method == "integrated-gradients":
-            base = preprocessing.apply(_baseline(settings.baseline, pixels, mean_pixels, shape))
-            grad = _path_gradients(gradient, x, base, targets, settings)
-            attributions = ((x - base) * grad).sum(axis=-1)
-            end = _batched(lambda b: run(tf.constant(base[b]))[1].numpy(), len(x), settings.batch_size)
-            found.difference = (logits - end)[np.arange(len(x)), targets]
-            found.completeness = attributions.sum(axis=(1, 2)) - found.difference
-            found.maps[method] = attributions
-            found.notes[method] = f"baseline {settings.baseline}, {settings.steps} steps"
-        elif method in ("grad-cam", "grad-cam++"):
-            layer = settings.layer or spatial_layer(model)
-            if method not in cams:  # both variants from one pass (one trace)
-                cams.update(_grad_cams(model, layer, x, targets, settings.batch_size))
-            found.maps[method] = cams[method]
-            found.notes[method] = f"layer {layer}"
-        else:
-            patch = settings.patch or max(1, round(shape[0] / 7))
-            stride = settings.stride or max(1, patch // 2)
-            found.maps[method] = occlusion(run, x, targets, patch, stride, low, settings.batch_size)
-            found.notes[method] = f"{patch}×{patch} patches every {stride} px, filled black"
+        found.maps[method], note = COMPUTE[method](job)
+        if note:
+            found.notes[method] = note
     return found
+
+
+@dataclass
+class _Job:
+    """What every method's function reads: the inputs, the targets, the compiled functions."""
+
+    model: keras.Model
+    preprocessing: Preprocessing
+    settings: ExplainSettings
+    pixels: np.ndarray
+    x: np.ndarray            # the network's input (N, H, W, C)
+    targets: np.ndarray
+    logits: np.ndarray
+    run: Callable            # x → (None, logits)
+    gradient: Callable       # (x, targets) → ∂logit/∂x
+    low: np.ndarray          # the input of black pixels
+    span: np.ndarray         # the input's range for 0–255 pixels
+    shape: tuple[int, ...]
+    mean_pixels: np.ndarray | None
+    found: Attributions      # completeness and the like are recorded on it
+    cams: dict = field(default_factory=dict)
+
+
+def _saliency(job: _Job) -> tuple[np.ndarray, str]:
+    grad = _gradients(job.gradient, job.x, job.targets, job.settings.batch_size)
+    return np.abs(grad).max(axis=-1), ""
+
+
+def _gradient_input(job: _Job) -> tuple[np.ndarray, str]:
+    grad = _gradients(job.gradient, job.x, job.targets, job.settings.batch_size)
+    return (grad * job.x).sum(axis=-1), ""
+
+
+def _smoothgrad_map(job: _Job) -> tuple[np.ndarray, str]:
+    settings = job.settings
+    return (_smoothgrad(job.gradient, job.x, job.targets, job.span, settings),
+            f"{settings.samples} samples, σ {settings.noise:g} of the range")
+
+
+def _integrated_gradients(job: _Job) -> tuple[np.ndarray, str]:
+    settings, x = job.settings, job.x
+    base = job.preprocessing.apply(_baseline(settings.baseline, job.pixels, job.mean_pixels,
+                                             job.shape))
+    grad = _path_gradients(job.gradient, x, base, job.targets, settings)
+    attributions = ((x - base) * grad).sum(axis=-1)
+    end = _batched(lambda b: job.run(tf.constant(base[b]))[1].numpy(), len(x), settings.batch_size)
+    job.found.difference = (job.logits - end)[np.arange(len(x)), job.targets]
+    job.found.completeness = attributions.sum(axis=(1, 2)) - job.found.difference
+    return attributions, f"baseline {settings.baseline}, {settings.steps} steps"
+
+
+def _grad_cam(variant: str) -> Callable[[_Job], tuple[np.ndarray, str]]:
+    def compute(job: _Job) -> tuple[np.ndarray, str]:
+        layer = job.settings.layer or spatial_layer(job.model)
+        if variant not in job.cams:  # both variants from one pass (one trace)
+            job.cams.update(_grad_cams(job.model, layer, job.x, job.targets,
+                                       job.settings.batch_size))
+        return job.cams[variant], f"layer {layer}"
+
+    return compute
+
+
+def _occlusion(job: _Job) -> tuple[np.ndarray, str]:
+    patch = job.settings.patch or max(1, round(job.shape[0] / 7))
+    stride = job.settings.stride or max(1, patch // 2)
+    return (occlusion(job.run, job.x, job.targets, patch, stride, job.low, job.settings.batch_size),
+            f"{patch}×{patch} patches every {stride} px, filled black")
+
+
+# one function per registered method (cnnviz.explain_methods): (N, H, W) maps and a note
+COMPUTE: dict[str, Callable[[_Job], tuple[np.ndarray, str]]] = {
+    "saliency": _saliency, "gradient-input": _gradient_input, "smoothgrad": _smoothgrad_map,
+    "integrated-gradients": _integrated_gradients, "grad-cam": _grad_cam("grad-cam"),
+    "grad-cam++": _grad_cam("grad-cam++"), "occlusion": _occlusion,
+}
+assert set(COMPUTE) == set(NAMES), "every registered method has its function, and no other"
 
 
 def mean_image(images, size: int = 1000) -> np.ndarray:

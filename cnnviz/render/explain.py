@@ -8,12 +8,12 @@ from typing import Sequence
 
 import numpy as np
 
+from cnnviz.explain_methods import signed as is_signed
 from cnnviz.render.style import DIVERGING as SIGNED
 from cnnviz.render.style import PIXELS
 from cnnviz.render.style import SEQUENTIAL as MAPS
 from cnnviz.render.figures import new_axes, save_figure
 
-SIGNED_METHODS = ("gradient-input", "smoothgrad", "integrated-gradients", "occlusion")
 
 
 def explanation_figure(pixels: np.ndarray, maps: dict[str, np.ndarray], lines: Sequence[str],
@@ -32,7 +32,7 @@ def explanation_figure(pixels: np.ndarray, maps: dict[str, np.ndarray], lines: S
     axes[1, 0].text(0.0, 0.95, "\n".join(lines), fontsize=7, va="top", transform=axes[1, 0].transAxes)
     grey = pixels.mean(axis=-1) if pixels.ndim == 3 else pixels
     for k, (method, values) in enumerate(maps.items(), start=1):
-        signed = method in SIGNED_METHODS
+        signed = is_signed(method)
         limit = float(np.abs(values).max()) or 1.0
         low = -limit if signed else 0.0
         cmap = SIGNED if signed else MAPS

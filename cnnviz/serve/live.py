@@ -19,12 +19,13 @@ import numpy as np
 from cnnviz.data import digit_input
 from cnnviz.digits import prepare_digit
 from cnnviz.errors import CnnvizError, UsageError
+from cnnviz.explain_methods import METHODS
 from cnnviz.images import convert
 from cnnviz.names import slug
 from cnnviz.serve.batching import Batcher
 
 ARRAY_FORMATS = ("base64", "list")
-EXPLAIN_METHODS = ("saliency", "grad-cam")
+EXPLAIN_METHODS = tuple(m.name for m in METHODS if m.live)  # cheap enough for every drawing
 MAX_DRAWING = 1024  # a drawing's largest side
 PREPARED = "cropped to the ink, scaled into a 20×20 box and centred by mass, as MNIST's digits were"
 RESIZED = "resized to the model's input"
