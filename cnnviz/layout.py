@@ -8,9 +8,11 @@ and every layer part is a safe slug (cnnviz.names).
 from __future__ import annotations
 
 from cnnviz.names import slug
+from cnnviz.techniques import folder
 
-TRAIN, ACTIVATIONS, FILTERS, KERNELS, STATS, COMPARE = (
-    "train", "activations", "filters", "kernels", "stats", "compare")
+TRAIN, ACTIVATIONS, FILTERS, KERNELS, STATS, EXPLAIN, COMPARE = (
+    folder(name) for name in ("train", "activations", "filters", "kernels", "stats", "explain",
+                              "compare"))
 CURVES = f"{TRAIN}/curves.png"
 STATS_JSON = f"{STATS}/stats.json"
 STATS_CSV = f"{STATS}/stats.csv"

@@ -188,12 +188,13 @@ def filters(model, layer_specs, maps, objective, steps, step_size, scales, start
     check_writable(out)
     images = _pattern_data(loaded, dataset, data_path, split) if data_starts else None
     for layer, chosen, parsed in plan:
-        options = gallery.PatternOptions(layer, settings, chosen, per_scale, save_arrays, parsed)
+        options = gallery.PatternOptions(layer, settings, chosen, per_scale, save_arrays, parsed,
+                                         images, split)
         length = ascent_steps(len(chosen), settings, graph_of(loaded.model).input_shape[1:],
                               images is not None)
         with progress_bar(length, f"{layer}: {len(chosen)} × "
                           f"{settings.start_count(images is not None)} starts") as update:
-            written = gallery.run(loaded, options, out, say, update, images, split)
+            written = gallery.run(loaded, options, out, say, update)
         record_entries(loaded, out, written, f"{gallery.FILTERS}/{slug(layer)}",
                        refresh=False)  # each layer kept if Ctrl-C
     refresh_page(out)

@@ -98,7 +98,8 @@ class ActivationOptions:
 
 
 def run(loaded: LoadedModel, options: ActivationOptions, out: Path,
-        report: Callable[[str], None] | None = None) -> list[dict]:
+        report: Callable[[str], None] | None = None,
+        progress: Callable[[int], None] | None = None) -> list[dict]:
     """The recipe: figures (and arrays) for the selected images, then the class means."""
     layers, entries = list(options.layers), []
     if options.selection is not None:

@@ -24,6 +24,7 @@ from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel, resolve_layers
 from cnnviz.names import counted
 from cnnviz.probes.patterns import PatternSettings, ascent_steps
+from cnnviz.techniques import TECHNIQUES
 from cnnviz.render.figures import training_curves
 
 
@@ -148,10 +149,10 @@ def all_patterns(job: AtlasJob) -> list[dict]:
         steps = ascent_steps(len(maps), job.patterns, graph_of(job.loaded.model).input_shape[1:],
                              images is not None)
         with job.progress(f"  {layer}", steps) as update:
-            entries += filters.run(job.loaded, filters.PatternOptions(layer, job.patterns, maps,
-                                                                      save_arrays=True),
-                                   job.out, lambda line: job.say(f"  {line}"), update, images,
-                                   job.split)
+            options = filters.PatternOptions(layer, job.patterns, maps, save_arrays=True,
+                                             images=images, split=job.split)
+            entries += filters.run(job.loaded, options, job.out,
+                                   lambda line: job.say(f"  {line}"), update)
     return entries
 
 
@@ -187,10 +188,13 @@ def all_stats(job: AtlasJob) -> list[dict]:
         return stats.run(job.loaded, options, job.out, progress=update)
 
 
-# The atlas: one line per technique, in page order. A new technique adds its line here.
+# What the atlas runs for each registered technique (cnnviz.techniques) that has a stage
+STAGE_RUNS: dict[str, Callable[[AtlasJob], list[dict]]] = {
+    "train": curves, "activations": class_samples, "filters": all_patterns,
+    "kernels": all_kernels, "stats": all_stats, "explain": class_explanations}
 STAGES: list[tuple[str, Callable[[AtlasJob], list[dict]]]] = [
-    ("curves", curves), ("activations", class_samples), ("patterns", all_patterns),
-    ("kernels", all_kernels), ("stats", all_stats), ("explain", class_explanations)]
+    (t.atlas, STAGE_RUNS[t.name]) for t in TECHNIQUES if t.atlas is not None]
+assert set(STAGE_RUNS) == {t.name for t in TECHNIQUES if t.atlas}, "one stage per technique"
 
 
 def atlas_settings(steps: int = 50, step_size: float = 0.5,

@@ -12,13 +12,14 @@ import numpy as np
 from cnnviz.render.style import figure_name
 from cnnviz.atomic import atomic_path
 from cnnviz.galleries.activations import Selection
+from cnnviz.layout import EXPLAIN
 from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel
 from cnnviz.probes.activations import activations
 from cnnviz.probes.attribution import ExplainSettings, explain, resolve_targets
 from cnnviz.render.explain import explanation_figure, sanity_figure
 
-FOLDER = "explain"
+FOLDER = EXPLAIN
 TARGETS = ("predicted", "true")
 
 
@@ -34,7 +35,8 @@ class ExplainOptions:
 
 
 def run(loaded: LoadedModel, options: ExplainOptions, out: Path,
-        report: Callable[[str], None] | None = None) -> list[dict]:
+        report: Callable[[str], None] | None = None,
+        progress: Callable[[int], None] | None = None) -> list[dict]:
     """The recipe: attributions of every selected image, one figure each, the arrays, and
     with `check` the sanity checks (table, figure, JSON)."""
     say = report or (lambda line: None)

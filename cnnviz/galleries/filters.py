@@ -34,15 +34,14 @@ class PatternOptions:
     per_scale: bool = False
     save_arrays: bool = False
     objectives: tuple[Objective, ...] | None = None
+    images: object = None    # images of the dataset split (pixels at the model's size) for
+    split: str = "test"      # the data starts and each pattern's reference (its best image)
 
 
 def run(loaded: LoadedModel, options: PatternOptions, out: Path,
         report: Callable[[str], None] | None = None,
-        progress: Callable[[int], None] | None = None, data=None,
-        split: str = "test") -> list[dict]:
-    """The recipe: the ascent for one layer, its galleries (and arrays); a line to `report`.
-    `data`: images of the dataset split (pixels at the model's size) for the data starts and
-    each pattern's reference (its best image)."""
+        progress: Callable[[int], None] | None = None) -> list[dict]:
+    """The recipe: the ascent for one layer, its galleries (and arrays); a line to `report`."""
     if options.objectives is None:
         count = graph_of(loaded.model).shape(options.layer)[-1]
         maps = np.arange(count) if options.maps is None else options.maps
@@ -54,9 +53,10 @@ def run(loaded: LoadedModel, options: PatternOptions, out: Path,
         maps = np.arange(len(options.objectives))
     entries, result = write_patterns(loaded, options.layer, maps, options.settings, out,
                                      loaded.classes(), options.per_scale, options.save_arrays,
-                                     progress, data, options.objectives, split)
+                                     progress, options.images, options.objectives,
+                                     options.split)
     if report is not None:
-        report(f"{result.summary(split)}, {result.seconds:.1f} s")
+        report(f"{result.summary(options.split)}, {result.seconds:.1f} s")
     return entries
 
 

@@ -30,7 +30,8 @@ class KernelOptions:
 
 
 def run(loaded: LoadedModel, options: KernelOptions, out: Path,
-        report: Callable[[str], None] | None = None) -> list[dict]:
+        report: Callable[[str], None] | None = None,
+        progress: Callable[[int], None] | None = None) -> list[dict]:
     """The recipe: a kernel mosaic and array per conv layer."""
     return [e for layer in options.layers for e in write_kernels(loaded, layer, out)]
 

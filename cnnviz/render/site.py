@@ -21,12 +21,13 @@ from cnnviz.errors import CnnvizError
 from cnnviz.manifest import recover_manifest
 from cnnviz.names import slug
 from cnnviz.render.cards import CardSources, MapCard, find_sources, write_card_images
+from cnnviz.techniques import TECHNIQUES
 
 INDEX_FILE = "index.html"
 CARDS_DIR = "cards"
-COMMAND_ORDER = ("train", "activations", "filters", "kernels", "stats", "explain", "compare")
-COMMAND_TITLES = {"explain": "why (explain)"}
-AFTER_LAYERS = {"explain": "Why (explain)"}  # sections of their own, after the layers
+COMMAND_ORDER = tuple(t.name for t in TECHNIQUES)  # the registry's order (cnnviz.techniques)
+COMMAND_TITLES = {t.name: t.title for t in TECHNIQUES}
+AFTER_LAYERS = {t.name: t.title for t in TECHNIQUES if t.section == "after"}  # own sections
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
 LEAD_KINDS = ("curves", "patterns", "kernels", "compare-summary", "compare-similarity")
 SECTION_TITLES = {"kernel": "Kernel", "pattern": "Best input pattern",
