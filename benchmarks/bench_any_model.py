@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-STAGE = re.compile(r"^(\S+): \d+ files in ([\d.]+) s$")
+STAGE = re.compile(r"^(\S+): [\d,]+ files? in ([\d.]+) s$")
 TOTAL = re.compile(r"^atlas done in ([\d.]+) s$")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from timing import interleaved
 
-STAGE = re.compile(r"^(\S+): \d+ files in ([\d.]+) s$")
+STAGE = re.compile(r"^(\S+): [\d,]+ files? in ([\d.]+) s$")
 
 
 def run(args: list[str], env: dict, log: list[str] | None = None) -> None:

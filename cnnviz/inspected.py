@@ -155,16 +155,20 @@ class Inspected:
                              diverse, found.summary(split))
 
     def explain(self, images: int | Sequence[int] | np.ndarray = 0, methods: str | Sequence[str] = "all",
-                target: str | int = "predicted", split: str = "test", **settings) -> ExplanationResult:
+                target: str | int = "predicted", split: str = "test", progress: Progress = None,
+                **settings) -> ExplanationResult:
         """Why the network made each prediction: attribution maps of the target class's logit.
         images: as in `activations`; methods: "all", a name or a list (saliency,
         gradient-input, smoothgrad, integrated-gradients, grad-cam, grad-cam++, occlusion);
-        target: "predicted", "true" or a class index; other keywords are ExplainSettings
-        fields (steps, samples, baseline, patch, stride, layer, batch_size)."""
+        target: "predicted", "true" or a class index; progress: as in `patterns`; other
+        keywords are ExplainSettings fields (steps, samples, baseline, patch, stride, layer,
+        batch_size)."""
         from cnnviz.probes.attribution import explain
 
         pixels, targets, options, mean = self._explain_inputs(images, methods, target, split, settings)
-        found = explain(self.model, self.loaded.preprocessing, pixels, targets, options, mean)
+        with progress_bar(progress, len(pixels) * len(options.methods), "explain") as update:
+            found = explain(self.model, self.loaded.preprocessing, pixels, targets, options, mean,
+                            update)
         return ExplanationResult(found.maps, pixels, found.logits, found.targets, found.notes,
                                  found.completeness, self.classes)
 

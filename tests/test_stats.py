@@ -118,3 +118,33 @@ def test_bad_input(args, code, message, trained, run_cli, tmp_path):
     result = run_cli("stats", *args, "--trained-dir", trained, "--outputs-dir", out)
     assert_one_line_error(result, code, message)
     assert not out.exists()
+
+
+def test_each_image_is_converted_once_however_many_maps_it_tops(small_npz, tmp_path, monkeypatch):
+    """Issue 29: a big model's stats re-converted (resized) the same images for every layer
+    and every map's top examples: the cost grew with maps × images and never finished."""
+    import cnnviz
+    from cnnviz import images as lazy
+
+    model = keras.Sequential([keras.Input((32, 32, 3)),
+                              keras.layers.Conv2D(24, 3, activation="relu", name="c1"),
+                              keras.layers.Conv2D(24, 3, activation="relu", name="c2"),
+                              keras.layers.GlobalAveragePooling2D(name="pool"),
+                              keras.layers.Dense(10, name="out")])
+    m = cnnviz.load(model, preprocess="unit", data=small_npz)  # 28×28 gray → 32×32×3, lazily
+    converted = []
+    real = lazy.convert
+    monkeypatch.setattr(lazy, "convert", lambda batch, shape: converted.append(len(batch))
+                        or real(batch, shape))
+    from cnnviz.galleries import stats as gallery
+
+    options = gallery.StatsOptions(("c1", "c2", "pool"), m.data(), limit=120, top=4)
+    entries = gallery.run(m.loaded, options, tmp_path)
+    assert entries
+    # the pass over the 120 images, then each top image once: at most 2 × 120 conversions
+    # (before: 120 + 3 layers × 24 maps × 4 = 408, and 10× more for a MobileNet)
+    assert sum(converted) <= 2 * 120, sum(converted)
+    with np.load(tmp_path / "stats" / "top_examples.npz") as saved:
+        x = np.asarray(m.data().split("test")[0][:120])
+        for layer in ("c1", "c2", "pool"):
+            np.testing.assert_array_equal(saved[f"{layer}_pixels"], x[saved[layer]])

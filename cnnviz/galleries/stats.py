@@ -83,6 +83,14 @@ def compute(loaded: LoadedModel, layers: list[str], data: Dataset, split: str, l
 FIGURE_MAPS = 16  # rows of a top-examples figure (the first 16 maps; every map's card has its own)
 
 
+def _top_pixels(x, stats: dict[str, LayerStats]) -> dict[str, np.ndarray]:
+    """Per layer, the pixels (maps, k, …) of every map's top images: each image read (and,
+    for a lazy dataset, converted) once, however many maps and layers it tops."""
+    wanted = np.unique(np.concatenate([s.top_index.ravel() for s in stats.values()]))
+    images = np.asarray(x[wanted])
+    return {name: images[np.searchsorted(wanted, s.top_index)] for name, s in stats.items()}
+
+
 def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset, split: str,
                 out: Path, class_names: tuple[str, ...]) -> list[dict]:
     """stats.json, stats.csv, top_examples.npz and the figures; returns manifest entries."""
@@ -96,7 +104,7 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
     write_text(out / STATS_CSV, _as_csv(stats, weights))
     entries.append(_entry(STATS_CSV, "one row per layer × map", "stats-table", None))
     x, _ = data.split(split)
-    top_pixels = {name: x[s.top_index] for name, s in stats.items()}
+    top_pixels = _top_pixels(x, stats)
     fields = {name: strongest_positions(loaded.model, name, top_pixels[name][:FIELD_MAPS],
                                         loaded.preprocessing) for name in stats}
     arrays = {key: value for name, s in stats.items() for key, value in

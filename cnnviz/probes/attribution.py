@@ -146,8 +146,10 @@ def check_spatial(model: keras.Model, layer: str) -> None:
 
 def explain(model: keras.Model, preprocessing: Preprocessing, pixels: np.ndarray,
             targets: np.ndarray, settings: ExplainSettings,
-            mean_pixels: np.ndarray | None = None) -> Attributions:
-    """Attributions of each image's target logit by every method in `settings`."""
+            mean_pixels: np.ndarray | None = None,
+            progress: Callable[[int], None] | None = None) -> Attributions:
+    """Attributions of each image's target logit by every method in `settings`;
+    progress(n) after each method, n the number of images."""
     shape = tuple(graph_of(model).input_shape[1:])
     pixels = np.asarray(pixels, np.float32).reshape(len(pixels), *shape)
     targets = np.asarray(targets, np.int64)
@@ -168,6 +170,8 @@ def explain(model: keras.Model, preprocessing: Preprocessing, pixels: np.ndarray
         found.maps[method], note = COMPUTE[method](job)
         if note:
             found.notes[method] = note
+        if progress is not None:
+            progress(len(x))
     return found
 
 

@@ -92,7 +92,7 @@ class Live:
         """Saliency and Grad-CAM of the target's logit (default: the predicted class)."""
         chosen = "predicted" if target is None else int(target)
         found = self.inspected.explain(pixels[np.newaxis], methods=EXPLAIN_METHODS,
-                                       target=chosen)
+                                       target=chosen, progress=False)
         return {"target": int(found.targets[0]),
                 "maps": [{"method": m, "note": found.notes.get(m, ""),
                           **encode(found.maps[m][0], arrays)} for m in EXPLAIN_METHODS]}
