@@ -172,7 +172,10 @@ def test_strongest_positions_equal_a_forward_pass_built_here(linear_net):
     rng = np.random.default_rng(1)
     pixels = rng.uniform(0, 255, size=(3, 2, 20, 20)).astype(np.float32)  # 3 maps × 2 images
     prep = Preprocessing("raw")
-    positions, boxes = strongest_positions(linear_net, "c2", pixels, prep, batch_size=4)
+    images = pixels.reshape(6, 20, 20)  # map m's top images are rows 2m and 2m + 1
+    tops = {"c2": np.arange(6).reshape(3, 2), "out": np.arange(6).reshape(3, 2)}
+    found = strongest_positions(linear_net, tops, images, prep, batch_size=4)
+    positions, boxes = found["c2"]
     probe = keras.Model(linear_net.inputs, linear_net.get_layer("c2").output)
     for m in range(3):
         out = probe.predict(prep.apply(pixels[m]), verbose=0)[..., m]  # (2, 6, 6)
@@ -180,7 +183,7 @@ def test_strongest_positions_equal_a_forward_pass_built_here(linear_net):
             i, j = positions[m, k]
             assert out[k, i, j] == pytest.approx(out[k].max(), rel=1e-5)  # the top value (ties allowed)
     assert boxes.shape == (3, 2, 4) and (boxes[..., 2] - boxes[..., 0] == 8).all()  # 8×8 fields
-    assert strongest_positions(linear_net, "out", pixels, prep) is None  # no positions
+    assert found["out"] is None  # no positions
 
 
 @pytest.mark.mpl_image_compare(**BASELINE)

@@ -83,12 +83,12 @@ def compute(loaded: LoadedModel, layers: list[str], data: Dataset, split: str, l
 FIGURE_MAPS = 16  # rows of a top-examples figure (the first 16 maps; every map's card has its own)
 
 
-def _top_pixels(x, stats: dict[str, LayerStats]) -> dict[str, np.ndarray]:
-    """Per layer, the pixels (maps, k, …) of every map's top images: each image read (and,
-    for a lazy dataset, converted) once, however many maps and layers it tops."""
+def _top_images(x, stats: dict[str, LayerStats]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(the distinct top images of every map of every layer, read — and for a lazy dataset
+    converted — once each; per layer, (maps, k) rows of them)."""
     wanted = np.unique(np.concatenate([s.top_index.ravel() for s in stats.values()]))
-    images = np.asarray(x[wanted])
-    return {name: images[np.searchsorted(wanted, s.top_index)] for name, s in stats.items()}
+    return np.asarray(x[wanted]), {name: np.searchsorted(wanted, s.top_index)
+                                   for name, s in stats.items()}
 
 
 def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset, split: str,
@@ -104,9 +104,10 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
     write_text(out / STATS_CSV, _as_csv(stats, weights))
     entries.append(_entry(STATS_CSV, "one row per layer × map", "stats-table", None))
     x, _ = data.split(split)
-    top_pixels = _top_pixels(x, stats)
-    fields = {name: strongest_positions(loaded.model, name, top_pixels[name][:FIELD_MAPS],
-                                        loaded.preprocessing) for name in stats}
+    images, rows = _top_images(x, stats)
+    top_pixels = {name: images[rows[name]] for name in stats}
+    fields = strongest_positions(loaded.model, {name: r[:FIELD_MAPS] for name, r in rows.items()},
+                                 images, loaded.preprocessing)
     arrays = {key: value for name, s in stats.items() for key, value in
               zip(top_keys(name), (s.top_index, s.top_score, top_pixels[name]))}
     arrays.update({key: value for name, found in fields.items() if found is not None

@@ -186,32 +186,43 @@ def _layer_result(strategy, name: str, shape: tuple, n: int, parts: list[_Accumu
         top_index=top_index, top_score=top_score, sample=sample[:sample_size])
 
 
-def strongest_positions(model: keras.Model, layer: str, pixels: np.ndarray,
+def strongest_positions(model: keras.Model, tops: dict[str, np.ndarray], images: np.ndarray,
                         preprocessing: Preprocessing, batch_size: int = 256
-                        ) -> tuple[np.ndarray, np.ndarray] | None:
+                        ) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
     """Where each map fires hardest on each of its top images, and what input that sees.
 
-    pixels (maps, k, H, W[, C]): map m's top images. Returns (positions (maps, k, 2): the
-    (row, column) of the map's largest value on that image; boxes (maps, k, 4): the input
-    pixels that position sees, (top, left, bottom, right) exclusive), or None for a layer
-    without positions or whose field is the whole image."""
+    tops: per layer, (maps, k) rows of `images` (N, H, W[, C]: pixels) — map m's top images.
+    One streamed pass of the images through every layer at once (each image once, however
+    many maps and layers it tops). Per layer: (positions (maps, k, 2): the (row, column) of
+    the map's largest value on that image; boxes (maps, k, 4): the input pixels that position
+    sees, (top, left, bottom, right) exclusive), or None for a layer without positions or
+    whose field is the whole image."""
     graph = graph_of(model)
-    shape = graph.shape(layer)
-    if len(shape) != 4 or graph.field_box(layer, 0, 0) is None:
-        return None
-    maps, k = pixels.shape[:2]
-    flat = pixels.reshape(maps * k, *pixels.shape[2:])
-    wanted = np.repeat(np.arange(maps), k)
-    probe = compiled(model, ("activations", (layer,)),
-                     lambda: tf.function(layer_outputs(model, [layer]), reduce_retracing=True))
-    positions = np.zeros((maps * k, 2), np.int64)
-    for start in range(0, len(flat), batch_size):
-        out = probe(preprocessing.apply(flat[start:start + batch_size]))[0].numpy()
-        own = out[np.arange(len(out)), :, :, wanted[start:start + len(out)]]  # (b, h, w)
-        best = own.reshape(len(out), -1).argmax(axis=1)
-        positions[start:start + len(out)] = np.stack(np.unravel_index(best, own.shape[1:]), 1)
-    boxes = np.array([graph.field_box(layer, int(i), int(j)) for i, j in positions], np.int64)
-    return positions.reshape(maps, k, 2), boxes.reshape(maps, k, 4)
+    spatial = [name for name in tops if len(graph.shape(name)) == 4
+               and graph.field_box(name, 0, 0) is not None]
+    found: dict[str, tuple[np.ndarray, np.ndarray] | None] = {name: None for name in tops}
+    if not spatial:
+        return found
+    used = {name: tops[name].shape[0] for name in spatial}  # the maps that have top images
+    best = {name: np.zeros((len(images), used[name]), np.int32) for name in spatial}
+    probe = compiled(model, ("activations", tuple(spatial)),
+                     lambda: tf.function(layer_outputs(model, spatial), reduce_retracing=True))
+    size = bounded_batch(model, spatial, batch_size)
+    for start in range(0, len(images), size):
+        outs = probe(preprocessing.apply(np.asarray(images[start:start + size])))
+        for name, out in zip(spatial, outs):
+            values = out.numpy()[..., :used[name]]  # (b, h, w, maps)
+            best[name][start:start + len(values)] = values.reshape(
+                len(values), -1, used[name]).argmax(axis=1)
+    for name in spatial:
+        flat = best[name][tops[name], np.arange(used[name])[:, None]]  # (maps, k)
+        positions = np.stack(np.unravel_index(flat, graph.shape(name)[1:3]), -1).astype(np.int64)
+        boxes = {}  # one field box per distinct position
+        for i, j in {(int(i), int(j)) for i, j in positions.reshape(-1, 2)}:
+            boxes[i, j] = graph.field_box(name, i, j)
+        found[name] = (positions, np.array([[boxes[int(i), int(j)] for i, j in row]
+                                            for row in positions], np.int64))
+    return found
 
 
 def _merge_top(index: np.ndarray, score: np.ndarray, batch_scores: np.ndarray,

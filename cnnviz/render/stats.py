@@ -33,12 +33,18 @@ def histograms(activations: np.ndarray, weights: np.ndarray | None, layer: str,
     return save_figure(fig, path)
 
 
+MAX_BARS = 128  # maps drawn as separate bars; more are drawn as one filled step line
+
+
 def map_means(mean: np.ndarray, dead: np.ndarray, always_on: np.ndarray, layer: str,
               path: str | os.PathLike, unit: str = "map") -> Path:
     """Mean activation per map as bars; dead maps marked with a red ×, always-on with a dot."""
     fig, ax = new_axes(figsize=(float(np.clip(len(mean) * 0.14, 6, 16)), 3.2))
     index = np.arange(len(mean))
-    ax.bar(index, mean, width=0.8, color="tab:blue")
+    if len(mean) <= MAX_BARS:
+        ax.bar(index, mean, width=0.8, color="tab:blue")
+    else:  # one artist, not a rectangle per map (1,280 bars took 0.3 s to draw)
+        ax.stairs(mean, np.arange(len(mean) + 1) - 0.5, fill=True, color="tab:blue")
     top = float(mean.max()) if len(mean) and mean.max() > 0 else 1.0
     ax.plot(index[dead], np.zeros(dead.sum()), "x", color="red", markersize=7,
             label=f"dead ({int(dead.sum())})")
