@@ -119,7 +119,7 @@ def live(model: Any = None, port: int = 8765, host: str = "127.0.0.1",
     folder = path(atlas, "atlas", optional=True)
     opened = model if type(model).__name__ == "Inspected" else load(model, **load_options)
     from cnnviz.serve.live import Live
-    from cnnviz.serve.server import start_in_background
+    from cnnviz.serve.running import start_in_background
 
     folder = folder or Path("outputs") / opened.loaded.folder_name
     return start_in_background(Live(opened, folder), host, port)

@@ -21,8 +21,9 @@ import numpy as np
 
 from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.cifar import CIFAR_FOLDERS, read_cifar
-from cnnviz.images import (DIGIT_SIDE, MAX_IMAGE_SIDE, FolderImages, LazyImages, decode_image,  # noqa: F401
-                           fit_images, folder_classes)
+from cnnviz.images import (DIGIT_SIDE, MAX_IMAGE_SIDE, FolderImages, LazyImages,  # noqa: F401
+                           check_image_file, decode_image, fit_images, folder_classes,
+                           read_image, read_image_file)  # (re-exported: image files)
 from cnnviz.inputs import NORMALIZATIONS, STD_FLOOR, Preprocessing  # noqa: F401 (re-exported)
 
 DATASETS = ("mnist", "fashion", "cifar10", "cifar100")
@@ -318,53 +319,6 @@ def _from_embedded(name: str, _download) -> tuple[tuple, str] | None:
     if name != "mnist":
         return None
     return read_npz(EMBEDDED_SAMPLE), "embedded sample of real MNIST digits (no full MNIST found)"
-
-
-def read_image_file(path: str | os.PathLike) -> np.ndarray:
-    """A photo or scan of one digit → 28×28 uint8, white digit on black like MNIST."""
-    return read_image(path)[0]
-
-
-def read_image(path: str | os.PathLike, image_shape: tuple[int, ...] = (IMAGE_SIDE, IMAGE_SIDE),
-               digit: bool = False) -> tuple[np.ndarray, str | None]:
-    """An image file → (pixels of `image_shape` uint8, a note or None).
-
-    Any image Pillow reads: gray, colour or palette; transparency is composited on white;
-    of an animation the first frame is taken (and the note says so). Resized with
-    anti-aliasing. For a 28×28 gray input it is also inverted when the background (the
-    border) is light, to be white on black like MNIST; `digit`: then prepared as MNIST
-    prepared its digits (cnnviz.digits: cropped, scaled into 20×20, centred by mass).
-    """
-    path = check_image_file(path)
-    try:
-        return decode_image(path, image_shape, f"input {path}", digit)
-    except UsageError:
-        raise
-    except CnnvizError as exc:
-        raise CnnvizError(str(exc), "input") from None
-
-
-def digit_input(loaded) -> bool:
-    """Whether a model takes MNIST digits (28×28 gray, trained on mnist; plain models are
-    taken to be): its own images are then prepared as MNIST prepared its digits."""
-    from cnnviz import bundle
-
-    return tuple(loaded.image_shape) == (IMAGE_SIDE, IMAGE_SIDE) and \
-        bundle.dataset_of(loaded.run)[0] == "mnist"
-
-
-def check_image_file(path: str | os.PathLike) -> Path:
-    """`path` as a Path when it is an existing regular file; else a UsageError saying what
-    it is (missing, a folder, a device or a pipe)."""
-    path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"input {path} is a folder; give one image file (PNG, JPEG, ...)", "input")
-    if not path.exists():
-        raise UsageError(f"input {path}: no such file; give a PNG or JPEG image", "input")
-    if not path.is_file():
-        raise UsageError(f"input {path} is not a regular file (a device, a pipe or a socket); "
-                         "give a PNG or JPEG image", "input")
-    return path
 
 
 def network_answers(host: str, port: int, timeout: float = 3.0) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import os
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +228,41 @@ def decode_image(source, image_shape: tuple[int, ...] = (DIGIT_SIDE, DIGIT_SIDE)
         return prepared, note
     small = transform.resize(gray, (DIGIT_SIDE, DIGIT_SIDE), anti_aliasing=True)
     return np.rint(np.clip(small, 0, 1) * 255).astype(np.uint8), note
+
+
+def read_image_file(path: str | os.PathLike) -> np.ndarray:
+    """A photo or scan of one digit → 28×28 uint8, white digit on black like MNIST."""
+    return read_image(path)[0]
+
+
+def read_image(path: str | os.PathLike, image_shape: tuple[int, ...] = (DIGIT_SIDE, DIGIT_SIDE),
+               digit: bool = False) -> tuple[np.ndarray, str | None]:
+    """An image file → (pixels of `image_shape` uint8, a note or None).
+
+    Any image Pillow reads: gray, colour or palette; transparency is composited on white;
+    of an animation the first frame is taken (and the note says so). Resized with
+    anti-aliasing. For a 28×28 gray input it is also inverted when the background (the
+    border) is light, to be white on black like MNIST; `digit`: then prepared as MNIST
+    prepared its digits (cnnviz.digits: cropped, scaled into 20×20, centred by mass).
+    """
+    path = check_image_file(path)
+    try:
+        return decode_image(path, image_shape, f"input {path}", digit)
+    except UsageError:
+        raise
+    except CnnvizError as exc:
+        raise CnnvizError(str(exc), "input") from None
+
+
+def check_image_file(path: str | os.PathLike) -> Path:
+    """`path` as a Path when it is an existing regular file; else a UsageError saying what
+    it is (missing, a folder, a device or a pipe)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"input {path} is a folder; give one image file (PNG, JPEG, ...)", "input")
+    if not path.exists():
+        raise UsageError(f"input {path}: no such file; give a PNG or JPEG image", "input")
+    if not path.is_file():
+        raise UsageError(f"input {path} is not a regular file (a device, a pipe or a socket); "
+                         "give a PNG or JPEG image", "input")
+    return path

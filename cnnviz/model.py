@@ -15,7 +15,7 @@ import_tensorflow()  # quietly, before the imports below
 import keras
 
 from cnnviz.archive import check_keras_archive
-from cnnviz.bundle import ModelRef, read_run, resolve
+from cnnviz.bundle import ModelRef, dataset_of, read_run, resolve
 from cnnviz.data import IMAGE_SIDE
 from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.graph import check_model, graph_of
@@ -269,3 +269,10 @@ def resolve_layers(model: keras.Model, spec: str) -> list[str]:
 
 def parameter_count(model: keras.Model) -> int:
     return int(model.count_params())
+
+
+def digit_input(loaded) -> bool:
+    """Whether a model takes MNIST digits (28×28 gray, trained on mnist; plain models are
+    taken to be): its own images are then prepared as MNIST prepared its digits."""
+    return tuple(loaded.image_shape) == (IMAGE_SIDE, IMAGE_SIDE) and \
+        dataset_of(loaded.run)[0] == "mnist"

@@ -44,7 +44,8 @@ def quick_server(live_server):
     """A second server of the same model whose connections time out after 1 s, with room for
     8 connections at once."""
     from cnnviz.serve.live import Live
-    from cnnviz.serve.server import LiveServer, Running
+    from cnnviz.serve.running import Running
+    from cnnviz.serve.server import LiveServer
 
     server = LiveServer(("127.0.0.1", 0), Live(live_server.inspected), None, timeout=1.0,
                         max_threads=8)
@@ -231,7 +232,8 @@ def test_nan_scores_are_json_null_with_a_note(live_server):
 
 def test_ipv6_loopback_is_served(live_server):
     from cnnviz.serve.live import Live
-    from cnnviz.serve.server import Running, make_server
+    from cnnviz.serve.running import Running
+    from cnnviz.serve.server import make_server
 
     if not socket.has_ipv6:
         pytest.skip("this machine has no IPv6")

@@ -8,7 +8,7 @@ import click
 
 from cnnviz.cli.flags import say
 from cnnviz.cli.group import cli
-from cnnviz.data import check_image_file, digit_input
+from cnnviz.images import check_image_file
 from cnnviz.cli.options import (figure_options, check_image_choice, check_writable, open_data, open_model, outputs_dir_option,
                                 parse_int_list, probe_data_options, record_entries,
                                 trained_dir_option)
@@ -77,20 +77,23 @@ def explain(model, image_list, digit, count, input_file, split, methods, target,
     images = parse_int_list("--image", image_list) if image_list is not None else None
     loaded = open_model(model, trained_dir)
     if layer is not None:
-        from cnnviz.probes.attribution import check_spatial
         from cnnviz.layers import check_layers
+        from cnnviz.probes.attribution import check_spatial
 
         if any(BY_NAME[name].spatial for name in settings.methods):
-            check_spatial(loaded.model, layer)
-        check_layers(loaded.model, [layer], "activations")
+            check_spatial(loaded.model, layer)  # a known layer, with positions
+        else:
+            check_layers(loaded.model, [layer], "activations")
     from cnnviz.galleries import activations as picking
     from cnnviz.galleries import explain as gallery
 
     data = None
     if input_file is None or baseline == "mean":
         data = open_data(loaded, dataset, data_path)
-    selection = (picking.select_file(input_file, loaded.image_shape,
-                                                digit_input(loaded)) if input_file is not None
+    from cnnviz.model import digit_input
+
+    selection = (picking.select_file(
+                     input_file, loaded.image_shape, digit_input(loaded)) if input_file is not None
                  else picking.select_images(data, split, images, digit, 6 if count is None else count))
     mean = None
     if baseline == "mean":

@@ -4,16 +4,17 @@ through `as_flags`."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 import click
 
-ALIASES = {"layers": "--layer", "methods": "--method", "resize=False": "--no-resize",
-           "resize=True": "without --no-resize"}
+ALIASES = {"layers": "--layer", "methods": "--method", "resize=False": "--no-resize"}
 _PARAMETER = re.compile(r"\b([a-z][a-z_]*)=(True\b|False\b|[^\s,;)`'\"]*)")
 
 
-def _flags() -> set[str]:
+@functools.cache
+def _flags() -> frozenset[str]:
     """Every long option of every cnnviz command."""
     from cnnviz.cli.group import cli
 
@@ -21,7 +22,7 @@ def _flags() -> set[str]:
     for command in [cli, *cli.commands.values()]:
         for param in command.params:
             found.update(o for o in getattr(param, "opts", []) if o.startswith("--"))
-    return found
+    return frozenset(found)
 
 
 def as_flags(text: str) -> str:

@@ -9,7 +9,7 @@ import click
 from cnnviz.cli.flags import say
 from cnnviz.cli.group import cli
 from cnnviz.cli.progress import progress_bar
-from cnnviz.data import check_image_file, digit_input
+from cnnviz.images import check_image_file
 from cnnviz.cli.options import (chief_folder, figure_options, strategy_option, check_image_choice, FINITE, check_writable, chosen_layers, model_input_options, open_data, open_model, parse_scales, with_scales,
                                 outputs_dir_option, parse_int_list, probe_data_options,
                                 record_entries, refresh_page, trained_dir_option)
@@ -60,8 +60,10 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
     from cnnviz.galleries import activations as gallery
 
     layers = chosen_layers(loaded.model, layer_specs)
-    selection = (gallery.select_file(input_file, loaded.image_shape,
-                                                digit_input(loaded)) if input_file is not None
+    from cnnviz.model import digit_input
+
+    selection = (gallery.select_file(
+                     input_file, loaded.image_shape, digit_input(loaded)) if input_file is not None
                  else None)
     if selection is not None and selection.note:
         click.echo(f"note: {selection.note}")

@@ -45,7 +45,8 @@ def serve(model, port, host, open_browser, atlas_dir, verbose, dataset, data_pat
     from cnnviz import interrupts
     from cnnviz.inspected import Inspected
     from cnnviz.serve.live import Live
-    from cnnviz.serve.server import make_server, serve_until_interrupted
+    from cnnviz.serve.running import serve_until_interrupted
+    from cnnviz.serve.server import make_server
 
     loaded = open_model(model, trained_dir)
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnviz.data import digit_input
+from cnnviz.model import digit_input
 from cnnviz.digits import prepare_digit
 from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.explain_methods import METHODS
