@@ -148,3 +148,38 @@ def test_each_image_is_converted_once_however_many_maps_it_tops(small_npz, tmp_p
         x = np.asarray(m.data().split("test")[0][:120])
         for layer in ("c1", "c2", "pool"):
             np.testing.assert_array_equal(saved[f"{layer}_pixels"], x[saved[layer]])
+
+
+def test_many_figures_drawn_in_worker_processes_equal_those_drawn_here(small_npz, tmp_path,
+                                                                       monkeypatch):
+    """A big model's stats figures are drawn on every core (render/parallel.py): the same
+    files, byte for byte, as drawn one after another in this process."""
+    import cnnviz
+    from cnnviz.galleries import stats as gallery
+    from cnnviz.render import parallel
+
+    layers = [keras.Input((28, 28, 1))] + [keras.layers.Conv2D(4, 3, padding="same",
+                                                                activation="relu", name=f"c{i}")
+                                           for i in range(11)]
+    model = keras.Sequential(layers + [keras.layers.Flatten(), keras.layers.Dense(10, name="out")])
+    m = cnnviz.load(model, preprocess="unit", data=small_npz)
+    names = tuple(f"c{i}" for i in range(11))
+    options = gallery.StatsOptions(names, m.data(), limit=30, top=2)
+    started = []
+    real_pool = __import__("concurrent.futures").futures.ProcessPoolExecutor
+
+    def counting_pool(*args, **kwargs):
+        started.append(1)
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr("concurrent.futures.ProcessPoolExecutor", counting_pool)
+    together = gallery.run(m.loaded, options, tmp_path / "together")
+    assert started == [1]  # 11 layers × 4 figures: worker processes
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 10**6)
+    alone = gallery.run(m.loaded, options, tmp_path / "alone")
+    assert started == [1]
+    assert [e["path"] for e in together] == [e["path"] for e in alone]
+    for entry in together:
+        if entry["path"].endswith(".png"):
+            assert (tmp_path / "together" / entry["path"]).read_bytes() == \
+                (tmp_path / "alone" / entry["path"]).read_bytes(), entry["path"]

@@ -21,6 +21,7 @@ from cnnviz.names import slug
 from cnnviz.model import LoadedModel
 from cnnviz.probes.stats import LayerStats, layer_stats, strongest_positions, weight_stats
 from cnnviz.render.activations import class_heatmap
+from cnnviz.render.parallel import draw_all
 from cnnviz.render.examples import top_examples_figure
 from cnnviz.render.stats import comparison, histograms, map_means, overview
 
@@ -116,21 +117,22 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
         np.savez(handle, **arrays)
     entries.append(_entry(TOP_EXAMPLES, "per layer: dataset indices of the top "
                           "images of every map (key = layer), their scores and pixels", "arrays", None))
+    drawings = []  # (renderer, arguments): drawn together at the end, on every core
     for name, s in stats.items():
         unit = "map" if len(s.shape) == 3 else "unit"
         place = slug(name)
         (folder / place).mkdir(exist_ok=True)
         w = weights[name]
         rel = figure_name(f"{place}/histograms-{place}")
-        histograms(s.sample, w.values if w else None, name, folder / rel)
+        drawings.append((histograms, (s.sample, w.values if w else None, name, folder / rel)))
         entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: histograms of activations"
                               + (" and weights" if w else ""), "stats-histogram", name))
         rel = figure_name(f"{place}/map-means-{place}")
-        map_means(s.mean, s.dead, s.always_on, name, folder / rel, unit)
+        drawings.append((map_means, (s.mean, s.dead, s.always_on, name, folder / rel, unit)))
         entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: mean activation per {unit}, dead marked",
                               "stats-map-means", name))
         rel = figure_name(f"{place}/class-heatmap-{place}")
-        class_heatmap(s.class_mean, name, folder / rel, class_names, unit)
+        drawings.append((class_heatmap, (s.class_mean, name, folder / rel, class_names, unit)))
         entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: mean activation per class × {unit}",
                               "stats-class-heatmap", name))
         rel = figure_name(f"{place}/top-examples-{place}")
@@ -138,16 +140,17 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
         boxes = None if fields[name] is None else fields[name][1][:shown]
         which = (f"{unit}s 0–{shown - 1} of {len(s.mean)}; the rest on each {unit}'s card"
                  if shown < len(s.mean) else f"all {len(s.mean)} {unit}s")
-        top_examples_figure(top_pixels[name][:shown], boxes, s.top_score[:shown],
-                            [f"{unit} {m}" for m in range(shown)],
-                            f"{name}: the top {k} {split} images (by mean activation) of {which}",
-                            folder / rel)
+        drawings.append((top_examples_figure, (
+            top_pixels[name][:shown], boxes, s.top_score[:shown],
+            [f"{unit} {m}" for m in range(shown)],
+            f"{name}: the top {k} {split} images (by mean activation) of {which}", folder / rel)))
         part = "" if shown == len(s.mean) else (f" (the first {shown} of {len(s.mean)}; every {unit}'s "
                                                 f"card shows its own, all are in {TOP_EXAMPLES})")
         where = "" if boxes is None else ", the receptive field of its strongest position framed and cropped"
         entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: the {k} {split} images with the highest "
                               f"mean activation of each {unit} (rows){where}{part}", "stats-top-examples",
                               name))
+    draw_all(drawings)
     overview(list(stats), [float(s.active_fraction.mean()) for s in stats.values()],
              [int(s.dead.sum()) for s in stats.values()], [len(s.mean) for s in stats.values()],
              folder / figure_name("overview"))
