@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import warnings
+from typing import Callable, ContextManager
 
 from cnnviz.errors import CnnvizError, UsageError
 
@@ -14,33 +14,22 @@ DEVICES = ("auto", "cpu", "gpu")
 
 
 _QUIET = False  # set by the command line only (quiet_imports): the library changes no logging
+_silencer: Callable[[], ContextManager] = contextlib.nullcontext
 
 
-def quiet_imports() -> None:
+def quiet_imports(silencer: Callable[[], ContextManager]) -> None:
     """For the command line's own process: TensorFlow's C++ start-up chatter and log
-    messages silenced. A library user's process (a notebook) is never changed."""
-    global _QUIET
-    _QUIET = True
+    messages silenced, `silencer()` (a context that mutes the process's stderr) around the
+    noisy calls. A library user's process (a notebook) is never changed."""
+    global _QUIET, _silencer
+    _QUIET, _silencer = True, silencer
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-@contextlib.contextmanager
-def stderr_silenced():
-    """In the command line's process, redirect the process-level stderr (fd 2) to
-    /dev/null inside the block; in a library user's process, do nothing."""
-    if not _QUIET:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+def stderr_silenced() -> ContextManager:
+    """In the command line's process, its stderr muted inside the block; in a library
+    user's process, nothing."""
+    return _silencer()
 
 
 def import_tensorflow():

@@ -12,9 +12,10 @@ import click
 from cnnviz.version import __version__
 from cnnviz.cli.flags import as_flags
 from cnnviz.errors import CnnvizError, CnnvizWarning, UsageError
+from cnnviz.cli.quiet import stderr_to_null
 from cnnviz.runtime import quiet_imports
 
-quiet_imports()  # before anything imports TensorFlow (this process is the command line's)
+quiet_imports(stderr_to_null)  # before anything imports TensorFlow (the command line's process)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
