@@ -40,7 +40,8 @@ def __getattr__(name: str):
 
 def load(model: Any = None, trained_dir: str | Path = "trained",
          data: str | Path | None = None, dataset: str | None = None,
-         preprocess: str | None = None, resize: bool = True) -> "Inspected":
+         preprocess: str | None = None, resize: bool = True,
+         trust_model: bool = False) -> "Inspected":
     """Open a model: a bundle name or folder in `trained_dir`, a .keras file, a keras.Model
     object, or None for the newest bundle.
 
@@ -48,13 +49,15 @@ def load(model: Any = None, trained_dir: str | Path = "trained",
     fashion, cifar10 or cifar100 (default: the bundle's, else mnist). preprocess: how pixels
     become a plain model's input (unit, raw, symmetric, caffe, torch or "MEAN,STD"; default:
     detected from a leading Rescaling/Normalization layer, else unit). resize=False refuses
-    data of another image size instead of converting it."""
+    data of another image size instead of converting it. trust_model=True loads a .keras
+    file whose loading could run code stored in it (a Lambda layer): only files you trust."""
     from cnnviz.checks import path, text
 
     trained_dir, data = path(trained_dir, "trained_dir"), path(data, "data", optional=True)
     text(dataset, "dataset", optional=True)
-    if not isinstance(resize, bool):
-        raise UsageError(f"resize must be True or False, got {resize!r}", "resize")
+    for name, value in (("resize", resize), ("trust_model", trust_model)):
+        if not isinstance(value, bool):
+            raise UsageError(f"{name} must be True or False, got {value!r}", name)
     from cnnviz.runtime import import_tensorflow
 
     import_tensorflow()
@@ -75,7 +78,7 @@ def load(model: Any = None, trained_dir: str | Path = "trained",
         loaded = from_keras_model(model, preprocess)
     else:
         loaded = load_model(None if model is None else str(model), Path(trained_dir),
-                            preprocess=preprocess)
+                            preprocess=preprocess, trust=trust_model or None)
     if loaded.preprocessing.origin == "default":  # what the command line prints as a note
         import warnings
 

@@ -68,8 +68,7 @@ def resolve(ref: str | None, trained_root: Path) -> ModelRef:
         run = read_run(folder)
         raise UsageError(f"bundle {ref!r} ({folder}) has no trained model: status "
                          f"{run.get('status', '?')}, {run.get('epochs_completed') or 0} epochs "
-                         "completed; train it again with `cnnviz train --name "
-                         f"{folder.name} --force`")
+                         f"completed; train it again (name={folder.name} force=True)")
     if not (folder / MODEL_FILE).is_file():
         names = ", ".join(b.name for b in list_bundles(trained_root)) or "none"
         raise UsageError(f"no model bundle {ref!r} in {trained_root} (bundles there: {names}); "
@@ -151,7 +150,7 @@ def recorded_data(run: dict) -> str | None:
     recorded = dataset_of(run)[1]
     if recorded is not None and not Path(recorded).exists():
         raise UsageError(f"the data this bundle was trained on, {recorded}, is gone; pass "
-                         "--data PATH (data=PATH to cnnviz.load)", "data")
+                         "data=PATH", "data")
     return recorded
 
 

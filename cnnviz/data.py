@@ -157,8 +157,8 @@ def _read_image_folder(path: Path, image_shape: tuple[int, ...]) -> Dataset | No
     if all(p.is_dir() for p in splits):
         found = [folder_classes(p) for p in splits]
         if None in found or found[0][2] != found[1][2]:
-            raise CnnvizError(f"--data {path}: train/ and test/ must hold the same class "
-                              "subfolders of images")
+            raise CnnvizError(f"data {path}: train/ and test/ must hold the same class "
+                              "subfolders of images", "data")
         split_note = "train/ and test/"
     else:
         found = [folder_classes(path)] * 2
@@ -174,9 +174,9 @@ def _read_image_folder(path: Path, image_shape: tuple[int, ...]) -> Dataset | No
 
 def _read_path(path: Path) -> tuple[np.ndarray, ...]:
     if not path.exists():
-        raise UsageError(f"--data {path}: no such file or folder; give a .npz with "
+        raise UsageError(f"data {path}: no such file or folder; give a .npz with "
                          f"{', '.join(_NPZ_KEYS)}, a folder of the four IDX files or a folder "
-                         "of class subfolders of images")
+                         "of class subfolders of images", "data")
     if path.is_dir():
         if not any(path.glob("*idx*")):
             raise UsageError(f"data {path}: a folder with no images; give a folder of class "

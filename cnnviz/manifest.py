@@ -59,14 +59,14 @@ def check_gallery(folder: Path) -> None:
         return
     if not folder.is_dir():
         raise UsageError(f"{folder} is a file, not a gallery folder; choose another name or "
-                         "--outputs-dir")
+                         "folder (outputs_dir=)")
     # cnnviz's own lock file: another cnnviz process is making this gallery right now
     if is_gallery(folder) or (folder / LOCK_FILE).exists() or not any(folder.iterdir()):
         return
     if (folder / MANIFEST_FILE).is_file():
         read_manifest(folder)  # a corrupt file says so (exit 1) before the refusal below
     raise UsageError(f"{folder} is not a cnnviz gallery (no {MANIFEST_FILE} written by cnnviz); "
-                     "cnnviz leaves it untouched: choose another --outputs-dir or name")
+                     "cnnviz leaves it untouched: choose another folder (outputs_dir=) or name")
 
 
 def safe_relative(path: object) -> bool:
@@ -97,7 +97,7 @@ def read_manifest(folder: Path) -> dict:
     if data.get("generator") != GENERATOR:
         raise UsageError(f"{path} was not written by cnnviz (no \"generator\": \"cnnviz\" "
                          "mark); cnnviz leaves this folder untouched: choose another "
-                         "--outputs-dir or name (a gallery of an older cnnviz: delete it and "
+                         "folder (outputs_dir=) or name (a gallery of an older cnnviz: delete it and "
                          "run the command again)")
     _validate(path, data)
     data["dropped"] = [e["path"] for e in data["entries"] if not safe_relative(e["path"])]

@@ -124,14 +124,15 @@ class LoadedModel:
 
 
 def load_model(ref: str | None, trained_root: Path, compile: bool = False,
-               preprocess: str | Preprocessing | None = None) -> LoadedModel:
+               preprocess: str | Preprocessing | None = None,
+               trust: bool | None = None) -> LoadedModel:
     """Load a bundle (by name or folder) or a plain .keras file; None: the newest bundle.
 
     preprocess: how pixels become input for a plain model (see cnnviz.inputs); a bundle
     records its own."""
     found = resolve(ref, trained_root)
     run = read_run(found.bundle_dir) if found.bundle_dir else {}
-    model = read_keras(found.model_path, compile=compile)
+    model = read_keras(found.model_path, compile=compile, trust=trust)
     check_model(model)
     if found.bundle_dir:
         if preprocess is not None:
@@ -179,7 +180,7 @@ def trusted() -> bool:
     return os.environ.get(TRUST_ENV, "") in ("1", "true", "yes")
 
 
-def read_keras(path: Path, compile: bool = False) -> keras.Model:
+def read_keras(path: Path, compile: bool = False, trust: bool | None = None) -> keras.Model:
     """keras.models.load_model with a one-line error for a missing or corrupt file."""
     if path.is_file() and not zipfile.is_zipfile(path):
         what = "an empty file" if path.stat().st_size == 0 else "not a .keras (zip) archive"
@@ -188,12 +189,13 @@ def read_keras(path: Path, compile: bool = False) -> keras.Model:
         check_keras_archive(path)
     try:
         with _quiet_keras_warnings():
-            return keras.models.load_model(path, compile=compile, safe_mode=not trusted())
+            return keras.models.load_model(path, compile=compile,
+                                           safe_mode=not (trusted() if trust is None else trust))
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         if "safe_mode" in str(exc):
             raise UsageError(f"{path} was refused: loading it could run code stored in it (a "
                              "Lambda layer or custom code); if you trust this file, pass "
-                             f"--trust-model (or set {TRUST_ENV}=1)") from None
+                             f"trust_model=True (or set {TRUST_ENV}=1)") from None
         reason = " ".join(str(exc).split())
         reason = reason if len(reason) <= 200 else reason[:reason.rfind(" ", 0, 200)] + " …"
         reason = reason or type(exc).__name__

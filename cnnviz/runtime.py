@@ -64,9 +64,9 @@ def select_device(choice: str = "auto") -> str:
     tf = import_tensorflow()
     gpus = tf.config.list_physical_devices("GPU")
     if choice == "gpu" and not gpus:
-        raise CnnvizError("--device gpu: TensorFlow sees no GPU here; install the gpu extra "
+        raise CnnvizError("device=gpu: TensorFlow sees no GPU here; install the gpu extra "
                           "(pip install 'cnnviz[gpu]') on a machine with an NVIDIA GPU, or use "
-                          "--device cpu / auto")
+                          "device=cpu or device=auto")
     try:
         if choice == "cpu" and gpus:
             tf.config.set_visible_devices([], "GPU")

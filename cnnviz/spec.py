@@ -181,28 +181,28 @@ def read_config(path: str | Path) -> dict[str, Any]:
     """Read a JSON or TOML settings file (flat keys, dashes or underscores)."""
     path = Path(path)
     if path.exists() and not path.is_file():
-        raise UsageError(f"--config {path}: not a regular file; give a JSON or TOML file")
+        raise UsageError(f"config {path}: not a regular file; give a JSON or TOML file", "config")
     if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
-        raise UsageError(f"--config {path}: {path.stat().st_size:,} bytes; a settings file is "
-                         f"at most {MAX_CONFIG_BYTES:,} bytes")
+        raise UsageError(f"config {path}: {path.stat().st_size:,} bytes; a settings file is "
+                         f"at most {MAX_CONFIG_BYTES:,} bytes", "config")
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except FileNotFoundError:
-        raise UsageError(f"--config {path}: no such file") from None
+        raise UsageError(f"config {path}: no such file", "config") from None
     except RecursionError:
-        raise UsageError(f"--config {path}: nested too deeply; a settings file is one flat "
-                         "table of settings") from None
+        raise UsageError(f"config {path}: nested too deeply; a settings file is one flat "
+                         "table of settings", "config") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
-        raise UsageError(f"--config {path}: not valid {kind} ({str(exc).splitlines()[0]})") from None
+        raise UsageError(f"config {path}: not valid {kind} ({str(exc).splitlines()[0]})", "config") from None
     if not isinstance(data, dict):
-        raise UsageError(f"--config {path}: expected a table of settings, got {type(data).__name__}")
+        raise UsageError(f"config {path}: expected a table of settings, got {type(data).__name__}", "config")
     settings = {str(k).replace("-", "_"): v for k, v in data.items()}
     unknown = sorted(set(settings) - set(SETTING_KEYS) - {"preset"})
     if unknown:
-        raise UsageError(f"--config {path}: unknown setting(s) {', '.join(unknown)}; "
-                         f"valid: {', '.join(SETTING_KEYS)}")
+        raise UsageError(f"config {path}: unknown setting(s) {', '.join(unknown)}; "
+                         f"valid: {', '.join(SETTING_KEYS)}", "config")
     return settings
 
 
@@ -289,18 +289,18 @@ def settings_of(network: NetworkSpec, training: TrainSpec) -> dict[str, Any]:
 
 
 def same_settings(network: NetworkSpec, training: TrainSpec, given: dict[str, Any]) -> list[str]:
-    """Which of the `given` settings (flag or config values) would change these specs:
+    """Which of the `given` settings (parameters or config values) would change these specs:
     one line per setting, naming both values; [] when all are equal."""
     own = settings_of(network, training)
     differ = []
     for key, value in given.items():
         if key == "preset":
-            differ.append("--config preset (the bundle's preset differs)")
+            differ.append("config= preset (the bundle's preset differs)")
             continue
         changed = specs_from_settings(own | {key: coerce(key, value)})
         if changed != (network, training):
             shown = ",".join(map(str, own[key])) if isinstance(own[key], list) else own[key]
-            differ.append(f"--{key.replace('_', '-')} {value} (the bundle's: {shown})")
+            differ.append(f"{key}={value} (the bundle's: {shown})")
     return differ
 
 

@@ -265,7 +265,7 @@ def _train_in_scope(folder, network, training, data, preset, device, resume, ini
         bundle.write_run(folder, run)
         raise CnnvizError(
             f"loss became NaN in epoch {state.diverged_epoch}: training stopped; {folder} "
-            f"keeps epoch {run.get('epochs_completed', 0)} (try a lower --learning-rate)")
+            f"keeps epoch {run.get('epochs_completed', 0)} (try a lower learning_rate=)")
     # validation runs on the test split after every epoch: its last values are the test metrics
     run.update(status="complete", updated=_now(), metrics={
         "test_accuracy": history_last(state.history, "val_accuracy"),
@@ -311,8 +311,8 @@ def load_initial_weights(model: keras.Model, path: Path) -> None:
             warnings.simplefilter("ignore")
             model.load_weights(path)
     except (ValueError, OSError, KeyError) as exc:
-        raise CnnvizError(f"--from-initial: {path} does not fit this architecture "
-                          f"({str(exc).splitlines()[0][:160]})") from None
+        raise CnnvizError(f"from_initial: {path} does not fit this architecture "
+                          f"({str(exc).splitlines()[0][:160]})", "from_initial") from None
 
 
 def history_last(history: dict[str, list[float]], key: str) -> float | None:

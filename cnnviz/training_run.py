@@ -70,7 +70,7 @@ def plan_training(trained_dir: Path, *, hold: Callable[[Path], None], name: str 
         raise UsageError(f"runs must be ≥ 1, got {runs}", "runs")
     if runs > 1 and resume:
         raise UsageError("runs cannot be combined with resume; resume each run by its name, "
-                         "e.g. cnnviz train --name base-2 --resume", "runs")
+                         "e.g. name=base-2 resume=True", "runs")
     if resume:
         name = bundle.check_name(name or f"{dataset or 'mnist'}-{preset or 'article2'}")
         hold(trained_dir / name)
@@ -87,9 +87,8 @@ def plan_training(trained_dir: Path, *, hold: Callable[[Path], None], name: str 
         hold(trained_dir / each)
     for each in names:
         if (trained_dir / each).exists() and not force:
-            raise UsageError(f"bundle {trained_dir / each} exists; replace it (--force, or "
-                             "force=True in Python), continue it (--resume), or choose another "
-                             "name")
+            raise UsageError(f"bundle {trained_dir / each} exists; replace it (force=True), "
+                             "continue it (resume=True), or choose another name")
     initial = _initial_weights(from_initial, trained_dir) if from_initial else None
     return Plan([(each, replace(training, seed=training.seed + i)) for i, each in enumerate(names)],
                 network, preset, dataset, None if data_path is None else str(data_path),
@@ -112,8 +111,8 @@ def run_plan(plan: Plan, trained_dir: Path, data: Dataset, device: str = "cpu",
     if plan.resumed is not None:
         want = (plan.resumed["data"].get("train_images"), plan.resumed["data"].get("test_images"))
         if want != (len(data.x_train), len(data.x_test)):
-            raise UsageError(f"--resume: the run trained on {want[0]} train / {want[1]} test "
-                             f"images but {data.describe()}; pass the same --data")
+            raise UsageError(f"resume=True: the run trained on {want[0]} train / {want[1]} test "
+                             f"images but {data.describe()}; pass the same data=")
     for name, training in plan.runs:
         folder = (write_dir or trained_dir) / name
         if plan.resumed is None and folder.exists():
@@ -155,26 +154,26 @@ def train_new(preset: str, name: str | None, dataset: str, data: str | Path | No
 def _resume_plan(folder: Path, preset, config, dataset, from_initial, force,
                  overrides: dict) -> tuple[dict, NetworkSpec, TrainSpec]:
     """The run, network and training specs of the bundle to resume. Settings equal to the
-    bundle's own are accepted (people re-run the same command with --resume); only epochs
+    bundle's own are accepted (people re-run the same call with resume=True); only epochs
     may differ."""
-    refused = [flag for flag, value in (("--from-initial", from_initial), ("--force", force))
+    refused = [name for name, value in (("from_initial=", from_initial), ("force=True", force))
                if value]
     if refused:
-        raise UsageError(f"--resume continues the bundle as it is; it cannot be combined with "
+        raise UsageError(f"resume=True continues the bundle as it is; it cannot be combined with "
                          f"{' or '.join(refused)}")
     if not (folder / bundle.RUN_FILE).is_file():
-        raise UsageError(f"nothing to resume: no bundle {folder}; start it without --resume")
+        raise UsageError(f"nothing to resume: no bundle {folder}; start it without resume=True")
     run = bundle.read_run(folder)
     if not (folder / bundle.MODEL_FILE).is_file():
         raise UsageError(f"nothing to resume: {folder} finished no epoch yet; "
-                         "start again with --force")
+                         "start again with force=True")
     try:
         network = network_from_json(run["network"])
         training = TrainSpec(**(run["training"] | {"epochs": overrides.get("epochs")
                                                   or run["training"]["epochs"]}))
     except (KeyError, TypeError) as exc:
         raise CnnvizError(f"{folder / bundle.RUN_FILE} is incomplete ({exc}); retrain with "
-                          "--force") from None
+                          "force=True") from None
     given = {k: v for k, v in overrides.items() if k != "epochs"}
     if config is not None:
         from_file = read_config(config)
@@ -182,16 +181,16 @@ def _resume_plan(folder: Path, preset, config, dataset, from_initial, force,
             given.setdefault("preset", "?")
         given = {k: v for k, v in from_file.items() if k != "epochs"} | given
     differ = same_settings(network, training, given)
-    differ += [f"--{flag} {value} (the bundle's: {own})" for flag, value, own in
+    differ += [f"{name}={value} (the bundle's: {own})" for name, value, own in
                (("preset", preset, run.get("preset")),
                 ("dataset", dataset, bundle.dataset_of(run)[0])) if value and value != own]
     if differ:
-        raise UsageError(f"--resume continues with the bundle's own settings; only --epochs may "
+        raise UsageError(f"resume=True continues with the bundle's own settings; only epochs= may "
                          f"change (got {'; '.join(differ)})")
     done = int(run.get("epochs_completed", 0))
     if done >= training.epochs:
         raise UsageError(f"{folder.name} has finished {done} of {training.epochs} epochs; "
-                         f"pass --epochs N with N > {done} to train further")
+                         f"pass epochs=N with N > {done} to train further")
     return run, network, training
 
 
@@ -199,6 +198,6 @@ def _initial_weights(other: str, trained_dir: Path) -> Path:
     found = bundle.resolve(other, trained_dir)
     path = (found.bundle_dir / bundle.INITIAL_WEIGHTS_FILE) if found.bundle_dir else None
     if path is None or not path.is_file():
-        raise UsageError(f"--from-initial {other}: no {bundle.INITIAL_WEIGHTS_FILE} there; "
-                         "name a bundle trained by cnnviz")
+        raise UsageError(f"from_initial {other}: no {bundle.INITIAL_WEIGHTS_FILE} there; "
+                         "name a bundle trained by cnnviz", "from_initial")
     return path

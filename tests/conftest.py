@@ -138,14 +138,14 @@ def run_cli(capsys, monkeypatch):
 
     read = model_module.read_keras
 
-    def read_once(path, compile=False):
+    def read_once(path, compile=False, trust=None):
         if compile or not path.is_file():
-            return read(path, compile)
+            return read(path, compile, trust)
         stat = path.stat()
         key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns,
-               model_module.trusted())
+               model_module.trusted() if trust is None else trust)
         if key not in _MODELS:
-            _MODELS[key] = read(path, compile)
+            _MODELS[key] = read(path, compile, trust)
         return _MODELS[key]
 
     monkeypatch.setattr(model_module, "read_keras", read_once)

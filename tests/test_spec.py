@@ -118,8 +118,9 @@ def test_pool_that_shrinks_below_one_pixel_names_the_layer():
 def test_config_errors(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{epochs: 3")
-    with pytest.raises(UsageError, match=r"--config .*bad.json: not valid JSON"):
+    with pytest.raises(UsageError, match=r"^config .*bad.json: not valid JSON") as raised:
         resolve_settings(None, bad)
+    assert raised.value.as_flag().startswith("--config ")  # what the command line shows
     unknown = tmp_path / "u.toml"
     unknown.write_text("epoch = 3\n")
     with pytest.raises(UsageError, match=r"unknown setting\(s\) epoch; valid: conv, kernel"):

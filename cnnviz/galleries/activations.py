@@ -49,20 +49,21 @@ def select_images(data: Dataset, split: str, images: list[int] | None = None,
     x, y = data.split(split)
     if digit is not None:
         if not 0 <= digit < len(data.class_names):
-            raise UsageError(f"--digit {digit}: classes are 0–{len(data.class_names) - 1}")
+            raise UsageError(f"digit {digit}: classes are 0–{len(data.class_names) - 1}", "digit")
         if count < 1:
-            raise UsageError(f"--count must be ≥ 1, got {count}")
+            raise UsageError(f"count must be ≥ 1, got {count}", "count")
         found = np.flatnonzero(y == digit)
         if len(found) == 0:
-            raise UsageError(f"--digit {digit}: no image of class {digit} in the {split} split")
+            raise UsageError(f"digit {digit}: no image of class {digit} in the {split} split",
+                             "digit")
         index = found[:count]
         return Selection(f"{split}-digit-{digit}-first{len(index)}", np.asarray(x[index]), index, y[index],
                          split, digit, rows=True)
     images = images if images else [0]
     bad = [i for i in images if not 0 <= i < len(x)]
     if bad:
-        raise UsageError(f"--image {bad[0]} out of range: the {split} split has {len(x):,} "
-                         f"images (0–{len(x) - 1})")
+        raise UsageError(f"image {bad[0]} out of range: the {split} split has {len(x):,} "
+                         f"images (0–{len(x) - 1})", "image")
     index = np.asarray(images, dtype=np.int64)
     name = f"{split}-image-{index[0]:05d}" + (f"-and-{len(index) - 1}-more" if len(index) > 1 else "")
     return Selection(name, np.asarray(x[index]), index, y[index], split)

@@ -24,7 +24,7 @@ def prepare(folder: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise CnnvizError(f"cannot write to {folder}: {exc.strerror or exc}; choose another "
-                          "--outputs-dir or fix its permissions") from None
+                          "folder (outputs_dir=) or fix its permissions") from None
 
 
 def record(loaded: LoadedModel, folder: Path, entries: list[dict],
