@@ -120,7 +120,9 @@ def live(model: Any = None, port: int = 8765, host: str = "127.0.0.1",
 
     port, host = whole(port, "port", 0, 65535), text(host, "host")
     folder = path(atlas, "atlas", optional=True)
-    opened = model if type(model).__name__ == "Inspected" else load(model, **load_options)
+    from cnnviz.inspected import Inspected
+
+    opened = model if isinstance(model, Inspected) else load(model, **load_options)
     from cnnviz.serve.live import Live
     from cnnviz.serve.running import start_in_background
 
