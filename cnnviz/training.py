@@ -248,10 +248,10 @@ def _train_in_scope(folder, network, training, data, preset, device, resume, ini
         if not done:
             raise TrainingInterrupted(
                 f"interrupted before the first epoch of {folder.name} ended: nothing to resume; "
-                f"start it again with `cnnviz train --name {folder.name} --force`") from None
+                f"start it again with `cnnviz.train(name={folder.name!r}, force=True)`") from None
         raise TrainingInterrupted(
             f"interrupted: {folder} keeps epoch {done} of {training.epochs}; continue with "
-            f"`cnnviz train --name {folder.name} --resume`") from None
+            f"`cnnviz.train(name={folder.name!r}, resume=True)`") from None
     except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError):
         # a multi-worker strategy lost a peer: the whole cluster restarts from the checkpoint
         run.update(status="interrupted", updated=_now())
@@ -259,7 +259,8 @@ def _train_in_scope(folder, network, training, data, preset, device, resume, ini
         raise CnnvizError(
             f"a worker of the cluster stopped answering: {folder.name} keeps epoch "
             f"{run.get('epochs_completed', 0)} of {training.epochs}; start every worker again "
-            f"with `cnnviz train --name {folder.name} --resume --strategy multi-worker`") from None
+            f"with `cnnviz.train(name={folder.name!r}, resume=True, strategy='multi-worker')`"
+        ) from None
     if state.diverged_epoch is not None:
         run.update(status="diverged", updated=_now())
         bundle.write_run(folder, run)

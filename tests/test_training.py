@@ -74,7 +74,7 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, tiny_data):
     straight = train_bundle(tmp_path / "straight", network, training, tiny_data, verbose=0)
 
     folder = tmp_path / "cut"
-    with pytest.raises(TrainingInterrupted, match=r"keeps epoch 1 of 2; continue with .*--resume"):
+    with pytest.raises(TrainingInterrupted, match=r"keeps epoch 1 of 2; continue with .*resume=True"):
         train_bundle(folder, network, training, tiny_data, verbose=0, callbacks=[At(1, interrupt)])
     run = json.loads((folder / "run.json").read_text())
     assert (run["status"], run["epochs_completed"]) == ("interrupted", 1)

@@ -1,6 +1,7 @@
-"""The library speaks in parameters (`data=PATH`, `force=True`); the command line shows them
-as its flags (`--data PATH`, `--force`). Every line the CLI prints from the library goes
-through `as_flags`."""
+"""The library speaks in parameters (`data=PATH`, `force=True`) and Python calls
+(`cnnviz.train(name='cut', resume=True)`); the command line shows them as its flags
+(`--data PATH`, `--force`) and commands (`cnnviz train --name cut --resume`). Every line the
+CLI prints from the library goes through `as_flags`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import click
 
 ALIASES = {"layers": "--layer", "methods": "--method", "resize=False": "--no-resize"}
 _PARAMETER = re.compile(r"\b([a-z][a-z_]*)=(True\b|False\b|[^\s,;)`'\"]*)")
+_CALL = re.compile(r"\bcnnviz\.([a-z]+)\(([^()]*)\)")
+_ARGUMENT = re.compile(r"([a-z][a-z_]*)=('[^']*'|\"[^\"]*\"|[^,]+)")
 
 
 @functools.cache
@@ -30,6 +33,12 @@ def as_flags(text: str) -> str:
     that flag; anything else is left as it is."""
     known = _flags()
 
+    def command(match: re.Match) -> str:  # cnnviz.train(name='cut', resume=True)
+        words = [f"cnnviz {match.group(1)}"]
+        for name, value in _ARGUMENT.findall(match.group(2)):
+            words.append(f"{name}={value.strip().strip(chr(39) + chr(34))}")
+        return " ".join(words)
+
     def flag(match: re.Match) -> str:
         name, value = match.groups()
         if f"{name}={value}" in ALIASES:
@@ -39,7 +48,7 @@ def as_flags(text: str) -> str:
             return match.group(0)
         return option if value in ("True", "") else f"{option} {value}"
 
-    return _PARAMETER.sub(flag, str(text))
+    return _PARAMETER.sub(flag, _CALL.sub(command, str(text)))
 
 
 def say(line: str = "") -> None:
