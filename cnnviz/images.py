@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 import contextlib
-import warnings
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np

@@ -254,7 +254,7 @@ class Inspected:
         out = path(folder, "folder", optional=True) or Path("outputs") / self.loaded.folder_name
         steps, top = whole(steps, "steps", 1), whole(top, "top", 1)
         limit = None if limit is None else whole(limit, "limit", 1)
-        dpi = None if dpi is None else whole(dpi, "dpi", 10, 2400)
+        dpi = None if dpi is None else whole(dpi, "dpi")  # its range: style.figure_output
         settings = atlas_settings(steps, scales=default_scales(self.loaded.image_shape))
         with distributed.sharing(strategy) as shared, figure_output(dpi, format), \
                 distributed.writes_to(out, shared) as where:

@@ -137,23 +137,27 @@ def _validate(path: Path, data: dict) -> None:
             raise bad(f"'model.{key}' is not a list")
 
 
-def claim(folder: Path) -> None:
-    """Make `folder` a gallery, or refuse it: the check and the mark are one step under the
-    gallery's lock, so two commands creating the same gallery at once both go on (a foreign
-    folder is refused before the lock file is made in it)."""
+@contextlib.contextmanager
+def _claimed(folder: Path) -> Iterator[None]:
+    """The gallery's lock, held once the folder is known to be cnnviz's (or new): the check
+    is repeated under the lock, so two commands creating the same gallery at once both go
+    on; a foreign folder is refused before the lock file is made in it."""
     check_gallery(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder / LOCK_FILE):
         check_gallery(folder)
+        yield
+
+
+def claim(folder: Path) -> None:
+    """Make `folder` a gallery (its mark written under the lock), or refuse it."""
+    with _claimed(folder):
         mark(folder)
 
 
 def add_entries(folder: Path, entries: list[dict], model: dict | None = None) -> Path:
     """Merge entries (keyed by their relative `path`) into the folder's manifest."""
-    check_gallery(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with _locked(folder / LOCK_FILE):
-        check_gallery(folder)
+    with _claimed(folder):
         manifest = read_manifest(folder)
         manifest.pop("dropped", None)
         by_path = {e["path"]: e for e in manifest["entries"]}

@@ -194,16 +194,20 @@ class _Job:
     mean_pixels: np.ndarray | None
     found: Attributions      # completeness and the like are recorded on it
     cams: dict = field(default_factory=dict)
+    grad: np.ndarray | None = None  # ∂logit/∂x at the inputs, shared by the methods using it
+
+    def input_gradient(self) -> np.ndarray:
+        if self.grad is None:
+            self.grad = _gradients(self.gradient, self.x, self.targets, self.settings.batch_size)
+        return self.grad
 
 
 def _saliency(job: _Job) -> tuple[np.ndarray, str]:
-    grad = _gradients(job.gradient, job.x, job.targets, job.settings.batch_size)
-    return np.abs(grad).max(axis=-1), ""
+    return np.abs(job.input_gradient()).max(axis=-1), ""
 
 
 def _gradient_input(job: _Job) -> tuple[np.ndarray, str]:
-    grad = _gradients(job.gradient, job.x, job.targets, job.settings.batch_size)
-    return (grad * job.x).sum(axis=-1), ""
+    return (job.input_gradient() * job.x).sum(axis=-1), ""
 
 
 def _smoothgrad_map(job: _Job) -> tuple[np.ndarray, str]:

@@ -154,8 +154,8 @@ class Live:
             if prepared is None:
                 raise UsageError("drawing: no ink; draw something", "drawing")
             return prepared.astype(np.float32)
-        colour = np.repeat(array[..., np.newaxis], 3, axis=-1) if len(self.shape) == 3 else array
-        return convert(np.rint(colour).astype(np.uint8)[np.newaxis], self.shape)[0].astype(np.float32)
+        gray = np.rint(array).astype(np.uint8)[np.newaxis]  # convert makes RGB of it if need be
+        return convert(gray, self.shape)[0].astype(np.float32)
 
     def check_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Raw pixels as the model's input shape (a trailing 1 channel may be left out)."""
