@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from cnnviz.inspected import Inspected
 
 from cnnviz.version import __version__
-__all__ = ["__version__", "load", "train", "live", "CnnvizError", "CnnvizWarning", "UsageError",
+__all__ = ["__version__", "load", "train", "live", "compare", "page", "CnnvizError", "CnnvizWarning", "UsageError",
            "Objective", "channel", "neuron"]
 _OBJECTIVES = ("Objective", "channel", "neuron")
 
@@ -41,7 +41,8 @@ def __getattr__(name: str):
 def load(model: Any = None, trained_dir: str | Path = "trained",
          data: str | Path | None = None, dataset: str | None = None,
          preprocess: str | None = None, resize: bool = True,
-         trust_model: bool = False) -> "Inspected":
+         trust_model: bool = False, strategy: Any = None, cluster_timeout: float = 300,
+         report: Callable[[str], None] | None = None) -> "Inspected":
     """Open a model: a bundle name or folder in `trained_dir`, a .keras file, a keras.Model
     object, or None for the newest bundle.
 
@@ -50,20 +51,28 @@ def load(model: Any = None, trained_dir: str | Path = "trained",
     become a plain model's input (unit, raw, symmetric, caffe, torch or "MEAN,STD"; default:
     detected from a leading Rescaling/Normalization layer, else unit). resize=False refuses
     data of another image size instead of converting it. trust_model=True loads a .keras
-    file whose loading could run code stored in it (a Lambda layer): only files you trust."""
-    from cnnviz.checks import path, text
+    file whose loading could run code stored in it (a Lambda layer): only files you trust.
+    strategy: a tf.distribute strategy or its name (auto, default, mirrored, multi-worker;
+    see cnnviz.distributed), made before the model is read, that every method shares its
+    work over (a multi-worker one waits cluster_timeout seconds for its peers). report:
+    receives the lines the command line prints (which bundle, which data, notes); without
+    it, notes are CnnvizWarnings."""
+    from cnnviz.checks import path, real, text
 
     trained_dir, data = path(trained_dir, "trained_dir"), path(data, "data", optional=True)
     text(dataset, "dataset", optional=True)
+    real(cluster_timeout, "cluster_timeout", 0, above=True)
     for name, value in (("resize", resize), ("trust_model", trust_model)):
         if not isinstance(value, bool):
             raise UsageError(f"{name} must be True or False, got {value!r}", name)
+    if report is not None and not callable(report):
+        raise UsageError(f"report must be a callable taking a line, got {report!r}", "report")
     from cnnviz.runtime import import_tensorflow
 
     import_tensorflow()
     from cnnviz.inputs import Preprocessing
     from cnnviz.inspected import Inspected
-    from cnnviz.model import from_keras_model, load_model
+    from cnnviz.model import from_keras_model, input_note, load_model
 
     if preprocess is not None and not isinstance(preprocess, (str, Preprocessing)):
         raise UsageError(f"preprocess must be unit, raw, symmetric, caffe, torch or "
@@ -73,41 +82,98 @@ def load(model: Any = None, trained_dir: str | Path = "trained",
     if model is not None and not isinstance(model, (str, Path, keras.Model)):
         raise UsageError(f"model must be a bundle name or folder, a .keras file or a "
                          f"keras.Model, got {type(model).__name__}", "model")
+    if strategy is not None:  # a multi-worker strategy must exist before any model does
+        from cnnviz import distributed
 
+        strategy = distributed.make_strategy(strategy, cluster_timeout) \
+            if isinstance(strategy, str) else strategy
     if model is not None and not isinstance(model, (str, Path)):
         loaded = from_keras_model(model, preprocess)
     else:
         loaded = load_model(None if model is None else str(model), Path(trained_dir),
-                            preprocess=preprocess, trust=trust_model or None)
-    if loaded.preprocessing.origin == "default":  # what the command line prints as a note
+                            preprocess=preprocess, trust=trust_model)
+    note = input_note(loaded.preprocessing)
+    if report is not None:
+        for line in (loaded.ref.note, note):
+            if line:
+                report(line)
+    elif loaded.preprocessing.origin == "default":
         import warnings
 
-        from cnnviz.model import input_note
-
-        warnings.warn(CnnvizWarning(input_note(loaded.preprocessing)), stacklevel=2)
-    return Inspected(loaded, data, dataset, resize)
+        warnings.warn(CnnvizWarning(note), stacklevel=2)
+    return Inspected(loaded, data, dataset, resize, report, strategy)
 
 
-def train(preset: str = "article2", name: str | None = None, dataset: str = "mnist",
+def compare(a: Any, b: Any, outputs_dir: str | Path = "outputs",
+            layers: Any = None, split: str = "test", limit: int | None = None,
+            dpi: int | None = None, format: str | None = None) -> Any:  # noqa: A002
+    """Do two models learn the same maps? Every map of `a` is correlated with every map of
+    `b` over a split of a's data, matched one to one, and against an untrained copy of `a`;
+    written to OUTPUTS_DIR/compare-A-B/ with its page. Returns the Comparison (.summary(),
+    .numbers(), .folder, .page). a, b: opened models (what `load` returns) or anything
+    `load` takes (a bundle name, a .keras file). layers: default conv and hidden dense
+    layers."""
+    from cnnviz.checks import path
+
+    a, b = (m if hasattr(m, "loaded") else load(m) for m in (a, b))
+    from cnnviz.galleries.compare import compare_models
+    from cnnviz.render.style import figure_output
+
+    with figure_output(dpi, format):
+        return compare_models(a, b, path(outputs_dir, "outputs_dir"), layers, split, limit)
+
+
+def page(name: str | None = None, outputs_dir: str | Path = "outputs",
+         trained_dir: str | Path = "trained",
+         report: Callable[[str], None] | None = None) -> Path:
+    """Rebuild a gallery's index.html and map cards from its manifest.json (no TensorFlow
+    needed); returns the page's path. name: a gallery in outputs_dir, or a bundle's name
+    (None: the newest bundle's). report: receives where it is and what it could not show."""
+    from cnnviz.checks import path
+    from cnnviz.layout import gallery_folder
+    from cnnviz.manifest import check_gallery
+    from cnnviz.render.site import build_page
+
+    folder = gallery_folder(name, path(outputs_dir, "outputs_dir"), path(trained_dir, "trained_dir"))
+    check_gallery(folder)
+    return build_page(folder, report or (lambda line: None))
+
+
+def train(preset: str | None = None, name: str | None = None, dataset: str | None = None,
           data: str | Path | None = None, trained_dir: str | Path = "trained",
           force: bool = False, progress: Callable[[int, dict], None] | None = None,
-          strategy: Any = None, **settings: Any) -> "Inspected":
+          strategy: Any = None, cluster_timeout: float = 300, config: str | Path | None = None,
+          runs: int = 1, resume: bool = False, from_initial: str | None = None,
+          device: str = "auto", tensorboard: str | Path | None = None, verbose: int = 0,
+          report: Callable[[str], None] | None = None, **settings: Any) -> Any:
     """Train a network into trained_dir/NAME (a bundle) and return it opened.
 
+    preset: article1, article2 (default), article3 ...; dataset: mnist (default) or fashion;
     settings: any training setting by its name (epochs=3, learning_rate=1e-3, conv=[16, 32],
-    seed=2, ...). progress(epoch, logs) is called after every epoch. An existing bundle is
-    refused unless force=True. strategy: a tf.distribute strategy or its name (auto,
-    default, mirrored, multi-worker; see cnnviz.distributed); batch_size is the global batch."""
+    seed=2, ...), or config: a JSON/TOML file of them. An existing bundle is refused unless
+    force=True; resume=True continues an interrupted one (only epochs= may change);
+    from_initial: start from another bundle's initial weights. runs=N trains NAME-1 … NAME-N
+    with seeds SEED … SEED+N-1 and returns the list. progress(epoch, logs) is called after
+    every epoch; verbose: Keras' fit output (0 none, 1 a bar, 2 a line per epoch); report:
+    receives the lines the command prints. strategy: a tf.distribute strategy or its name
+    (auto, default, mirrored, multi-worker; see cnnviz.distributed); batch_size is the
+    global batch. tensorboard: also write TensorBoard logs into this folder."""
+    from cnnviz.checks import path, whole
+
+    trained_dir, runs = path(trained_dir, "trained_dir"), whole(runs, "runs", 1)
     from cnnviz.runtime import import_tensorflow
 
     import_tensorflow()
-    from cnnviz.training_run import train_new
-
-    loaded = train_new(preset, name, dataset, data, Path(trained_dir), force, progress, settings,
-                       strategy)
     from cnnviz.inspected import Inspected
+    from cnnviz.training_run import train_runs
 
-    return Inspected(loaded, data)
+    trained = train_runs(trained_dir, preset=preset, name=name, dataset=dataset, data=data,
+                         config=config, settings=settings, runs=runs, resume=resume,
+                         force=force, from_initial=from_initial, device=device,
+                         tensorboard=tensorboard, verbose=verbose, progress=progress,
+                         strategy=strategy, cluster_timeout=cluster_timeout, report=report)
+    opened = [Inspected(loaded, data, report=report) for loaded in trained]
+    return opened[0] if runs == 1 else opened
 
 
 def live(model: Any = None, port: int = 8765, host: str = "127.0.0.1",

@@ -15,12 +15,17 @@ class CnnvizError(Exception):
         super().__init__(message)
         self.param = param
 
-    def as_flag(self) -> str:
-        """The message with the parameter written as the command line's flag."""
+    def as_flag(self, flag: str | None = None) -> str:
+        """The message with the parameter written as the command line's flag where it is
+        the subject (`top 301 is larger…; choose top ≤ 300`); `top=301` is left to the CLI."""
+        import re
+
         text = str(self)
-        if self.param and text.startswith(self.param):
-            return "--" + self.param.replace("_", "-") + text[len(self.param):]
-        return text
+        if not self.param:
+            return text
+        flag = flag or "--" + self.param.replace("_", "-")
+        text = re.sub(rf"^{re.escape(self.param)}(?![\w=])", flag, text)
+        return re.sub(rf"(?<=choose ){re.escape(self.param)}(?= [≤≥<>])", flag, text)
 
 
 class UsageError(CnnvizError):

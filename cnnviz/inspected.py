@@ -13,14 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import warnings
+
 import numpy as np
 
 from cnnviz.checks import brief, indices, path, whole
 from cnnviz.data import Dataset, dataset_for
 from cnnviz.graph import graph_of
-from cnnviz.errors import UsageError
-from cnnviz.layers import check_layers
-from cnnviz.model import LoadedModel, resolve_layers
+from cnnviz.errors import CnnvizWarning, UsageError
+from cnnviz.galleries.writing import Written
+from cnnviz.layers import choose_layers, layers_for, resolve_layers
+from cnnviz.model import LoadedModel
 from cnnviz.progress import Progress, bars, progress_bar
 from cnnviz.results import (ActivationResult, ExplanationResult, KernelResult, PatternResult,
                             SanityResult, StatsResult)
@@ -30,13 +33,18 @@ class Inspected:
     """A model opened by `cnnviz.load` (or returned by `cnnviz.train`)."""
 
     def __init__(self, loaded: LoadedModel, data: str | Path | Dataset | None = None,
-                 dataset: str | None = None, resize: bool = True):
-        """data: a dataset file or folder to read when first needed, or an opened Dataset."""
+                 dataset: str | None = None, resize: bool = True,
+                 report: Callable[[str], None] | None = None, strategy=None):
+        """data: a dataset file or folder to read when first needed, or an opened Dataset.
+        report: receives the lines a command prints (which data, notes); without it, notes
+        are CnnvizWarnings. strategy: the tf.distribute strategy its probes share work over."""
         self.loaded = loaded
         self._data_path = None if isinstance(data, Dataset) else data
         self._dataset = dataset
         self._resize = resize
         self._data: Dataset | None = data if isinstance(data, Dataset) else None
+        self._report = report
+        self.strategy = strategy
 
     def __repr__(self) -> str:
         return f"<cnnviz model {self.name!r}: {len(self.layers)} layers ({', '.join(self.layers)})>"
@@ -57,8 +65,6 @@ class Inspected:
 
     @property
     def conv_layers(self) -> list[str]:
-        from cnnviz.layers import layers_for
-
         return layers_for(self.model, "kernels")
 
     @property
@@ -80,7 +86,67 @@ class Inspected:
         """The dataset the model was trained on (or the one given to `load`), read once."""
         if self._data is None:
             self._data = dataset_for(self.loaded, self._dataset, self._data_path, self._resize)
+            self.report(f"data: {self._data.describe()}")
+            for note in self._data.notes:
+                self.note(note)
         return self._data
+
+    @property
+    def sharing(self) -> str | None:
+        """How the work is shared out (its tf.distribute strategy), when not on one device."""
+        if self.strategy is None:
+            return None
+        from cnnviz import distributed
+
+        if distributed.replicas(self.strategy) > 1 or distributed.workers(self.strategy) > 1:
+            return distributed.describe(self.strategy)
+        return None
+
+    @property
+    def data_named(self) -> bool:
+        """Whether `load` was given data or a dataset (else the model's own is used)."""
+        return self._data_path is not None or self._dataset is not None
+
+    def report(self, line: str) -> None:
+        """A line for the caller's `report` (the command line prints it); else nothing."""
+        if self._report is not None:
+            self._report(line)
+
+    def note(self, text: str) -> None:
+        """Something the user should know: a `note:` line to `report`, else a CnnvizWarning."""
+        if self._report is not None:
+            self._report(f"note: {text}")
+        else:
+            warnings.warn(CnnvizWarning(text), stacklevel=3)
+
+    def info(self, outputs_dir: str | Path = "outputs") -> str:
+        """Layers, shapes, parameters, receptive fields and run metadata, as text (what
+        `cnnviz info` prints)."""
+        from cnnviz.describe import info_lines
+
+        return "\n".join(info_lines(self.loaded, self.gallery_dir(outputs_dir)))
+
+    def gallery_dir(self, outputs_dir: str | Path = "outputs") -> Path:
+        """Where this model's galleries go: OUTPUTS_DIR/NAME."""
+        return path(outputs_dir, "outputs_dir") / self.loaded.folder_name
+
+    def gallery(self, technique: str, folder: str | Path | None = None, progress: Progress = None,
+                dpi: int | None = None, format: str | None = None,  # noqa: A002
+                **parameters) -> Written:
+        """Write a technique's gallery (what its command writes) into `folder` (default
+        outputs/NAME), record it in the manifest and refresh the page when there is one.
+
+            m.gallery("activations", layers="conv2", images=[17])
+            m.gallery("filters", layers="conv3", maps="0-15", steps=100)
+            m.gallery("kernels"); m.gallery("stats", limit=1000)
+            m.gallery("explain", images=[0, 1], methods="saliency,grad-cam", check=True)
+
+        parameters: those of the technique (cnnviz.galleries.<technique>.request). dpi,
+        format (png, svg, pdf): how its figures are written. Returns what was written."""
+        from cnnviz.galleries.writing import write
+
+        out = path(folder, "folder", optional=True) or self.gallery_dir()
+        return write(self, technique, out, parameters, progress, dpi, format)
 
     def activations(self, images: int | Sequence[int] | np.ndarray = 0,
                     layers: str | Iterable[str] = "all", split: str = "test") -> ActivationResult:
@@ -110,39 +176,25 @@ class Inspected:
         (tqdm.auto: a widget in a notebook) by default, False for none, or a callable
         progress(n) called as steps finish. strategy: a tf.distribute strategy or its name (see
         cnnviz.distributed): the maps are split across its replicas."""
-        from cnnviz.probes.objectives import check_objective, parse_objectives
-        from cnnviz.probes.patterns import (PatternSettings, ascent_steps, default_scales,
-                                            optimal_patterns, parse_maps)
+        from cnnviz.galleries.filters import (choose_maps, objective_request, pattern_settings,
+                                              split_images)
+        from cnnviz.probes.patterns import ascent_steps, optimal_patterns
 
-        scales = default_scales(self.loaded.image_shape) if scales is None else scales
-        try:
-            options = PatternSettings(scales=tuple(scales), **settings)
-        except TypeError as exc:
-            raise UsageError(f"patterns: {exc}", "settings") from None
-        objectives = None
-        if objective is not None:
-            given = objective if isinstance(objective, (list, tuple)) else [objective]
-            if not given:
-                raise UsageError("objective: an empty list; give an expression or an Objective",
-                                 "objective")
-            objectives = []
-            for o in given:
-                if isinstance(o, str):
-                    objectives += parse_objectives(o, self.model)
-                else:
-                    check_objective(self.model, o)
-                    objectives.append(o)
+        kind, objectives = objective_request(self.model, objective)
+        options = pattern_settings(self.loaded.image_shape, scales, objective=kind, **settings)
+        if objectives is not None:
             name, chosen = layer or "objectives", np.arange(len(objectives))
         else:
-            (name,) = self._layers(layer if layer is not None else self.conv_layers[-1:], one=True)
-            check_layers(self.model, [name], "patterns")
-            chosen = self._maps(maps, graph_of(self.model).shape(name)[-1], parse_maps)
-        images = self.data().split(split)[0] if options.data_starts else None
+            default = self.conv_layers[-1:] or self.layers[-1:]
+            (name,) = self._layers(layer if layer is not None else default, one=True,
+                                   probe="patterns")
+            chosen = choose_maps(maps, graph_of(self.model).shape(name)[-1])
+        images = split_images(self, split) if options.data_starts else None
         steps = ascent_steps(len(chosen), options, graph_of(self.model).input_shape[1:],
                              images is not None)
         with progress_bar(progress, steps, f"{name} patterns") as update:
             found = optimal_patterns(self.model, name, chosen, self.loaded.preprocessing, options,
-                                     update, images, objectives, strategy)
+                                     update, images, objectives, strategy or self.strategy)
         best = found.best_inputs
         pixels = np.clip(self.loaded.preprocessing.invert(best), 0, 255)
         predicted = np.asarray(self.model.predict(best, verbose=0)).argmax(axis=1)
@@ -182,25 +234,14 @@ class Inspected:
         return SanityResult(sanity(self.model, self.loaded.preprocessing, pixels, targets, options))
 
     def _explain_inputs(self, images, methods, target, split, settings):
-        from cnnviz.probes.attribution import METHODS, ExplainSettings
-
-        names = METHODS if methods == "all" else ((methods,) if isinstance(methods, str) else tuple(methods))
-        try:
-            options = ExplainSettings(methods=names, **settings)
-        except TypeError as exc:
-            raise UsageError(f"explain: {exc}", "settings") from None
+        from cnnviz.galleries.explain import explain_settings, mean_baseline
         from cnnviz.probes.activations import activations
         from cnnviz.probes.attribution import resolve_targets
 
+        options, target = explain_settings(self.model, methods, target, settings)
         pixels, _, labels = self._images(images, split)
         scores = activations(self.model, [], self.loaded.preprocessing.apply(pixels)).probabilities
-        targets = resolve_targets(target, scores, labels)
-        mean = None
-        if options.baseline == "mean" and "integrated-gradients" in names:
-            from cnnviz.probes.attribution import mean_image
-
-            mean = mean_image(self.data().split("train")[0])
-        return pixels, targets, options, mean
+        return pixels, resolve_targets(target, scores, labels), options, mean_baseline(self, options)
 
     def kernels(self, layer: str) -> KernelResult:
         """The kernels (kh, kw, in, maps) and bias of a conv layer."""
@@ -231,49 +272,53 @@ class Inspected:
         with progress_bar(progress, len(x), "stats") as update:
             found = layer_stats(self.model, names, x, y, self.loaded.preprocessing, top=top,
                                 batch_size=batch_size, classes=len(self.data().class_names),
-                                progress=update, strategy=strategy)
+                                progress=update, strategy=strategy or self.strategy)
         return StatsResult(found, split, len(x))
 
     def atlas(self, folder: str | Path | None = None, steps: int = 50, top: int = 9,
               split: str = "test", limit: int | None = None,
               report: Callable[[str], None] | None = None, layers: str | None = None,
               explain: bool = True, dpi: int | None = None, format: str | None = None,  # noqa: A002
-              strategy=None, progress: Progress = None) -> Path | None:
+              strategy=None, progress: Progress = None, step_size: float = 0.5, scales=None,
+              starts: int = 1, pixel_starts: int = 2, data_starts: int = 2,
+              seed: int = 0) -> Path | None:
         """Everything `cnnviz atlas` writes, into `folder` (default outputs/NAME); returns
-        the page's path. `report` receives one line per stage. layers: None (every layer of
-        a small model, a choice on a big one), "all", or a comma list. explain=False skips the
-        why section. dpi, format (png, svg, pdf): how the figures are written. strategy: a
+        the page's path. `report` receives one line per stage (default: the one given to
+        `load`, which also receives where the page is). layers: None (every layer of a small model, a choice on a big one), "all",
+        or a comma list. explain=False skips the why section. dpi, format (png, svg, pdf):
+        how the figures are written. steps, step_size, scales, starts, pixel_starts,
+        data_starts, seed: the patterns' ascent (fewer starts than `filters`). strategy: a
         tf.distribute strategy or its name (see cnnviz.distributed) for the statistics, the
         class means and the patterns; on a worker that is not the chief nothing is written
         (None is returned)."""
         from cnnviz import distributed
         from cnnviz.galleries.atlas import atlas_settings, run_atlas
-        from cnnviz.probes.patterns import default_scales
+        from cnnviz.render.site import site_lines
         from cnnviz.render.style import figure_output
 
-        out = path(folder, "folder", optional=True) or Path("outputs") / self.loaded.folder_name
-        steps, top = whole(steps, "steps", 1), whole(top, "top", 1)
+        out = path(folder, "folder", optional=True) or self.gallery_dir()
+        top = whole(top, "top", 1)
         limit = None if limit is None else whole(limit, "limit", 1)
         dpi = None if dpi is None else whole(dpi, "dpi")  # its range: style.figure_output
-        settings = atlas_settings(steps, scales=default_scales(self.loaded.image_shape))
-        with distributed.sharing(strategy) as shared, figure_output(dpi, format), \
-                distributed.writes_to(out, shared) as where:
-            site = run_atlas(self.loaded, self.data(), where, settings, split, limit, top, report,
+        if not isinstance(explain, bool):
+            raise UsageError(f"explain must be True or False, got {explain!r}", "explain")
+        settings = atlas_settings(self.loaded.image_shape, steps, step_size, scales, starts,
+                                  seed, pixel_starts, data_starts)
+        say = report or self.report
+        data = self.data()
+        with distributed.sharing(strategy or self.strategy) as shared, \
+                figure_output(dpi, format), distributed.writes_to(out, shared) as where:
+            site = run_atlas(self.loaded, data, where, settings, split, limit, top, say,
                              layers, bar=bars(progress), skip=() if explain else ("explain",))
+            for line in site_lines(site, where):  # to load's report: `report` gets the stages
+                self.report(line)
         return site.index if where == out else None
 
     # ---- helpers ---------------------------------------------------------------------
 
-    def _layers(self, layers: str | Iterable[str], one: bool = False) -> list[str]:
-        given = [layers] if isinstance(layers, str) else list(layers) if np.iterable(layers) else None
-        if not given or not all(isinstance(name, str) and name.strip() for name in given):
-            raise UsageError(f"layers must be a layer's name, a list of names or \"all\", got "
-                             f"{layers!r}; valid: {', '.join(self.layers)}", "layers")
-        spec = ",".join(given)
-        try:
-            names = resolve_layers(self.model, spec)
-        except UsageError as exc:
-            raise UsageError(f"layers: {exc}", "layers") from None
+    def _layers(self, layers: str | Iterable[str], one: bool = False,
+                probe: str = "activations") -> list[str]:
+        names = choose_layers(self.model, layers, probe)
         if one and len(names) != 1:
             raise UsageError(f"layer: give one layer name, got {layers!r}; valid: "
                              f"{', '.join(self.layers)}", "layer")
@@ -309,10 +354,3 @@ class Inspected:
             raise UsageError(f"images: index {bad[0] if bad else 'none'} out of range; the "
                              f"{split} split has images 0–{len(x) - 1}", "images")
         return np.asarray(x[index]), index, y[index]
-
-    @staticmethod
-    def _maps(maps, count: int, parse) -> np.ndarray:
-        if maps is None or isinstance(maps, str):
-            return parse(maps, count)
-        chosen = indices(list(maps) if np.iterable(maps) else maps, "maps")
-        return parse(",".join(str(m) for m in chosen), count)

@@ -48,6 +48,44 @@ def layers_for(model: keras.Model, probe: str) -> list[str]:
     raise ValueError(f"unknown probe {probe!r}; valid: {', '.join(PROBES)}")
 
 
+def resolve_layers(model: keras.Model, spec: str) -> list[str]:
+    """`conv2`, `conv1,pool1`, `features/conv2` or `all` → layer addresses, in model order;
+    unknown names list the valid ones."""
+    valid = layers_for(model, "activations")
+    if spec.strip().lower() == "all":
+        return valid
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        raise UsageError(f"unknown layer {', '.join(unknown) or repr(spec)}; "
+                         f"valid: {', '.join(valid)}, all", "layers")
+    return [n for n in valid if n in names]
+
+
+def choose_layers(model: keras.Model, spec, probe: str = "activations",
+                  default: str | None = "all") -> list[str]:
+    """The one reading of a layer request: a name, a comma list, a list of names or "all"
+    (None: `default`) → addresses in model order. "all" means every layer `probe` takes; a
+    named layer it cannot take is refused (UsageError naming `layers`) before any work."""
+    import numpy as np
+
+    given = [default] if spec is None else [spec] if isinstance(spec, str) else \
+        list(spec) if np.iterable(spec) else None
+    if not given or not all(isinstance(name, str) and name.strip() for name in given):
+        raise UsageError(f"layers must be a layer's name, a list of names or \"all\", got "
+                         f"{spec!r}; valid: {', '.join(layers_for(model, probe))}", "layers")
+    text = ",".join(given)
+    try:
+        layers = resolve_layers(model, text)
+    except UsageError as exc:
+        raise UsageError(f"layers: {exc}", "layers") from None
+    if text.strip().lower() == "all":
+        qualifying = set(layers_for(model, probe))
+        return [name for name in layers if name in qualifying]
+    check_layers(model, layers, probe)
+    return layers
+
+
 def check_layers(model: keras.Model, names: list[str], probe: str) -> None:
     """Refuse (UsageError naming the layers that do qualify) any name `probe` cannot use."""
     valid = layers_for(model, probe)

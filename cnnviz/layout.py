@@ -7,6 +7,9 @@ and every layer part is a safe slug (cnnviz.names).
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from cnnviz.errors import UsageError
 from cnnviz.names import slug
 from cnnviz.techniques import folder
 
@@ -49,3 +52,17 @@ def top_field_keys(layer: str) -> tuple[str, str]:
 
 
 FIELD_MAPS = 256
+
+
+def gallery_folder(name: str | None, outputs_dir: Path, trained_dir: Path) -> Path:
+    """A gallery's folder: OUTPUTS_DIR/NAME for a gallery name or a bundle's name (None:
+    the newest bundle's)."""
+    from cnnviz import bundle
+
+    if name is not None and (not isinstance(name, str) or name != slug(name)
+                             or name in ("", ".", "..")):
+        raise UsageError(f"gallery {name!r}: give the name of a gallery in {outputs_dir} "
+                         "(no path, no '..'), or a bundle name; see outputs_dir=", "name")
+    if name is not None and (outputs_dir / name).is_dir():
+        return outputs_dir / name
+    return outputs_dir / slug(bundle.resolve(name, trained_dir).name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from cnnviz.data import IMAGE_SIDE
 from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.graph import check_model, graph_of
 from cnnviz.inputs import Preprocessing, detect
+from cnnviz.layers import resolve_layers  # noqa: F401  (where it used to live)
 from cnnviz.names import slug
 from cnnviz.spec import NetworkSpec, TrainSpec
 
@@ -172,16 +172,9 @@ def input_note(prep: Preprocessing) -> str | None:
     return None
 
 
-TRUST_ENV = "CNNVIZ_TRUST_MODEL"
-
-
-def trusted() -> bool:
-    """Whether the user opted in to loading .keras files that may run code (off by default)."""
-    return os.environ.get(TRUST_ENV, "") in ("1", "true", "yes")
-
-
 def read_keras(path: Path, compile: bool = False, trust: bool | None = None) -> keras.Model:
-    """keras.models.load_model with a one-line error for a missing or corrupt file."""
+    """keras.models.load_model with a one-line error for a missing or corrupt file; `trust`:
+    load even when that could run code stored in the file (off unless the user says so)."""
     if path.is_file() and not zipfile.is_zipfile(path):
         what = "an empty file" if path.stat().st_size == 0 else "not a .keras (zip) archive"
         raise CnnvizError(f"cannot load {path}: {what}; retrain the bundle or give a valid .keras file")
@@ -190,12 +183,12 @@ def read_keras(path: Path, compile: bool = False, trust: bool | None = None) -> 
     try:
         with _quiet_keras_warnings():
             return keras.models.load_model(path, compile=compile,
-                                           safe_mode=not (trusted() if trust is None else trust))
+                                           safe_mode=not trust)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         if "safe_mode" in str(exc):
             raise UsageError(f"{path} was refused: loading it could run code stored in it (a "
                              "Lambda layer or custom code); if you trust this file, pass "
-                             f"trust_model=True (or set {TRUST_ENV}=1)") from None
+                             "trust_model=True", "trust_model") from None
         reason = " ".join(str(exc).split())
         reason = reason if len(reason) <= 200 else reason[:reason.rfind(" ", 0, 200)] + " …"
         reason = reason or type(exc).__name__
@@ -251,22 +244,6 @@ def layer_table(model: keras.Model) -> list[LayerInfo]:
                               int(getattr(step.layer, "count_params", lambda: 0)()), field, stride,
                               step.depth, step.nested, step.known))
     return rows
-
-
-def resolve_layers(model: keras.Model, spec: str) -> list[str]:
-    """`conv2`, `conv1,pool1`, `features/conv2` or `all` → layer addresses, in model order;
-    unknown names list the valid ones."""
-    from cnnviz.layers import layers_for
-
-    valid = layers_for(model, "activations")
-    if spec.strip().lower() == "all":
-        return valid
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    unknown = [n for n in names if n not in valid]
-    if unknown or not names:
-        raise UsageError(f"unknown layer {', '.join(unknown) or repr(spec)}; "
-                         f"valid: {', '.join(valid)}, all")
-    return [n for n in valid if n in names]
 
 
 def parameter_count(model: keras.Model) -> int:

@@ -8,15 +8,29 @@ from typing import Callable, Iterator
 
 from cnnviz.errors import UsageError
 
-Progress = bool | Callable[[int], None] | None
+
+
+class Bars:
+    """progress=Bars(bar): a bar of the caller's own for each long stage, where
+    bar(label, length) is a context manager giving update(n) (the command line's)."""
+
+    def __init__(self, bar: Callable[[str, int], contextlib.AbstractContextManager]):
+        self.bar = bar
+
+
+Progress = bool | Callable[[int], None] | Bars | None
 
 
 @contextlib.contextmanager
 def progress_bar(progress: Progress, total: int, label: str) -> Iterator[Callable[[int], None]]:
     """Yields update(n): n more of `total` done. progress: None or True for a bar, False for
-    none, or a callable that receives each update."""
-    if progress is False:
+    none, a callable that receives each update, or Bars (no length: no bar)."""
+    if progress is False or not total:
         yield lambda steps: None
+        return
+    if isinstance(progress, Bars):
+        with progress.bar(label, total) as update:
+            yield update
         return
     if callable(progress):
         yield progress

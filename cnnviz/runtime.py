@@ -76,3 +76,10 @@ def select_device(choice: str = "auto") -> str:
     except RuntimeError:  # TensorFlow already initialised in this process: keep its devices
         pass
     return "gpu" if gpus else "cpu"
+
+
+def has_module(name: str) -> bool:
+    """Whether an optional package can be imported (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None

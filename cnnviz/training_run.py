@@ -128,27 +128,66 @@ def run_plan(plan: Plan, trained_dir: Path, data: Dataset, device: str = "cpu",
                                  verbose=verbose, log=log, strategy=strategy)
 
 
-def train_new(preset: str, name: str | None, dataset: str, data: str | Path | None,
-              trained_dir: Path, force: bool, progress: Callable[[int, dict], None] | None,
-              settings: dict[str, Any], strategy=None) -> LoadedModel:
-    """The library's cnnviz.train: plan, lock, train, and return the bundle loaded. A worker
-    that is not the chief trains its copy in a temporary folder (removed at exit)."""
-    device = select_device("auto")
+def train_runs(trained_dir: Path, *, preset: str | None = None, name: str | None = None,
+               dataset: str | None = None, data: str | Path | None = None,
+               config: str | Path | None = None, settings: dict[str, Any] | None = None,
+               runs: int = 1, resume: bool = False, force: bool = False,
+               from_initial: str | None = None, device: str = "auto",
+               tensorboard: str | Path | None = None, verbose: int | str = 0,
+               progress: Callable[[int, dict], None] | None = None, strategy=None,
+               cluster_timeout: float = 300,
+               report: Callable[[str], None] | None = None) -> list[LoadedModel]:
+    """`cnnviz.train` and `cnnviz train`: plan, lock each bundle, train every run, and return
+    them loaded; `report` receives the lines the command prints (data, each run's start and
+    end, the spread over runs). A worker that is not the chief trains its copy in a
+    temporary folder (removed at exit) and returns those copies."""
+    from cnnviz import runtime
+
+    say = report or (lambda line: None)
+    if tensorboard is not None and not runtime.has_module("tensorboard"):
+        raise CnnvizError("tensorboard= needs the tensorboard package: "
+                          "pip install 'cnnviz[tensorboard]'", "tensorboard")
+    if isinstance(strategy, str):
+        if strategy == "multi-worker":
+            select_device(device)  # before the strategy, which starts TensorFlow's runtime
+        strategy = distributed.make_strategy(strategy, cluster_timeout)
     strategy = distributed.resolve(strategy)
+    if distributed.replicas(strategy) > 1 or distributed.workers(strategy) > 1:
+        say(distributed.describe(strategy))
     chief = distributed.is_chief(strategy)
     with contextlib.ExitStack() as held:
         plan = plan_training(trained_dir, hold=lambda f: held.enter_context(bundle.writing(f))
-                             if chief else None, name=name, preset=preset, overrides=settings,
-                             dataset=dataset, data_path=data, force=force)
+                             if chief else None, name=name, preset=preset, config=config,
+                             overrides=settings, dataset=dataset, data_path=data, runs=runs,
+                             resume=resume, force=force, from_initial=from_initial)
+        used_device = select_device(device)
         found = load_dataset(plan.dataset, plan.data_path)
+        say(f"data: {found.describe()}")
         write_dir = None if chief else Path(tempfile.mkdtemp(prefix="cnnviz-worker-"))
         if write_dir is not None:
             atexit.register(shutil.rmtree, write_dir, True)
-        for _ in run_plan(plan, trained_dir, found, device,
-                          [EpochProgress(progress)] if progress else [], write_dir=write_dir,
-                          strategy=strategy):
-            pass
-    return load_model(plan.runs[0][0], write_dir or trained_dir)
+            say(f"note: this worker's copy of {trained_dir.name} goes to {write_dir}, removed "
+                f"when it ends; the chief writes {trained_dir}")
+
+        def announce(each: str, training: TrainSpec) -> None:
+            say(f"model: {each} ({plan.preset or 'custom'}), device {used_device}, "
+                f"{training.epochs} epochs, batch {training.batch_size}, seed {training.seed}")
+
+        accuracies = []
+        for each, result in run_plan(plan, trained_dir, found, used_device,
+                                     [EpochProgress(progress)] if progress else [],
+                                     Path(tensorboard) if tensorboard and chief else None,
+                                     verbose, say, announce, write_dir, strategy):
+            metrics, seconds = result.run["metrics"], result.history.get("seconds", [])
+            accuracies.append(metrics["test_accuracy"])
+            say(f"done: {each}: {len(seconds)} epochs on {found.name} ({found.source}); test "
+                f"accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; "
+                f"{sum(seconds) / max(len(seconds), 1):.1f} s/epoch; bundle: "
+                + (f"{result.folder}" if chief else f"{trained_dir / each} (written by the chief)"))
+    if len(plan.runs) > 1:
+        say(f"{len(plan.runs)} runs: test accuracy {min(accuracies):.4f}–{max(accuracies):.4f};"
+            f" compare two with: cnnviz.compare('{plan.runs[0][0]}', '{plan.runs[1][0]}')")
+    return [load_model(each, write_dir or trained_dir) for each, _ in plan.runs]
 
 
 def _resume_plan(folder: Path, preset, config, dataset, from_initial, force,

@@ -142,8 +142,7 @@ def run_cli(capsys, monkeypatch):
         if compile or not path.is_file():
             return read(path, compile, trust)
         stat = path.stat()
-        key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns,
-               model_module.trusted() if trust is None else trust)
+        key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, bool(trust))
         if key not in _MODELS:
             _MODELS[key] = read(path, compile, trust)
         return _MODELS[key]

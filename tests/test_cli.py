@@ -217,9 +217,9 @@ def test_info_of_an_unknown_bundle_lists_the_known_ones(trained, run_cli):
 
 
 def test_tensorboard_without_the_package(run_cli, tmp_path, small_npz, monkeypatch):
-    import cnnviz.cli.train_commands
+    import cnnviz.runtime
 
-    monkeypatch.setattr(cnnviz.cli.train_commands, "has_module", lambda name: False)
+    monkeypatch.setattr(cnnviz.runtime, "has_module", lambda name: False)
     result = run_cli("train", "--tensorboard", tmp_path / "tb", "--data", small_npz,
                      "--trained-dir", tmp_path / "t")
     assert_one_line_error(result, 1, r"--tensorboard needs the tensorboard package")

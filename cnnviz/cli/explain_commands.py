@@ -6,14 +6,10 @@ from pathlib import Path
 
 import click
 
-from cnnviz.cli.flags import say
 from cnnviz.cli.group import cli
-from cnnviz.images import check_image_file
-from cnnviz.cli.options import (figure_options, check_image_choice, check_writable, open_data, open_model, outputs_dir_option,
-                                parse_int_list, probe_data_options, record_entries,
-                                trained_dir_option)
-from cnnviz.errors import UsageError
-from cnnviz.explain_methods import BY_NAME, NAMES
+from cnnviz.cli.options import (figure_options, opens, outputs_dir_option, parse_int_list,
+                                probe_data_options, trained_dir_option)
+from cnnviz.explain_methods import NAMES
 
 
 
@@ -45,9 +41,9 @@ from cnnviz.explain_methods import BY_NAME, NAMES
 @trained_dir_option
 @figure_options
 @outputs_dir_option
+@opens
 def explain(model, image_list, digit, count, input_file, split, methods, target, layer, baseline,
-            steps, samples, patch, stride, batch_size, check, dataset, data_path, trained_dir,
-            outputs_dir) -> None:
+            steps, samples, patch, stride, batch_size, check, opening) -> None:
     """Why the network made its prediction: which pixels raise the class logit.
 
     Writes outputs/NAME/explain/explain-IMAGE.png (the input, the top 3, every method's
@@ -61,51 +57,9 @@ def explain(model, image_list, digit, count, input_file, split, methods, target,
       cnnviz explain --input my_digit.png --target 7
       cnnviz explain --image 0,1,2,3 --check
     """
-    from cnnviz.probes.attribution import METHODS, ExplainSettings
-
-    check_image_choice(image_list, digit, count, input_file)
-    if input_file is not None:
-        check_image_file(input_file)
-    names = METHODS if methods.strip() == "all" else tuple(m.strip() for m in methods.split(",") if m.strip())
-    if target not in ("predicted", "true"):
-        try:
-            target = int(target)
-        except ValueError:
-            raise UsageError(f"--target {target!r}: use predicted, true or a class index") from None
-    settings = ExplainSettings(methods=names, steps=steps, samples=samples, baseline=baseline,
-                               patch=patch, stride=stride, layer=layer, batch_size=batch_size)
     images = parse_int_list("--image", image_list) if image_list is not None else None
-    loaded = open_model(model, trained_dir)
-    if layer is not None:
-        from cnnviz.layers import check_layers
-        from cnnviz.probes.attribution import check_spatial
-
-        if any(BY_NAME[name].spatial for name in settings.methods):
-            check_spatial(loaded.model, layer)  # a known layer, with positions
-        else:
-            check_layers(loaded.model, [layer], "activations")
-    from cnnviz.galleries import activations as picking
-    from cnnviz.galleries import explain as gallery
-
-    data = None
-    if input_file is None or baseline == "mean":
-        data = open_data(loaded, dataset, data_path)
-    from cnnviz.model import digit_input
-
-    selection = (picking.select_file(
-                     input_file, loaded.image_shape, digit_input(loaded)) if input_file is not None
-                 else picking.select_images(data, split, images, digit, 6 if count is None else count))
-    mean = None
-    if baseline == "mean":
-        from cnnviz.probes.attribution import mean_image
-
-        mean = mean_image(data.split("train")[0])
-    classes = loaded.model.outputs[0].shape[-1]
-    if isinstance(target, int) and not 0 <= target < classes:
-        raise UsageError(f"--target {target}: classes are 0–{classes - 1}, or predicted, true")
-    if target == "true" and selection.labels is None:
-        raise UsageError("--target true needs dataset images (an image file has no label)")
-    out = outputs_dir / loaded.folder_name
-    check_writable(out)
-    options = gallery.ExplainOptions(selection, settings, target, check, mean)
-    record_entries(loaded, out, gallery.run(loaded, options, out, say), gallery.FOLDER)
+    m = opening.load(model)
+    m.gallery("explain", m.gallery_dir(opening.outputs_dir), **opening.figures, images=images,
+              digit=digit, count=count, input=input_file, split=split, methods=methods,
+              target=target, layer=layer, baseline=baseline, steps=steps, samples=samples,
+              patch=patch, stride=stride, batch_size=batch_size, check=check)

@@ -10,7 +10,8 @@ import re
 
 import click
 
-ALIASES = {"layers": "--layer", "methods": "--method", "resize=False": "--no-resize"}
+ALIASES = {"layers": "--layer", "methods": "--method", "images": "--image",
+           "resize=False": "--no-resize"}
 _PARAMETER = re.compile(r"\b([a-z][a-z_]*)=(True\b|False\b|[^\s,;)`'\"]*)")
 _CALL = re.compile(r"\bcnnviz\.([a-z]+)\(([^()]*)\)")
 _ARGUMENT = re.compile(r"([a-z][a-z_]*)=('[^']*'|\"[^\"]*\"|[^,]+)")
@@ -35,8 +36,11 @@ def as_flags(text: str) -> str:
 
     def command(match: re.Match) -> str:  # cnnviz.train(name='cut', resume=True)
         words = [f"cnnviz {match.group(1)}"]
-        for name, value in _ARGUMENT.findall(match.group(2)):
-            words.append(f"{name}={value.strip().strip(chr(39) + chr(34))}")
+        for argument in (a.strip() for a in match.group(2).split(",") if a.strip()):
+            found = _ARGUMENT.fullmatch(argument)
+            name, value = found.groups() if found else (None, argument)
+            value = value.strip().strip(chr(39) + chr(34))
+            words.append(f"{name}={value}" if name else value)
         return " ".join(words)
 
     def flag(match: re.Match) -> str:
@@ -49,6 +53,13 @@ def as_flags(text: str) -> str:
         return option if value in ("True", "") else f"{option} {value}"
 
     return _PARAMETER.sub(flag, _CALL.sub(command, str(text)))
+
+
+def flag_of(parameter: str | None) -> str | None:
+    """The command line's flag for a library parameter (None: none known)."""
+    if parameter is None:
+        return None
+    return ALIASES.get(parameter) or "--" + parameter.replace("_", "-")
 
 
 def say(line: str = "") -> None:

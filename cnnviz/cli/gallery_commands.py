@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from cnnviz import bundle
 from cnnviz.cli.flags import say
 from cnnviz.cli.group import cli
-from cnnviz.cli.progress import progress_bar
-from cnnviz.cli.options import (chief_folder, figure_options, strategy_option, FINITE, check_writable, chosen_layers, open_data, open_model,
-                                outputs_dir_option, parse_scales, probe_data_options, say_site,
-                                trained_dir_option, with_scales, write_site)
-from cnnviz.errors import UsageError
+from cnnviz.cli.options import (FINITE, figure_options, opens, outputs_dir_option,
+                                probe_data_options, progress_bars, strategy_option,
+                                trained_dir_option)
 
 
 @cli.command()
@@ -45,9 +41,9 @@ from cnnviz.errors import UsageError
 @figure_options
 @strategy_option
 @outputs_dir_option
+@opens
 def atlas(model, split, limit, top, steps, step_size, scales, starts, pixel_starts,
-          data_starts, seed, why, layer_specs, dataset,
-          data_path, trained_dir, outputs_dir) -> None:
+          data_starts, seed, why, layer_specs, opening) -> None:
     """Everything about a model in one run, then the HTML page to browse it.
 
     Training curves; every layer for the first test image of each class; the best input
@@ -63,22 +59,13 @@ def atlas(model, split, limit, top, steps, step_size, scales, starts, pixel_star
     import time
 
     started = time.perf_counter()
-    loaded = open_model(model, trained_dir)
-    from cnnviz.galleries.atlas import atlas_settings, run_atlas
-    from cnnviz.probes.patterns import DEFAULT_SCALES
-
-    given = parse_scales(scales)
-    settings = with_scales(atlas_settings(steps, step_size, given or DEFAULT_SCALES, starts, seed,
-                                           pixel_starts, data_starts),
-                           given, loaded.image_shape)
-    data = open_data(loaded, dataset, data_path)
+    m = opening.load(model)
+    m.data()
     click.echo(f"loaded in {time.perf_counter() - started:.1f} s")
-    out = chief_folder(outputs_dir / loaded.folder_name)
-    site = run_atlas(loaded, data, out, settings, split, limit, top,
-                     report=say, layers=",".join(layer_specs) or None,
-                     bar=lambda label, length: progress_bar(length, label),
-                     skip=() if why else ("explain",))
-    say_site(site, out)
+    m.atlas(m.gallery_dir(opening.outputs_dir), steps, top, split, limit,
+            layers=",".join(layer_specs) or None, explain=why, progress=progress_bars(),
+            step_size=step_size, scales=scales, starts=starts, pixel_starts=pixel_starts,
+            data_starts=data_starts, seed=seed, **opening.figures)
     click.echo(f"atlas done in {time.perf_counter() - started:.1f} s")
 
 
@@ -98,27 +85,13 @@ def gallery(model, open_page, trained_dir, outputs_dir) -> None:
       cnnviz gallery --open
       cnnviz gallery mnist-article2
     """
-    from cnnviz.manifest import check_gallery
+    import cnnviz
 
-    folder = outputs_dir / gallery_name(model, outputs_dir, trained_dir)
-    check_gallery(folder)
-    site = write_site(folder)
+    page = cnnviz.page(model, outputs_dir, trained_dir, say)
     if open_page:
         import webbrowser
 
-        webbrowser.open(site.index.resolve().as_uri())
-
-
-def gallery_name(model: str | None, outputs_dir: Path, trained_dir: Path) -> str:
-    """A gallery's folder name inside --outputs-dir: a gallery name, or a bundle's name."""
-    from cnnviz.names import slug
-
-    if model is not None and (model != slug(model) or model in ("", ".", "..")):
-        raise UsageError(f"gallery {model!r}: give the name of a gallery in {outputs_dir} "
-                         "(no path, no '..'), or a bundle name; see --outputs-dir")
-    if model is not None and (outputs_dir / model).is_dir():
-        return model
-    return slug(bundle.resolve(model, trained_dir).name)
+        webbrowser.open(page.resolve().as_uri())
 
 
 @cli.command()
@@ -134,8 +107,8 @@ def gallery_name(model: str | None, outputs_dir: Path, trained_dir: Path) -> str
 @figure_options
 @strategy_option
 @outputs_dir_option
-def compare(first, second, layer_specs, split, limit, as_json, dataset, data_path, trained_dir,
-            outputs_dir) -> None:
+@opens
+def compare(first, second, layer_specs, split, limit, as_json, opening) -> None:
     """Do two models learn the same maps? Match them and measure how similar they are.
 
     Every map of FIRST is correlated with every map of SECOND over the images of a split
@@ -148,38 +121,18 @@ def compare(first, second, layer_specs, split, limit, as_json, dataset, data_pat
       cnnviz train --runs 3 --name base && cnnviz compare base-1 base-2
       cnnviz compare base-1 base-2 --layer conv1,conv3 --json
     """
-    if limit is not None and limit < 2:
-        raise UsageError(f"--limit must be ≥ 2 (a correlation needs two images), got {limit}")
-    loaded = open_model(first, trained_dir, err=as_json)
-    from cnnviz.galleries import compare as recipe
+    import cnnviz
 
-    other = open_model(second, trained_dir, err=as_json)
-    default = ",".join(recipe.default_layers(loaded.model))
-    layers = chosen_layers(loaded.model, layer_specs, default)
-    data = open_data(loaded, dataset, data_path, err=as_json)
-    recipe.comparable(loaded.model, other.model, layers)  # refuse before any folder exists
-    from cnnviz.names import slug
-
-    name = slug(f"compare-{loaded.folder_name}-{other.folder_name}")
-    out = chief_folder(outputs_dir / name)
-    check_writable(out)  # before the comparison, not after it
-    result = recipe.compare(loaded, other, layers, data, split, limit)
-    for layer, why in result.skipped.items():
-        click.echo(f"note: {layer} skipped: {why}", err=as_json)
-    entries = recipe.write_comparison(result, loaded, other, out,
-                                      (outputs_dir / loaded.folder_name, outputs_dir / other.folder_name),
-                                      data.class_names)
-    numbers = result.numbers()
-    from cnnviz.galleries.record import record
-
-    record(loaded, out, entries, model=recipe.comparison_card(result, loaded, name))
+    a = opening.load(first, err=as_json)
+    b = opening.load(second, err=as_json)
+    result = cnnviz.compare(a, b, opening.outputs_dir, ",".join(layer_specs) or None, split,
+                            limit, **opening.figures)
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
-        write_site(out, err=True)
         return
     click.echo(f"{'layer':<8} {'maps':>5} {'matched':>8} {'>0.8':>6} {'>0.5':>6} {'same idx':>9} "
                f"{'untrained':>10} {'constant A/B':>13} {'tied':>5}")
-    for layer, n in numbers.items():
+    for layer, n in result.numbers().items():
         click.echo(f"{layer:<8} {n['maps']:>5} {n['mean_similarity']:>8.3f} {n['above_0_8']:>6.0%} "
                    f"{n['above_0_5']:>6.0%} {n['same_index']:>9.0%} "
                    f"{n['baseline_mean_similarity']:>10.3f} "
@@ -189,4 +142,3 @@ def compare(first, second, layer_specs, split, limit, as_json, dataset, data_pat
                       if "kernel_mean_similarity" in n else ""))
     click.echo("constant: maps with one value on every image (two constant maps count as "
                "similarity 1); tied: maps whose partner could be swapped at the same total")
-    write_site(out)

@@ -10,8 +10,8 @@ import warnings
 import click
 
 from cnnviz.version import __version__
-from cnnviz.cli.flags import as_flags
-from cnnviz.errors import CnnvizError, CnnvizWarning, UsageError
+from cnnviz.cli.flags import as_flags, flag_of
+from cnnviz.errors import CnnvizError, CnnvizWarning
 from cnnviz.cli.quiet import stderr_to_null
 from cnnviz.runtime import quiet_imports
 
@@ -20,9 +20,9 @@ quiet_imports(stderr_to_null)  # before anything imports TensorFlow (the command
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="cnnviz")
-@click.option("--trust-model", is_flag=True,
+@click.option("--trust-model", is_flag=True, envvar="CNNVIZ_TRUST_MODEL",
               help="load .keras files even when that could run code stored in them "
-                   "(Lambda layers); only for files you trust")
+                   "(Lambda layers); only for files you trust (env CNNVIZ_TRUST_MODEL=1)")
 @click.pass_context
 def cli(ctx: click.Context, trust_model: bool) -> None:
     """Train a small CNN on MNIST-style digits and look inside it.
@@ -40,13 +40,9 @@ def cli(ctx: click.Context, trust_model: bool) -> None:
     Two runs:    cnnviz train --runs 2 --name b && cnnviz compare b-1 b-2
     Galleries go to outputs/NAME/ (index.html, manifest.json).
     """
-    if trust_model:
-        from cnnviz.model import TRUST_ENV
+    import socket
 
-        before = os.environ.get(TRUST_ENV)
-        os.environ[TRUST_ENV] = "1"
-        ctx.call_on_close(lambda: os.environ.pop(TRUST_ENV) if before is None
-                          else os.environ.__setitem__(TRUST_ENV, before))
+    socket.setdefaulttimeout(30)  # a stalled download gives up (this process is the CLI's)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         _fail(f"{exc.format_message()}{hint}", 2)
     except CnnvizError as exc:  # library parameters shown as their flags
-        _fail(as_flags(exc.as_flag()), exc.exit_code)
+        _fail(as_flags(exc.as_flag(flag_of(exc.param))), exc.exit_code)
     except click.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
     except (KeyboardInterrupt, click.Abort):

@@ -6,14 +6,10 @@ from pathlib import Path
 
 import click
 
-from cnnviz.cli.flags import say
 from cnnviz.cli.group import cli
-from cnnviz.cli.progress import progress_bar
-from cnnviz.images import check_image_file
-from cnnviz.cli.options import (chief_folder, figure_options, strategy_option, check_image_choice, FINITE, check_writable, chosen_layers, model_input_options, open_data, open_model, parse_scales, with_scales,
+from cnnviz.cli.options import (FINITE, figure_options, model_input_options, opens,
                                 outputs_dir_option, parse_int_list, probe_data_options,
-                                record_entries, refresh_page, trained_dir_option)
-from cnnviz.errors import UsageError
+                                progress_bars, strategy_option, trained_dir_option)
 
 
 @cli.command()
@@ -37,8 +33,9 @@ from cnnviz.errors import UsageError
 @figure_options
 @strategy_option
 @outputs_dir_option
+@opens
 def activations(model, layer_specs, image_list, digit, count, input_file, split, scale,
-                class_mean, save_arrays, dataset, data_path, trained_dir, outputs_dir) -> None:
+                class_mean, save_arrays, opening) -> None:
     """What every map of a layer outputs for an image, a class, or your own drawing.
 
     Writes outputs/NAME/activations/LAYER/*.png and records them in
@@ -51,36 +48,13 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
       cnnviz activations --layer conv1,pool1 --input my_digit.png
       cnnviz activations --class-mean --save-arrays
     """
-    check_image_choice(image_list, digit, count, input_file)
     images = parse_int_list("--image", image_list) if image_list is not None else None
-    if input_file is not None:
-        check_image_file(input_file)
-
-    loaded = open_model(model, trained_dir)
-    from cnnviz.galleries import activations as gallery
-
-    layers = chosen_layers(loaded.model, layer_specs)
-    from cnnviz.model import digit_input
-
-    selection = (gallery.select_file(
-                     input_file, loaded.image_shape, digit_input(loaded)) if input_file is not None
-                 else None)
-    if selection is not None and selection.note:
-        click.echo(f"note: {selection.note}")
-    wants_images = (selection is not None or images is not None or digit is not None
-                    or not class_mean)
-    data = None
-    if (selection is None and wants_images) or class_mean:
-        data = open_data(loaded, dataset, data_path)
-    if selection is None and wants_images:
-        selection = gallery.select_images(data, split, images, digit, 6 if count is None else count)
-    out = chief_folder(outputs_dir / loaded.folder_name)
-    check_writable(out)
-    options = gallery.ActivationOptions(
-        tuple(layers), loaded.classes(data.class_names if data is not None else None),
-        selection if wants_images else None, scale, save_arrays,
-        data if class_mean else None, split)
-    record_entries(loaded, out, gallery.run(loaded, options, out), gallery.FOLDER)
+    m = opening.load(model)
+    m.gallery(
+        "activations", m.gallery_dir(opening.outputs_dir), **opening.figures,
+        layers=",".join(layer_specs) or None, images=images, digit=digit, count=count,
+        input=input_file, split=split, scale=scale, class_mean=class_mean,
+        save_arrays=save_arrays)
 
 
 @cli.command()
@@ -130,10 +104,10 @@ def activations(model, layer_specs, image_list, digit, count, input_file, split,
 @figure_options
 @strategy_option
 @outputs_dir_option
+@opens
 def filters(model, layer_specs, maps, objective, steps, step_size, scales, starts, pixel_starts,
             data_starts, split, diversity, recipe, regularise, transform, parameterisation,
-            pre_activation, snapshots, per_scale, seed, save_arrays, dataset, data_path,
-            trained_dir, outputs_dir) -> None:
+            pre_activation, snapshots, per_scale, seed, save_arrays, opening) -> None:
     """The input pattern that excites each map most (gradient ascent).
 
     Every map × start of a layer runs as one batch: smooth noise at several scales, noise
@@ -149,71 +123,17 @@ def filters(model, layer_specs, maps, objective, steps, step_size, scales, start
       cnnviz filters --objective "conv3:17 - 0.5*conv3:4"
       cnnviz filters --layer conv3 --maps 5 --diversity 4
     """
-    from cnnviz.probes.patterns import DEFAULT_SCALES, PatternSettings
-    from cnnviz.probes.transforms import REGULARISERS, TRANSFORMS, Transforms, parse_weights
-
-    given = parse_scales(scales)
-    moves = None if transform is None else Transforms(**parse_weights(transform, TRANSFORMS, "transform"))
-    penalties = parse_weights(regularise, tuple(REGULARISERS), "regularise")
-    objective = objective.strip()
-    expressions = objective.lower() not in ("mean", "center")
-    settings = PatternSettings(
-        steps=steps, step_size=step_size, scales=given or DEFAULT_SCALES, starts=starts,
-        pixel_starts=pixel_starts, data_starts=data_starts, pre_activation=pre_activation,
-        objective="mean" if expressions else objective.lower(),
-        snapshots=tuple(parse_int_list("--snapshots", snapshots)) if snapshots else (),
-        seed=seed, recipe=recipe, regularisers=tuple(penalties.items()) if regularise else None,
-        transforms=moves, parameterisation=parameterisation, diversity=diversity)
-    if expressions and (layer_specs or maps):
-        raise UsageError("--objective expressions name their own layers and maps; drop "
-                         "--layer and --maps")
-    loaded = open_model(model, trained_dir)
-    settings = with_scales(settings, given, loaded.image_shape)
-    from cnnviz.galleries import filters as gallery
-    from cnnviz.graph import graph_of
-    from cnnviz.names import slug
-    from cnnviz.layers import layers_for
-    from cnnviz.probes.objectives import parse_objectives
-    from cnnviz.probes.patterns import ascent_steps, parse_maps
-
-    import numpy as np
-
-    if expressions:
-        parsed = parse_objectives(objective, loaded.model)
-        plan = [("objectives", np.arange(len(parsed)), parsed)]
-    else:
-        layers = chosen_layers(loaded.model, layer_specs,
-                               ",".join(layers_for(loaded.model, "kernels")), "patterns")
-        plan = [(layer, parse_maps(maps, graph_of(loaded.model).shape(layer)[-1]), None)
-                for layer in layers]
-    out = chief_folder(outputs_dir / loaded.folder_name)
-    check_writable(out)
-    images = _pattern_data(loaded, dataset, data_path, split) if data_starts else None
-    for layer, chosen, parsed in plan:
-        options = gallery.PatternOptions(layer, settings, chosen, per_scale, save_arrays, parsed,
-                                         images, split)
-        length = ascent_steps(len(chosen), settings, graph_of(loaded.model).input_shape[1:],
-                              images is not None)
-        with progress_bar(length, f"{layer}: {len(chosen)} × "
-                          f"{settings.start_count(images is not None)} starts") as update:
-            written = gallery.run(loaded, options, out, say, update)
-        record_entries(loaded, out, written, f"{gallery.FILTERS}/{slug(layer)}",
-                       refresh=False)  # each layer kept if Ctrl-C
-    refresh_page(out)
-
-
-def _pattern_data(loaded, dataset, data_path, split):
-    """The split's images for the data starts; without an explicit source, a dataset that
-    cannot be read means noise starts only (with a note)."""
-    from cnnviz.errors import CnnvizError
-
-    try:
-        return open_data(loaded, dataset, data_path).split(split)[0]
-    except (CnnvizError, UsageError) as exc:
-        if dataset is not None or data_path is not None:
-            raise
-        click.echo(f"note: no dataset for the data starts ({exc}); noise starts only")
-        return None
+    given = objective.strip()
+    per_map = given.lower() in ("mean", "center")
+    m = opening.load(model)
+    m.gallery("filters", m.gallery_dir(opening.outputs_dir), progress_bars(), **opening.figures,
+              layers=",".join(layer_specs) or None, maps=maps,
+              objective=given.lower() if per_map else given, steps=steps, step_size=step_size,
+              scales=scales, starts=starts, pixel_starts=pixel_starts, data_starts=data_starts,
+              split=split, diversity=diversity, recipe=recipe, regularise=regularise or None,
+              transform=transform, parameterisation=parameterisation,
+              pre_activation=pre_activation, snapshots=snapshots or (), per_scale=per_scale,
+              seed=seed, save_arrays=save_arrays)
 
 
 @cli.command()
@@ -224,7 +144,8 @@ def _pattern_data(loaded, dataset, data_path, split):
 @trained_dir_option
 @figure_options
 @outputs_dir_option
-def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
+@opens
+def kernels(model, layer_specs, opening) -> None:
     """The kernels of conv layers on a colour map centred on zero.
 
     \b
@@ -232,14 +153,9 @@ def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
       cnnviz kernels --layer conv1
       cnnviz kernels
     """
-    loaded = open_model(model, trained_dir)
-    from cnnviz.galleries import kernels as gallery
-
-    layers = chosen_layers(loaded.model, layer_specs, probe="kernels")
-    out = outputs_dir / loaded.folder_name
-    check_writable(out)
-    entries = gallery.run(loaded, gallery.KernelOptions(tuple(layers)), out)
-    record_entries(loaded, out, entries, gallery.KERNELS)
+    m = opening.load(model)
+    m.gallery("kernels", m.gallery_dir(opening.outputs_dir), **opening.figures,
+              layers=",".join(layer_specs) or None)
 
 
 @cli.command()
@@ -257,8 +173,8 @@ def kernels(model, layer_specs, trained_dir, outputs_dir) -> None:
 @figure_options
 @strategy_option
 @outputs_dir_option
-def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, data_path,
-          trained_dir, outputs_dir) -> None:
+@opens
+def stats(model, layer_specs, split, limit, top, other, batch_size, opening) -> None:
     """How every layer behaves over a whole split, and which images excite each map.
 
     Writes outputs/NAME/stats/ (stats.json, stats.csv, top_examples.npz, figures) and records
@@ -270,24 +186,8 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, dataset, dat
       cnnviz stats --layer conv3,dense1 --split train --limit 20000 --top 16
       cnnviz stats mnist-article2 --compare mnist-article3
     """
-    if split not in ("test", "train"):
-        raise UsageError(f"unknown split {split!r}; valid: test, train")
-    for flag, value in (("--limit", limit), ("--top", top), ("--batch-size", batch_size)):
-        if value is not None and value < 1:
-            raise UsageError(f"{flag} must be ≥ 1, got {value}")
-    loaded = open_model(model, trained_dir)
-    from cnnviz.galleries import stats as gallery
-
-    layers = chosen_layers(loaded.model, layer_specs)
-    second = open_model(other, trained_dir) if other is not None else None
-    data = open_data(loaded, dataset, data_path)
-    count = min(limit or len(data.split(split)[0]), len(data.split(split)[0]))
-    if top > count:
-        raise UsageError(f"--top {top} is larger than the {count:,} images used; "
-                         f"choose --top ≤ {count}")
-    out = chief_folder(outputs_dir / loaded.folder_name)
-    check_writable(out)
-    options = gallery.StatsOptions(tuple(layers), data, split, limit, top, batch_size, second)
-    with progress_bar(count * (2 if second else 1), "stats") as update:
-        written = gallery.run(loaded, options, out, say, update)
-    record_entries(loaded, out, written, gallery.FOLDER)
+    m = opening.load(model)
+    second = opening.load(other) if other is not None else None
+    m.gallery("stats", m.gallery_dir(opening.outputs_dir), progress_bars(), **opening.figures,
+              layers=",".join(layer_specs) or None, split=split, limit=limit, top=top,
+              batch_size=batch_size, compare=second)

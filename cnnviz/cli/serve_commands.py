@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from cnnviz.cli.group import cli
-from cnnviz.cli.options import (open_data, open_model, outputs_dir_option, probe_data_options,
-                                trained_dir_option)
+from cnnviz.cli.options import opens, outputs_dir_option, probe_data_options, trained_dir_option
 from cnnviz.errors import CnnvizError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -28,8 +27,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @probe_data_options
 @trained_dir_option
 @outputs_dir_option
-def serve(model, port, host, open_browser, atlas_dir, verbose, dataset, data_path, trained_dir,
-          outputs_dir) -> None:
+@opens
+def serve(model, port, host, open_browser, atlas_dir, verbose, opening) -> None:
     """A live page: draw a digit and watch every layer answer.
 
     Serves http://127.0.0.1:8765/ until Ctrl-C: a drawing canvas, uploads and test images
@@ -43,19 +42,17 @@ def serve(model, port, host, open_browser, atlas_dir, verbose, dataset, data_pat
       curl -s --data-binary @digit.png localhost:8765/api/predict
     """
     from cnnviz import interrupts
-    from cnnviz.inspected import Inspected
     from cnnviz.serve.live import Live
     from cnnviz.serve.running import serve_until_interrupted
     from cnnviz.serve.server import make_server
 
-    loaded = open_model(model, trained_dir)
+    m = opening.load(model)
     try:
-        inspected = Inspected(loaded, open_data(loaded, dataset, data_path))
+        m.data()
     except CnnvizError as exc:
         click.echo(f"note: no dataset images to pick from ({exc})")
-        inspected = Inspected(loaded, data_path, dataset)
-    atlas = atlas_dir if atlas_dir is not None else outputs_dir / loaded.folder_name
-    live = Live(inspected, atlas)
+    atlas = atlas_dir if atlas_dir is not None else m.gallery_dir(opening.outputs_dir)
+    live = Live(m, atlas)
     log = (lambda line: click.echo(line, err=True)) if verbose else None
     server = make_server(live, host, port, log)  # a taken port fails before any work
     live.warm_up()
@@ -63,8 +60,8 @@ def serve(model, port, host, open_browser, atlas_dir, verbose, dataset, data_pat
         click.echo(f"warning: listening on {host}: anyone who can reach this machine can use "
                    "the page and the API", err=True)
     click.echo(f"atlas: {atlas}" if live.has_atlas() else
-               f"atlas: none at {atlas} (cnnviz atlas {loaded.name} builds it)")
-    click.echo(f"serving {loaded.name} at {server.url}  (Ctrl-C stops)", nl=True)
+               f"atlas: none at {atlas} (cnnviz atlas {m.name} builds it)")
+    click.echo(f"serving {m.name} at {server.url}  (Ctrl-C stops)", nl=True)
     if open_browser:
         import webbrowser
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from cnnviz.render.style import figure_name
 from cnnviz.atomic import atomic_path
+from cnnviz.checks import indices, whole
+from cnnviz.images import check_image_file
+from cnnviz.layers import choose_layers
 from cnnviz.data import Dataset, read_image
 from cnnviz.errors import UsageError
 from cnnviz.layout import ACTIVATIONS
 from cnnviz.manifest import entry
 from cnnviz.names import slug
-from cnnviz.model import LoadedModel
+from cnnviz.model import LoadedModel, digit_input
 from cnnviz.probes.activations import activations, class_means
 from cnnviz.render.activations import class_heatmap, image_activation_figure
 from cnnviz.render.grid import grid_figure
@@ -96,6 +99,49 @@ class ActivationOptions:
     save_arrays: bool = False
     class_means_of: Dataset | None = None
     split: str = "test"
+
+
+def request(m, layers=None, images: int | Sequence[int] | None = None, digit: int | None = None,
+            count: int | None = None, input: str | Path | None = None,  # noqa: A002
+            split: str = "test", scale: str = "map", class_mean: bool = False,
+            save_arrays: bool = False) -> list[ActivationOptions]:
+    """The parts of `m.gallery("activations", ...)`: the layers for some images (by index,
+    the first `count` of class `digit`, or an image file) and/or the class means."""
+    if scale not in ("map", "layer"):
+        raise UsageError(f"scale must be map or layer, got {scale!r}", "scale")
+    for name, value in (("class_mean", class_mean), ("save_arrays", save_arrays)):
+        if not isinstance(value, bool):
+            raise UsageError(f"{name} must be True or False, got {value!r}", name)
+    chosen = choose_layers(m.model, layers)
+    wants_images = images is not None or digit is not None or input is not None or not class_mean
+    selection = choose_images(m, images, digit, count, input, split) if wants_images else None
+    data = m.data() if class_mean else None
+    return [ActivationOptions(tuple(chosen), m.classes, selection, scale, save_arrays, data, split)]
+
+
+def choose_images(m, images=None, digit=None, count=None, input=None,  # noqa: A002
+                  split: str = "test") -> Selection:
+    """The one reading of an image request (activations, explain): dataset indices, the
+    first `count` images of class `digit`, or an image file; they exclude each other."""
+    given = [name for name, value in (("images", images), ("digit", digit), ("input", input))
+             if value is not None]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(n + '=' for n in given)} exclude each other: choose one "
+                         "way to pick images", given[1])
+    if count is not None and digit is None:
+        raise UsageError("count= goes with digit= (how many images of that class)", "count")
+    if input is not None:
+        selection = select_file(check_image_file(input), m.loaded.image_shape,
+                                digit_input(m.loaded))
+        if selection.note:
+            m.note(selection.note)
+        return selection
+    if split not in ("test", "train"):
+        raise UsageError(f"split must be test or train, got {split!r}", "split")
+    listed = None if images is None else [int(i) for i in indices(images, "images")]
+    digit = None if digit is None else whole(digit, "digit")
+    count = 6 if count is None else whole(count, "count")
+    return select_images(m.data(), split, listed, digit, count)
 
 
 def run(loaded: LoadedModel, options: ActivationOptions, out: Path,

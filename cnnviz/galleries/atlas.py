@@ -15,7 +15,9 @@ from cnnviz import bundle
 from cnnviz.data import Dataset
 from cnnviz.errors import UsageError
 from cnnviz.galleries import activations, filters, kernels, stats
+from cnnviz.checks import whole
 from cnnviz.galleries.activations import select_one_per_class
+from cnnviz.galleries.filters import pattern_settings
 from cnnviz.galleries.record import prepare, record
 from cnnviz.graph import graph_of
 from cnnviz.layers import activation_after, layers_for
@@ -197,14 +199,15 @@ STAGES: list[tuple[str, Callable[[AtlasJob], list[dict]]]] = [
 assert set(STAGE_RUNS) == {t.name for t in TECHNIQUES if t.atlas}, "one stage per technique"
 
 
-def atlas_settings(steps: int = 50, step_size: float = 0.5,
-                   scales: tuple[int, ...] = (3, 7, 14, 28), starts: int = 1,
-                   seed: int = 0, pixel_starts: int = 2, data_starts: int = 2) -> PatternSettings:
+def atlas_settings(image_shape: tuple[int, ...] = (28, 28), steps: int = 50,
+                   step_size: float = 0.5, scales=None, starts: int = 1, seed: int = 0,
+                   pixel_starts: int = 2, data_starts: int = 2) -> PatternSettings:
     """The atlas's pattern settings: fewer starts than `filters` (8 per map: the time of the
     first atlas), and evolution snapshots at 0, ~10 %, ~30 % and the end."""
-    return PatternSettings(steps=steps, step_size=step_size, scales=scales, starts=starts,
-                           pixel_starts=pixel_starts, data_starts=data_starts,
-                           snapshots=default_snapshots(steps) if steps > 0 else (), seed=seed)
+    steps = whole(steps, "steps", 1)
+    return pattern_settings(image_shape, scales, steps=steps, step_size=step_size,
+                            starts=starts, pixel_starts=pixel_starts, data_starts=data_starts,
+                            snapshots=default_snapshots(steps), seed=seed)
 
 
 def run_atlas(loaded: LoadedModel, data: Dataset, out: Path, settings: PatternSettings,

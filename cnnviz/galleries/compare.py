@@ -39,6 +39,8 @@ class Comparison:
     kernel_baselines: dict[str, Matching] = field(default_factory=dict)
     profiles: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    folder: Path | None = None   # where it was written (by compare_models)
+    page: Path | None = None
 
     def summary(self) -> dict:
         """What summary.json holds and the command line's JSON summary prints."""
@@ -58,6 +60,43 @@ class Comparison:
                 out[layer]["baseline_kernel_mean_similarity"] = \
                     self.kernel_baselines[layer].summary()["mean_similarity"]
         return out
+
+
+def compare_models(a, b, outputs_dir: Path, layers=None, split: str = "test",
+                   limit: int | None = None) -> Comparison:
+    """`cnnviz.compare`: two opened models compared over a split of A's data, written to
+    OUTPUTS_DIR/compare-A-B/ (figures, summary.json, the page). Every request is checked
+    before the folder is touched."""
+    from cnnviz import distributed
+    from cnnviz.checks import whole
+    from cnnviz.galleries.record import prepare, record
+    from cnnviz.render.site import build_page
+    from cnnviz.layers import choose_layers
+
+    if split not in ("test", "train"):
+        raise UsageError(f"unknown split {split!r}; valid: test, train", "split")
+    if limit is not None and whole(limit, "limit") < 2:
+        raise UsageError(f"limit must be ≥ 2 (a correlation needs two images), got {limit}",
+                         "limit")
+    if not hasattr(b, "loaded"):
+        raise UsageError(f"b must be a model opened by cnnviz.load, got {b!r}", "b")
+    first, second = a.loaded, b.loaded
+    chosen = choose_layers(first.model, layers, "activations", ",".join(default_layers(first.model)))
+    data = a.data()
+    comparable(first.model, second.model, chosen)  # refuse before any folder exists
+    name = slug(f"compare-{first.folder_name}-{second.folder_name}")
+    folder = outputs_dir / name
+    with distributed.sharing(a.strategy) as shared, distributed.writes_to(folder, shared) as out:
+        prepare(out)  # before the comparison, not after it
+        result = compare(first, second, chosen, data, split, limit)
+        for layer, why in result.skipped.items():
+            a.note(f"{layer} skipped: {why}")
+        entries = write_comparison(result, first, second, out,
+                                   (outputs_dir / first.folder_name, outputs_dir / second.folder_name),
+                                   data.class_names)
+        record(first, out, entries, model=comparison_card(result, first, name))
+        result.folder, result.page = out, build_page(out, a.report)
+    return result
 
 
 def default_layers(model: keras.Model) -> list[str]:

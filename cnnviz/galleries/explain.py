@@ -11,12 +11,16 @@ import numpy as np
 
 from cnnviz.render.style import figure_name
 from cnnviz.atomic import atomic_path
-from cnnviz.galleries.activations import Selection
+from cnnviz.errors import UsageError
+from cnnviz.explain_methods import BY_NAME
+from cnnviz.galleries.activations import Selection, choose_images
+from cnnviz.layers import check_layers
 from cnnviz.layout import EXPLAIN
 from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel
 from cnnviz.probes.activations import activations
-from cnnviz.probes.attribution import ExplainSettings, explain, resolve_targets
+from cnnviz.probes.attribution import (METHODS, ExplainSettings, check_spatial, explain,
+                                       mean_image, resolve_targets)
 from cnnviz.render.explain import explanation_figure, sanity_figure
 
 FOLDER = EXPLAIN
@@ -32,6 +36,68 @@ class ExplainOptions:
     target: str | int = "predicted"
     check: bool = False
     mean_pixels: np.ndarray | None = None
+
+
+def request(m, images=None, digit=None, count=None, input=None,  # noqa: A002
+            split: str = "test", methods="all", target: str | int = "predicted",
+            check: bool = False, **settings) -> list[ExplainOptions]:
+    """The part of `m.gallery("explain", ...)`: images as in activations (indices, the first
+    `count` of class `digit`, or an image file), the methods ("all", a name, "a,b" or a
+    list), the target (predicted, true or a class), with `check` the sanity checks; other
+    keywords are ExplainSettings fields (steps, samples, baseline, patch, stride, layer,
+    batch_size)."""
+    if not isinstance(check, bool):
+        raise UsageError(f"check must be True or False, got {check!r}", "check")
+    options, target = explain_settings(m.model, methods, target, settings)
+    selection = choose_images(m, images, digit, count, input, split)
+    if target == "true" and selection.labels is None:
+        raise UsageError("target=true needs dataset images (an image file has no label)", "target")
+    return [ExplainOptions(selection, options, target, check, mean_baseline(m, options))]
+
+
+def part(loaded: LoadedModel, options: ExplainOptions) -> tuple[str, str, int]:
+    """The folder, and a progress bar over images × methods."""
+    return FOLDER, "explain", len(options.selection.pixels) * len(options.settings.methods)
+
+
+def explain_settings(model, methods="all", target: str | int = "predicted",
+                     settings: dict | None = None) -> tuple[ExplainSettings, str | int]:
+    """The one reading of an attribution request (explain, sanity, the atlas, the live
+    page): methods "all", a name, "a,b" or a list; target predicted, true, a class index or
+    its text; a Grad-CAM `layer` with positions."""
+    if isinstance(methods, str):
+        names = METHODS if methods.strip() == "all" else tuple(
+            name.strip() for name in methods.split(",") if name.strip())
+    else:
+        names = tuple(methods) if np.iterable(methods) else methods
+    if isinstance(target, str) and target not in TARGETS:
+        try:
+            target = int(target)
+        except ValueError:
+            raise UsageError(f"target {target!r}: use predicted, true or a class index",
+                             "target") from None
+    classes = model.outputs[0].shape[-1]
+    if not isinstance(target, str) and (isinstance(target, bool) or not isinstance(
+            target, (int, np.integer)) or not 0 <= target < classes):
+        raise UsageError(f"target={target}: classes are 0–{classes - 1}, or predicted, true",
+                         "target")
+    try:
+        options = ExplainSettings(methods=names, **(settings or {}))
+    except TypeError as exc:
+        raise UsageError(f"explain: {exc}", "settings") from None
+    if options.layer is not None:
+        if any(BY_NAME[name].spatial for name in options.methods):
+            check_spatial(model, options.layer)  # a known layer, with positions
+        else:
+            check_layers(model, [options.layer], "activations")
+    return options, target if isinstance(target, str) else int(target)
+
+
+def mean_baseline(m, options: ExplainSettings) -> np.ndarray | None:
+    """The training split's mean image, when integrated gradients start from it."""
+    if options.baseline == "mean" and "integrated-gradients" in options.methods:
+        return mean_image(m.data().split("train")[0])
+    return None
 
 
 def run(loaded: LoadedModel, options: ExplainOptions, out: Path,

@@ -11,14 +11,18 @@ import numpy as np
 
 from cnnviz.render.style import figure_name
 from cnnviz.atomic import atomic_path
+from cnnviz.checks import indices
+from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.graph import graph_of
-from cnnviz.layers import activation_after
+from cnnviz.layers import activation_after, choose_layers, layers_for
 from cnnviz.layout import FILTERS, layer_file, patterns_arrays
 from cnnviz.manifest import entry
 from cnnviz.names import slug
 from cnnviz.model import LoadedModel
-from cnnviz.probes.objectives import Objective
-from cnnviz.probes.patterns import PatternSettings, Patterns, optimal_patterns
+from cnnviz.probes.objectives import Objective, check_objective, parse_objectives
+from cnnviz.probes.patterns import (PatternSettings, Patterns, ascent_steps, default_scales,
+                                    optimal_patterns, parse_maps)
+from cnnviz.probes.transforms import REGULARISERS, TRANSFORMS, Transforms, parse_weights
 from cnnviz.render.patterns import image_grid, pattern_gallery
 
 
@@ -36,6 +40,125 @@ class PatternOptions:
     objectives: tuple[Objective, ...] | None = None
     images: object = None    # images of the dataset split (pixels at the model's size) for
     split: str = "test"      # the data starts and each pattern's reference (its best image)
+
+
+def request(m, layers=None, maps=None, objective=None, split: str = "test", scales=None,
+            per_scale: bool = False, save_arrays: bool = False, **settings) -> list[PatternOptions]:
+    """The parts of `m.gallery("filters", ...)`: one per layer (default: every convolution),
+    or one for a list of objectives. objective: "mean" or "center" (per map), or
+    expressions ('conv3:17 - 0.5*conv3:4; output:7'), an Objective or a list of them."""
+    for name, value in (("per_scale", per_scale), ("save_arrays", save_arrays)):
+        if not isinstance(value, bool):
+            raise UsageError(f"{name} must be True or False, got {value!r}", name)
+    kind, objectives = objective_request(m.model, objective)
+    if objectives is not None and (layers is not None or maps is not None):
+        raise UsageError("objective expressions name their own layers and maps; drop layers= "
+                         "and maps=", "objective")
+    options = pattern_settings(m.loaded.image_shape, scales, objective=kind, **settings)
+    if objectives is not None:
+        plan = [("objectives", np.arange(len(objectives)), tuple(objectives))]
+    else:
+        default = ",".join(layers_for(m.model, "kernels")) or "all"
+        plan = [(layer, choose_maps(maps, graph_of(m.model).shape(layer)[-1]), None)
+                for layer in choose_layers(m.model, layers, "patterns", default)]
+    images = split_images(m, split) if options.data_starts else None
+    return [PatternOptions(layer, options, chosen, per_scale, save_arrays, parsed, images, split)
+            for layer, chosen, parsed in plan]
+
+
+def part(loaded: LoadedModel, options: PatternOptions) -> tuple[str, str, int]:
+    """One layer's folder, and its progress bar: every ascent step."""
+    with_data = options.images is not None
+    maps = len(options.objectives) if options.objectives is not None else len(options.maps)
+    steps = ascent_steps(maps, options.settings, graph_of(loaded.model).input_shape[1:], with_data)
+    return (f"{FILTERS}/{slug(options.layer)}",
+            f"{options.layer}: {maps} × {options.settings.start_count(with_data)} starts", steps)
+
+
+def pattern_settings(image_shape: tuple[int, ...], scales=None, regularise=None, transform=None,
+                     **settings) -> PatternSettings:
+    """The ascent's settings from parameters (PatternSettings' fields), read once for
+    `patterns`, `filters` and the atlas: scales None or "auto" (the model's default: 3, 7,
+    14, 28 pixels on a 28-pixel input, in proportion on others) or a list or "3,7";
+    snapshots a list or "0,10,25"; regularise "tv=0.05,l2=0.1" or a dict; transform
+    "jitter=2,rotate=5", "none" or a dict."""
+    if isinstance(scales, str):
+        scales = None if scales.strip().lower() == "auto" else numbers_in(scales, "scales")
+    if isinstance(settings.get("snapshots"), str):
+        settings["snapshots"] = numbers_in(settings["snapshots"], "snapshots")
+    if regularise is not None:
+        settings["regularisers"] = tuple(weights(regularise, tuple(REGULARISERS), "regularise").items())
+    if transform is not None:
+        settings["transforms"] = Transforms(**weights(transform, TRANSFORMS, "transform"))
+    try:
+        found = PatternSettings(scales=default_scales(image_shape) if scales is None
+                                else tuple(scales) if np.iterable(scales) else scales, **settings)
+    except TypeError as exc:
+        raise UsageError(f"patterns: {exc}", "settings") from None
+    found.check_scales(max(image_shape[:2]))
+    return found
+
+
+def objective_request(model, objective) -> tuple[str, list[Objective] | None]:
+    """("mean" or "center", None) for an objective per map; ("mean", objectives) for
+    expressions, an Objective or a list of them (each checked against the model)."""
+    if objective is None or (isinstance(objective, str)
+                             and objective.strip().lower() in ("mean", "center")):
+        return (objective or "mean").strip().lower(), None
+    given = objective if isinstance(objective, (list, tuple)) else [objective]
+    if not given:
+        raise UsageError("objective: an empty list; give an expression or an Objective",
+                         "objective")
+    found = []
+    for one in given:
+        if isinstance(one, str):
+            found += parse_objectives(one, model)
+        else:
+            check_objective(model, one)
+            found.append(one)
+    return "mean", found
+
+
+def choose_maps(maps, count: int) -> np.ndarray:
+    """Map indices: None (all), an index, a list, or "0-15,31"; within 0..count-1."""
+    if maps is None or isinstance(maps, str):
+        return parse_maps(maps, count)
+    chosen = indices(list(maps) if np.iterable(maps) else maps, "maps")
+    return parse_maps(",".join(str(m) for m in chosen), count)
+
+
+def split_images(m, split: str):
+    """The split's images for the data starts; when no data was named and the model's own
+    cannot be read, None (noise starts only) with a note."""
+    if split not in ("test", "train"):
+        raise UsageError(f"split must be test or train, got {split!r}", "split")
+    try:
+        return m.data().split(split)[0]
+    except (CnnvizError, UsageError) as exc:
+        if m.data_named:
+            raise
+        m.note(f"no dataset for the data starts ({exc}); noise starts only")
+        return None
+
+
+def numbers_in(text: str, name: str) -> tuple[int, ...]:
+    """'0,10,25' → (0, 10, 25)."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        raise UsageError(f"{name} takes integers separated by commas, got {text!r}", name)
+    return values
+
+
+def weights(given, known, name: str) -> dict[str, float]:
+    """A dict of NAME → weight, or its text 'tv=0.1,l2=0.05' ("none": {})."""
+    if isinstance(given, str):
+        return parse_weights(given, known, name)
+    if not isinstance(given, dict):
+        raise UsageError(f"{name} must be a dict or text like {known[0]}=0.1, got {given!r}", name)
+    return parse_weights(",".join(f"{k}={v}" for k, v in given.items()), known, name) if given else {}
 
 
 def run(loaded: LoadedModel, options: PatternOptions, out: Path,

@@ -13,6 +13,7 @@ from cnnviz.atomic import atomic_path
 from cnnviz.layout import KERNELS, KERNELS_KEY, kernels_arrays
 from cnnviz.graph import INPUT_CONVERSIONS, graph_of
 from cnnviz.manifest import entry
+from cnnviz.layers import choose_layers
 from cnnviz.model import LoadedModel
 from cnnviz.names import slug
 from cnnviz.probes.kernels import conv_kernels
@@ -24,9 +25,17 @@ DRAWN_MAPS = 64  # a big layer's figure: the first 64 maps (every one is in the 
 STRONGEST = 4    # input channels drawn per map of a deep layer
 
 
+FOLDER = KERNELS
+
+
 @dataclass(frozen=True)
 class KernelOptions:
     layers: tuple[str, ...]
+
+
+def request(m, layers=None) -> list[KernelOptions]:
+    """The part of `m.gallery("kernels", ...)`: conv layers (default: every one)."""
+    return [KernelOptions(tuple(choose_layers(m.model, layers, "kernels")))]
 
 
 def run(loaded: LoadedModel, options: KernelOptions, out: Path,

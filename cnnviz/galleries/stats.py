@@ -12,7 +12,10 @@ import numpy as np
 
 from cnnviz.render.style import figure_name
 from cnnviz.atomic import atomic_path, write_json, write_text
+from cnnviz.checks import whole
 from cnnviz.data import Dataset
+from cnnviz.errors import UsageError
+from cnnviz.layers import choose_layers
 from cnnviz.graph import graph_of
 from cnnviz.layout import (FIELD_MAPS, STATS, STATS_CSV, STATS_JSON, TOP_EXAMPLES, top_field_keys,
                            top_keys)
@@ -42,6 +45,35 @@ class StatsOptions:
     top: int = 9
     batch_size: int = 500
     other: LoadedModel | None = None
+
+
+def request(m, layers=None, split: str = "test", limit: int | None = None, top: int = 9,
+            batch_size: int = 500, compare=None) -> list[StatsOptions]:
+    """The part of `m.gallery("stats", ...)`: the layers (default: all) over the first `limit`
+    images of a split, the `top` images per map; compare: another opened model (the same
+    statistics of it, and the difference)."""
+    if split not in ("test", "train"):
+        raise UsageError(f"unknown split {split!r}; valid: test, train", "split")
+    limit = None if limit is None else whole(limit, "limit", 1)
+    top, batch_size = whole(top, "top", 1), whole(batch_size, "batch_size", 1)
+    chosen = choose_layers(m.model, layers)
+    if compare is not None and not hasattr(compare, "loaded"):
+        raise UsageError(f"compare must be a model opened by cnnviz.load, got {compare!r}",
+                         "compare")
+    data = m.data()
+    count = min(limit or len(data.split(split)[0]), len(data.split(split)[0]))
+    if top > count:
+        raise UsageError(f"top {top} is larger than the {count:,} images used; choose "
+                         f"top ≤ {count}", "top")
+    return [StatsOptions(tuple(chosen), data, split, limit, top, batch_size,
+                         None if compare is None else compare.loaded)]
+
+
+def part(loaded: LoadedModel, options: StatsOptions) -> tuple[str, str, int]:
+    """The folder, and a progress bar over the images (twice with a second model)."""
+    x = options.data.split(options.split)[0]
+    count = min(options.limit or len(x), len(x))
+    return FOLDER, "stats", count * (2 if options.other is not None else 1)
 
 
 def run(loaded: LoadedModel, options: StatsOptions, out: Path,

@@ -14,12 +14,13 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote
 
 from cnnviz.atomic import write_text
 from cnnviz.errors import CnnvizError
 from cnnviz.manifest import recover_manifest
-from cnnviz.names import slug
+from cnnviz.names import counted, slug
 from cnnviz.render.cards import CardSources, MapCard, find_sources, write_card_images
 from cnnviz.techniques import TECHNIQUES
 
@@ -300,3 +301,29 @@ def _url(*parts: str) -> str:
 
 def _e(value) -> str:
     return html.escape(str(value))
+
+
+def build_page(folder: Path, say: Callable[[str], None]) -> Path:
+    """Build folder/index.html and its map cards from the manifest; say where it is and what
+    it could not show."""
+    site = build_site(folder)
+    for line in site_lines(site, folder):
+        say(line)
+    return site.index
+
+
+def site_lines(site, folder: Path) -> list[str]:
+    """Where the page is, and what it could not show."""
+    lines = []
+    if site.recovered:
+        lines.append(f"note: {folder / 'manifest.json'} was missing or corrupt; rebuilt it from "
+                     f"the {counted(site.entries, 'file')} on disk")
+    if site.dropped:
+        lines.append(f"note: {len(site.dropped)} manifest entries point outside {folder} (e.g. "
+                     f"{site.dropped[0]}); dropped")
+    if site.missing:
+        lines.append(f"note: {counted(len(site.missing), 'file')} listed in the manifest no "
+                     f"longer exist (e.g. {site.missing[0]}); left off the page")
+    lines.append(f"page: {site.index} ({counted(site.entries, 'file')}, "
+                 f"{counted(site.cards, 'map card')}); open it in a browser, no server needed")
+    return lines
