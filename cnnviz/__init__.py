@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from cnnviz.inspected import Inspected
 
 from cnnviz.version import __version__
-__all__ = ["__version__", "load", "train", "live", "compare", "page", "CnnvizError", "CnnvizWarning", "UsageError",
+__all__ = ["__version__", "load", "train", "live", "compare", "page", "bundles", "CnnvizError", "CnnvizWarning", "UsageError",
            "Objective", "channel", "neuron"]
 _OBJECTIVES = ("Objective", "channel", "neuron")
 
@@ -102,6 +102,16 @@ def load(model: Any = None, trained_dir: str | Path = "trained",
 
         warnings.warn(CnnvizWarning(note), stacklevel=2)
     return Inspected(loaded, data, dataset, resize, report, strategy)
+
+
+def bundles(trained_dir: str | Path = "trained") -> list:
+    """The model bundles in trained_dir, by name: name, dataset, epochs, test
+    accuracy, status (finished, interrupted, broken) and when each was updated. No
+    TensorFlow needed."""
+    from cnnviz import bundle
+    from cnnviz.checks import path
+
+    return bundle.list_bundles(path(trained_dir, "trained_dir"))
 
 
 def compare(a: Any, b: Any, outputs_dir: str | Path = "outputs",

@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from cnnviz.checks import brief, indices, path, whole
+from cnnviz.checks import path, whole
 from cnnviz.data import Dataset, dataset_for
 from cnnviz.graph import graph_of
 from cnnviz.errors import CnnvizWarning, UsageError
@@ -125,6 +125,51 @@ class Inspected:
         from cnnviz.describe import info_lines
 
         return "\n".join(info_lines(self.loaded, self.gallery_dir(outputs_dir)))
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each probe-able layer's output shape, without the batch axis."""
+        graph = graph_of(self.model)
+        return {name: tuple(graph.shape(name)[1:]) for name in self.layers}
+
+    @property
+    def digits(self) -> bool:
+        """Whether the model takes MNIST digits (28×28 gray, trained on mnist; plain models
+        of that size are taken to): drawings are then prepared as MNIST's digits were."""
+        from cnnviz.model import digit_input
+
+        return digit_input(self.loaded)
+
+    @property
+    def probabilities(self) -> bool:
+        """Whether the model's output is probabilities (it ends in a softmax), not scores."""
+        from cnnviz.probes.responses import ends_in_softmax
+
+        graph = graph_of(self.model)
+        return ends_in_softmax(graph.layer(graph.output_address))
+
+    def sample(self, index: int | None = None, label: int | None = None,
+               split: str = "test") -> tuple[np.ndarray, int, int]:
+        """A dataset image by index, or the first (index: the index-th) of class `label`:
+        (pixels, its index in the split, its label)."""
+        from cnnviz.picking import sample
+
+        return sample(self, index, label, split)
+
+    def from_drawing(self, drawing: np.ndarray) -> np.ndarray:
+        """A drawing (white ink on black, 0–255, gray, any size up to 1024 a side) → the
+        model's input pixels: for a digit model prepared as MNIST's digits were
+        (cnnviz.digits), else resized."""
+        from cnnviz.picking import from_drawing
+
+        return from_drawing(self, drawing)
+
+    def one_image(self, pixels: np.ndarray) -> np.ndarray:
+        """One raw image (H, W[, C], 0–255) checked against the model's input (a trailing 1
+        channel may be left out): float32 pixels of the input's shape."""
+        from cnnviz.picking import one_image
+
+        return one_image(self, pixels)
 
     def gallery_dir(self, outputs_dir: str | Path = "outputs") -> Path:
         """Where this model's galleries go: OUTPUTS_DIR/NAME."""
@@ -326,31 +371,6 @@ class Inspected:
 
     def _images(self, images, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(pixels (N, H, W[, C]), dataset indices or -1, labels or None)."""
-        try:
-            array = np.asarray(images)
-        except ValueError:  # ragged nesting
-            array = np.asarray(None)
-        if array.dtype.kind not in "iuf" or array.size == 0:
-            raise UsageError(f"images must be dataset indices (an int or a list) or raw images "
-                             f"(N, H, W[, C]) with N ≥ 1, got {brief(images)}", "images")
-        shape = self.loaded.image_shape
-        if array.ndim >= 2:  # raw images
-            if array.ndim == len(shape) + 2 and array.shape[-1] == 1:
-                array = array[..., 0]
-            if array.ndim == len(shape):
-                array = array[np.newaxis]
-            if array.shape[1:] != shape:
-                side = "x".join(map(str, shape))
-                raise UsageError(f"images: raw images must be (N, {', '.join(map(str, shape))})"
-                                 f" for this model's {side} input, got {np.asarray(images).shape}",
-                                 "images")
-            if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
-                raise UsageError("images: raw pixels must be finite and within 0–255", "images")
-            return array.astype(np.float32), np.full(len(array), -1), None
-        index = indices(array, "images")
-        x, y = self.data().split(split)
-        bad = [int(i) for i in index if not 0 <= i < len(x)]
-        if bad or len(index) == 0:
-            raise UsageError(f"images: index {bad[0] if bad else 'none'} out of range; the "
-                             f"{split} split has images 0–{len(x) - 1}", "images")
-        return np.asarray(x[index]), index, y[index]
+        from cnnviz.picking import images_of
+
+        return images_of(self, images, split)

@@ -21,6 +21,17 @@ STATS_JSON = f"{STATS}/stats.json"
 STATS_CSV = f"{STATS}/stats.csv"
 TOP_EXAMPLES = f"{STATS}/top_examples.npz"  # keys: LAYER, LAYER_score, LAYER_pixels (+ fields)
 KERNELS_KEY = "kernels"                     # (kh, kw, in, out) in kernels_arrays(layer)
+CARDS_DIR = "cards"                         # the page's map cards: cards/LAYER/map-007.html
+
+
+def card_file(index: int) -> str:
+    """A map card's file name inside cards/LAYER/."""
+    return f"map-{index:03d}.html"
+
+
+def card_url(layer: str, index: int) -> str:
+    """A map card's path inside the gallery folder, with "/" separators."""
+    return f"{CARDS_DIR}/{slug(layer)}/{card_file(index)}"
 
 
 def layer_file(folder: str, layer: str, stem: str, suffix: str) -> str:

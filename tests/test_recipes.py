@@ -63,3 +63,67 @@ def test_the_page_the_atlas_and_the_folders_follow_the_registry():
     assert [label for label, _ in STAGES] == [t.atlas for t in TECHNIQUES if t.atlas]
     assert set(AFTER_LAYERS) == {t.name for t in TECHNIQUES if t.section == "after"}
     assert layout.EXPLAIN == "explain" and layout.FILTERS == "filters"
+
+
+# What each technique's request looks like through the one door (Inspected.gallery)
+SMALL_REQUESTS = {
+    "activations": dict(layers="conv1", images=[0], save_arrays=True),
+    "filters": dict(layers="conv1", maps="0-1", steps=2, scales="7", data_starts=0,
+                    save_arrays=True),
+    "kernels": dict(layers="conv1"),
+    "stats": dict(layers="conv1", limit=40, top=2),
+    "explain": dict(images=[0], methods="saliency"),
+}
+
+
+@pytest.mark.parametrize("technique", RECIPES, ids=[t.name for t in RECIPES])
+def test_every_recipe_checks_its_request_and_records_what_it_writes(technique, trained, small_npz,
+                                                                    tmp_path):
+    import json
+
+    import cnnviz
+
+    recipe = importlib.import_module(f"cnnviz.galleries.{technique.recipe}")
+    assert list(inspect.signature(recipe.request).parameters)[0] == "m"
+    lines: list[str] = []
+    m = cnnviz.load("a2", trained_dir=trained, data=small_npz, report=lines.append)
+    wrong = {"explain": dict(methods="nosuch")}.get(technique.name, dict(layers="nosuch"))
+    with pytest.raises(cnnviz.UsageError, match="unknown layer nosuch|method 'nosuch'"):
+        m.gallery(technique.name, tmp_path / "refused", **wrong)
+    assert not (tmp_path / "refused").exists()  # refused before the folder was touched
+    written = m.gallery(technique.name, tmp_path / "g", progress=False,
+                        **SMALL_REQUESTS[technique.name])
+    manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    listed = {e["path"] for e in manifest["entries"]}
+    on_disk = {p.relative_to(tmp_path / "g").as_posix() for p in (tmp_path / "g").rglob("*")
+               if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")}
+    assert set(written.files) == listed == on_disk and listed
+    assert any(line.startswith(f"wrote {len(listed)} file") for line in lines), lines
+
+
+def test_the_command_and_the_library_write_the_same_files(trained, small_npz, tmp_path, run_cli):
+    import cnnviz
+
+    done = run_cli("activations", "a2", "--layer", "conv1,pool1", "--image", "3,5",
+                   "--save-arrays", "--trained-dir", trained, "--data", small_npz,
+                   "--outputs-dir", tmp_path / "cli")
+    assert done.code == 0, done.output
+    cnnviz.load("a2", trained_dir=trained, data=small_npz).gallery(
+        "activations", tmp_path / "lib" / "a2", layers="conv1,pool1", images=[3, 5],
+        save_arrays=True)
+    files = {p.relative_to(tmp_path / "cli" / "a2").as_posix()
+             for p in (tmp_path / "cli" / "a2").rglob("*") if p.is_file()}
+    assert files == {p.relative_to(tmp_path / "lib" / "a2").as_posix()
+                     for p in (tmp_path / "lib" / "a2").rglob("*") if p.is_file()}
+    arrays = [np.load(root / "a2" / "activations" / "test-image-00003-and-1-more.npz")
+              for root in (tmp_path / "cli", tmp_path / "lib")]
+    assert all(np.array_equal(arrays[0][k], arrays[1][k]) for k in arrays[0].files)
+
+
+def test_an_unknown_technique_lists_the_registered_ones(trained, small_npz):
+    import cnnviz
+
+    m = cnnviz.load("a2", trained_dir=trained, data=small_npz)
+    with pytest.raises(cnnviz.UsageError, match="technique must be one of activations, "
+                                                "filters, kernels, stats, explain"):
+        m.gallery("nosuch")

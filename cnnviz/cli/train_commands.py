@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from cnnviz import bundle
 from cnnviz.cli.flags import say
 from cnnviz.cli.group import cli
 from cnnviz.cli.options import (model_input_options, opens, outputs_dir_option, setting_options,
@@ -92,7 +91,9 @@ def list_(trained_dir) -> None:
     Example:
       cnnviz list
     """
-    rows = bundle.list_bundles(trained_dir)
+    import cnnviz
+
+    rows = cnnviz.bundles(trained_dir)
     if not rows:
         click.echo(f"no bundles in {trained_dir}; run `cnnviz train` to make one")
         return

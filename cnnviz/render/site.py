@@ -20,12 +20,12 @@ from urllib.parse import quote
 from cnnviz.atomic import write_text
 from cnnviz.errors import CnnvizError
 from cnnviz.manifest import recover_manifest
+from cnnviz.layout import CARDS_DIR, card_file
 from cnnviz.names import counted, slug
 from cnnviz.render.cards import CardSources, MapCard, find_sources, write_card_images
 from cnnviz.techniques import TECHNIQUES
 
 INDEX_FILE = "index.html"
-CARDS_DIR = "cards"
 COMMAND_ORDER = tuple(t.name for t in TECHNIQUES)  # the registry's order (cnnviz.techniques)
 COMMAND_TITLES = {t.name: t.title for t in TECHNIQUES}
 AFTER_LAYERS = {t.name: t.title for t in TECHNIQUES if t.section == "after"}  # own sections
@@ -284,11 +284,6 @@ def _unit(model: dict, layer: str) -> str:
     """`map` for layers with spatial output (h x w x maps), `unit` for dense layers."""
     row = next((r for r in model.get("layers", []) if r["name"] == layer), None)
     return "map" if row is None or row["shape"].count("x") >= 2 else "unit"
-
-
-def card_file(index: int) -> str:
-    """A map card's file name inside cards/LAYER/."""
-    return f"map-{index:03d}.html"
 
 
 def _anchor(layer: str) -> str:

@@ -16,17 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnviz.model import digit_input
-from cnnviz.digits import prepare_digit
 from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.explain_methods import METHODS
-from cnnviz.images import convert
-from cnnviz.names import slug
+from cnnviz.layout import card_url
 from cnnviz.serve.batching import Batcher
 
 ARRAY_FORMATS = ("base64", "list")
 EXPLAIN_METHODS = tuple(m.name for m in METHODS if m.live)  # cheap enough for every drawing
-MAX_DRAWING = 1024  # a drawing's largest side
 PREPARED = "cropped to the ink, scaled into a 20×20 box and centred by mass, as MNIST's digits were"
 RESIZED = "resized to the model's input"
 
@@ -40,9 +36,9 @@ class Live:
         self.atlas = Path(atlas) if atlas is not None else None
         self.layers = inspected.layers
         self.shape = tuple(inspected.loaded.image_shape)
-        self.digit = digit_input(inspected.loaded)  # drawings prepared as MNIST's digits
+        self.digit = inspected.digits  # drawings prepared as MNIST's digits
         self._lock = threading.Lock()  # the dataset is read once, by one thread
-        self.softmax = self._softmax()
+        self.softmax = inspected.probabilities
         self._forward = Batcher(self._forward_batch)  # concurrent requests share a pass
 
     def warm_up(self) -> None:
@@ -56,16 +52,14 @@ class Live:
     def describe(self) -> dict:
         """The model: name, input shape, classes, layers with their output shapes, whether
         the output is probabilities, and where its atlas and map cards are (if built)."""
-        from cnnviz.graph import graph_of
-
-        graph = graph_of(self.inspected.model)
+        shapes = self.inspected.shapes
         cards = self.cards()
         return {
             "name": self.inspected.name,
             "input": {"shape": list(self.shape), "convention": self.inspected.input},
             "classes": list(self.inspected.classes),
             "probabilities": self.softmax,
-            "layers": [{"name": n, "shape": list(graph.shape(n)[1:]), "card": cards.get(n)}
+            "layers": [{"name": n, "shape": list(shapes[n]), "card": cards.get(n)}
                        for n in self.layers],
             "atlas": "/atlas/index.html" if self.has_atlas() else None,
             "samples": self._sample_count(),
@@ -100,22 +94,11 @@ class Live:
     def sample(self, index: int | None = None, label: int | None = None,
                split: str = "test") -> dict:
         """A dataset image by index, or the first of a class: its pixels, index and label."""
-        x, y = self._data_split(split)
-        if label is not None:
-            if not 0 <= label < len(self.inspected.classes):
-                raise UsageError(f"class {label} out of range; valid: 0–"
-                                 f"{len(self.inspected.classes) - 1}", "class")
-            found = np.flatnonzero(np.asarray(y) == label)
-            if len(found) == 0:
-                raise UsageError(f"the {split} split has no image of class {label}", "class")
-            index = int(found[0] if index is None else found[index % len(found)])
-        if index is None or not 0 <= index < len(x):
-            raise UsageError(f"index {index} out of range; the {split} split has images "
-                             f"0–{len(x) - 1}", "index")
-        pixels = np.asarray(x[index:index + 1])[0].astype(np.float32)
-        return {"index": index, "label": int(y[index]), "split": split,
-                "class": self.inspected.classes[int(y[index])] if int(y[index]) < len(
-                    self.inspected.classes) else str(int(y[index])),
+        with self._lock:
+            pixels, index, label = self.inspected.sample(index, label, split)
+        classes = self.inspected.classes
+        return {"index": index, "label": label, "split": split,
+                "class": classes[label] if label < len(classes) else str(label),
                 "pixels": encode(pixels, "list")}
 
     # ---- the atlas ---------------------------------------------------------------------
@@ -126,49 +109,24 @@ class Live:
     def cards(self) -> dict[str, str]:
         """Per layer with map cards in the atlas: the URL of map 0's card (the page swaps
         the number)."""
-        from cnnviz.render.site import CARDS_DIR, card_file
-
         if not self.has_atlas():
             return {}
         found = {}
         for name in self.layers:
-            first = self.atlas / CARDS_DIR / slug(name) / card_file(0)
-            if first.is_file():
-                found[name] = f"/atlas/{CARDS_DIR}/{slug(name)}/{card_file(0)}"
+            first = card_url(name, 0)
+            if (self.atlas / first).is_file():
+                found[name] = f"/atlas/{first}"
         return found
 
     # ---- helpers -----------------------------------------------------------------------
 
     def prepare_drawing(self, drawing: np.ndarray) -> np.ndarray:
-        """A drawing (white ink on black, 0–255, any size up to MAX_DRAWING a side, gray)
-        → the model's input pixels: for a digit model prepared as MNIST's digits were
-        (cnnviz.digits), else resized."""
-        array = np.asarray(drawing, np.float32)
-        if array.ndim != 2 or not 2 <= min(array.shape) <= max(array.shape) <= MAX_DRAWING:
-            raise UsageError(f"drawing: give rows of gray levels, 2–{MAX_DRAWING} a side; got "
-                             f"shape {'×'.join(map(str, array.shape)) or 'scalar'}", "drawing")
-        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
-            raise UsageError("drawing: values must be finite and within 0–255", "drawing")
-        if self.digit:
-            prepared = prepare_digit(array)
-            if prepared is None:
-                raise UsageError("drawing: no ink; draw something", "drawing")
-            return prepared.astype(np.float32)
-        gray = np.rint(array).astype(np.uint8)[np.newaxis]  # convert makes RGB of it if need be
-        return convert(gray, self.shape)[0].astype(np.float32)
+        """A drawing → the model's input pixels (Inspected.from_drawing)."""
+        return self.inspected.from_drawing(drawing)
 
     def check_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """Raw pixels as the model's input shape (a trailing 1 channel may be left out)."""
-        array = np.asarray(pixels, np.float32)
-        if array.ndim == len(self.shape) + 1 and array.shape[-1] == 1:
-            array = array[..., 0]
-        if array.shape != self.shape:
-            want = "×".join(map(str, self.shape))
-            raise UsageError(f"pixels: shape {'×'.join(map(str, array.shape)) or 'scalar'}; this "
-                             f"model takes {want}", "pixels")
-        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
-            raise UsageError("pixels: values must be finite and within 0–255", "pixels")
-        return array
+        """Raw pixels as the model's input shape (Inspected.one_image)."""
+        return self.inspected.one_image(pixels)
 
     def _prediction(self, scores: np.ndarray, softmax: bool) -> dict:
         order = np.argsort(-np.nan_to_num(scores, nan=-np.inf))
@@ -178,13 +136,6 @@ class Live:
         if not np.isfinite(scores).all():
             answer["note"] = "the model produces NaN or infinite scores (shown as null)"
         return answer
-
-    def _softmax(self) -> bool:
-        from cnnviz.probes.responses import ends_in_softmax
-        from cnnviz.graph import graph_of
-
-        graph = graph_of(self.inspected.model)
-        return ends_in_softmax(graph.layer(graph.output_address))
 
     def _data_split(self, split: str):
         if split not in ("test", "train"):
