@@ -145,3 +145,17 @@ def test_long_calls_show_a_bar_by_default_a_callable_on_request_and_nothing_when
     assert capsys.readouterr().err == ""
     with pytest.raises(cnnviz.UsageError, match="progress must be True, False or a callable"):
         m.stats(layers="conv1", limit=40, progress="yes")
+
+
+def test_no_library_call_makes_keras_warn_about_the_input_structure(m, tmp_path):
+    """Keras 3 warns "The structure of `inputs` doesn't match" when a model with a named
+    input is called with a bare tensor; cnnviz never does that."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="The structure of `inputs`")
+        m.activations([0, 1], layers="all")
+        m.patterns("conv1", maps=[0], steps=2, data_starts=1, progress=False)
+        m.explain([0], methods="all", steps=4, samples=2, progress=False)
+        m.stats(layers="conv1", limit=20, top=2, progress=False)
+        m.gallery("activations", tmp_path / "g", layers="conv1", images=[0], class_mean=True)

@@ -21,7 +21,7 @@ def small(**changes) -> PatternSettings:
 
 def fed_back(loaded, layer, inputs):
     """The layer's output for the inputs, from a forward pass built here."""
-    return np.asarray(keras.Model(loaded.model.inputs, loaded.model.get_layer(layer).output)(inputs))
+    return np.asarray(keras.Model(loaded.model.inputs, loaded.model.get_layer(layer).output)([inputs]))
 
 
 @pytest.mark.parametrize("chunk", [32, 3], ids=["one-chunk", "chunks-with-padding"])
