@@ -145,6 +145,16 @@ class Graph:
     def run(self, x, wanted: list[str], inputs_of: tuple[str, ...] = ()) -> list:
         """Values of the `wanted` layers (then the inputs of the layers in `inputs_of`) for
         input x, at inference. Only the steps up to the last one needed run."""
+        def call(step, args, kwargs):
+            if getattr(step.layer, "_call_has_training_arg", False):
+                kwargs["training"] = False
+            return step.layer(*args, **kwargs)
+
+        return self.walk(x, call, wanted, inputs_of)
+
+    def walk(self, x, call, wanted: list[str], inputs_of: tuple[str, ...] = ()) -> list:
+        """As `run`, with each layer call made by call(step, args, kwargs) (an independent
+        implementation of the layers, e.g. cnnviz.probes.forward64)."""
         need = set(wanted) | set(inputs_of)
         last = max(i for i, (kind, *rest) in enumerate(self._plan)
                    if kind == "call" and rest[0].address in need and not rest[0].nested)
@@ -159,11 +169,9 @@ class Graph:
             if step.nested:
                 continue
             args, kwargs = step.node.arguments.fill_in(values)
-            if getattr(step.layer, "_call_has_training_arg", False):
-                kwargs["training"] = False
             if step.address in inputs_of:
                 feeds[step.address] = args[0]
-            out = step.layer(*args, **kwargs)
+            out = call(step, list(args), dict(kwargs))
             for ref, value in zip(step.node.outputs, keras.tree.flatten(out)):
                 values[id(ref)] = value
             if step.address in wanted:
