@@ -37,6 +37,15 @@ class UsageError(CnnvizError):
     exit_code = 2
 
 
+class CheckFailed(CnnvizError):
+    """A check of what the network computes found a difference (exit 1); `entries`: the
+    files written as its evidence, recorded before the error is raised."""
+
+    def __init__(self, message: str, entries: list[dict] | None = None):
+        super().__init__(message)
+        self.entries = entries or []
+
+
 class CnnvizWarning(UserWarning):
     """Something the user should know about a result (the command line prints it as
     `warning: …`; a notebook shows it as Python shows warnings)."""

@@ -24,7 +24,7 @@ from cnnviz.errors import CnnvizWarning, UsageError
 from cnnviz.galleries.writing import Written
 from cnnviz.layers import choose_layers, layers_for, resolve_layers
 from cnnviz.model import LoadedModel
-from cnnviz.progress import Progress, bars, progress_bar
+from cnnviz.progress import Progress, progress_bar
 from cnnviz.results import (ActivationResult, ExplanationResult, KernelResult, PatternResult,
                             SanityResult, StatsResult)
 
@@ -204,7 +204,7 @@ class Inspected:
         from cnnviz.probes.activations import activations
 
         names = self._layers(layers)
-        pixels, index, labels = self._images(images, split)
+        pixels, index, labels = self.images_of(images, split)
         result = activations(self.model, names, self.loaded.preprocessing.apply(pixels))
         return ActivationResult(result.layers, pixels, result.probabilities, result.softmax,
                                 index, labels, self.classes)
@@ -284,7 +284,7 @@ class Inspected:
         from cnnviz.probes.attribution import resolve_targets
 
         options, target = explain_settings(self.model, methods, target, settings)
-        pixels, _, labels = self._images(images, split)
+        pixels, _, labels = self.images_of(images, split)
         scores = activations(self.model, [], self.loaded.preprocessing.apply(pixels)).probabilities
         return pixels, resolve_targets(target, scores, labels), options, mean_baseline(self, options)
 
@@ -336,28 +336,35 @@ class Inspected:
         tf.distribute strategy or its name (see cnnviz.distributed) for the statistics, the
         class means and the patterns; on a worker that is not the chief nothing is written
         (None is returned)."""
-        from cnnviz import distributed
-        from cnnviz.galleries.atlas import atlas_settings, run_atlas
-        from cnnviz.render.site import site_lines
-        from cnnviz.render.style import figure_output
+        from cnnviz.galleries.atlas import write_atlas
 
         out = path(folder, "folder", optional=True) or self.gallery_dir()
-        top = whole(top, "top", 1)
-        limit = None if limit is None else whole(limit, "limit", 1)
-        dpi = None if dpi is None else whole(dpi, "dpi")  # its range: style.figure_output
-        if not isinstance(explain, bool):
-            raise UsageError(f"explain must be True or False, got {explain!r}", "explain")
-        settings = atlas_settings(self.loaded.image_shape, steps, step_size, scales, starts,
-                                  seed, pixel_starts, data_starts)
-        say = report or self.report
-        data = self.data()
-        with distributed.sharing(strategy or self.strategy) as shared, \
-                figure_output(dpi, format), distributed.writes_to(out, shared) as where:
-            site = run_atlas(self.loaded, data, where, settings, split, limit, top, say,
-                             layers, bar=bars(progress), skip=() if explain else ("explain",))
-            for line in site_lines(site, where):  # to load's report: `report` gets the stages
-                self.report(line)
-        return site.index if where == out else None
+        return write_atlas(self, out, dict(steps=steps, step_size=step_size, scales=scales,
+                                           starts=starts, seed=seed, pixel_starts=pixel_starts,
+                                           data_starts=data_starts),
+                           split, limit, top, report or self.report, layers, explain, dpi,
+                           format, strategy or self.strategy, progress)
+
+    def trace(self, image=0, layer: str | None = None, map: int = 0,  # noqa: A002
+              at: tuple[int, int] | None = None, split: str = "test"):
+        """The arithmetic of one value: map `map` of `layer` (default: the last
+        convolution) at position `at` (row, column; none for a dense layer) for an image
+        (a dataset index of `split`, or one raw image (H, W[, C]) 0–255). Every step that
+        produces it, computed in float64 and checked against what Keras reports."""
+        from cnnviz.galleries.trace import trace_request, traced
+
+        return traced(self.loaded, trace_request(self, image, layer, map, at, split))
+
+    def verify(self, images=100, split: str = "test", tolerance: float = 1e-4,
+               batch_size: int = 32, progress: Progress = None):
+        """Every layer's output against an independent float64 NumPy forward pass (never
+        TensorFlow), over the first `images` images of `split` (or raw images (N, H, W[, C])):
+        the largest deviation per layer and a verdict; a layer the pass cannot compute is
+        named and the check stops there."""
+        from cnnviz.galleries.verify import verified, verify_request
+
+        return verified(self.loaded, verify_request(self, images, split, tolerance, batch_size),
+                        progress)
 
     # ---- helpers ---------------------------------------------------------------------
 
@@ -369,8 +376,10 @@ class Inspected:
                              f"{', '.join(self.layers)}", "layer")
         return names
 
-    def _images(self, images, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(pixels (N, H, W[, C]), dataset indices or -1, labels or None)."""
+    def images_of(self, images, split: str = "test") -> tuple[np.ndarray, np.ndarray,
+                                                              np.ndarray | None]:
+        """Dataset indices of `split` or raw images (N, H, W[, C]) 0–255, checked: (pixels,
+        dataset indices or -1, labels or None)."""
         from cnnviz.picking import images_of
 
         return images_of(self, images, split)

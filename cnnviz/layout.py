@@ -13,9 +13,9 @@ from cnnviz.errors import UsageError
 from cnnviz.names import slug
 from cnnviz.techniques import folder
 
-TRAIN, ACTIVATIONS, FILTERS, KERNELS, STATS, EXPLAIN, COMPARE = (
+TRAIN, ACTIVATIONS, FILTERS, KERNELS, STATS, EXPLAIN, COMPARE, TRACE, VERIFY = (
     folder(name) for name in ("train", "activations", "filters", "kernels", "stats", "explain",
-                              "compare"))
+                              "compare", "trace", "verify"))
 CURVES = f"{TRAIN}/curves.png"
 STATS_JSON = f"{STATS}/stats.json"
 STATS_CSV = f"{STATS}/stats.csv"

@@ -25,11 +25,13 @@ class Technique:
 
 TECHNIQUES = (
     Technique("train", "train", "model", "curves", None),
+    Technique("verify", "verify", "model", "verify", "verify"),
     Technique("activations", "activations", "layer", "activations", "activations"),
     Technique("filters", "filters", "layer", "patterns", "filters"),
     Technique("kernels", "kernels", "layer", "kernels", "kernels"),
     Technique("stats", "stats", "layer", "stats", "stats"),
     Technique("explain", "Why (explain)", "after", "explain", "explain"),
+    Technique("trace", "Arithmetic (trace)", "after", None, "trace"),
     Technique("compare", "compare", "model", None, None),  # two models: galleries/compare.py
 )
 BY_NAME = {technique.name: technique for technique in TECHNIQUES}

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager
 
+import numpy as np
+
 from cnnviz import bundle
 from cnnviz.data import Dataset
 from cnnviz.errors import UsageError
@@ -191,9 +193,26 @@ def all_stats(job: AtlasJob) -> list[dict]:
 
 
 # What the atlas runs for each registered technique (cnnviz.techniques) that has a stage
+def verification(job: AtlasJob) -> list[dict]:
+    """The model against an independent NumPy forward pass, on the first 100 images of the
+    split: its line goes to the page's summary (a deviation is shown, not raised)."""
+    from cnnviz.errors import CheckFailed
+    from cnnviz.galleries import verify
+
+    x = job.data.split(job.split)[0]
+    options = verify.VerifyOptions(np.asarray(x[:VERIFY_IMAGES]), job.split)
+    try:
+        return verify.run(job.loaded, options, job.out, lambda line: None)
+    except CheckFailed as exc:
+        job.say(f"  {exc}")
+        return exc.entries
+
+
+VERIFY_IMAGES = 100
 STAGE_RUNS: dict[str, Callable[[AtlasJob], list[dict]]] = {
-    "train": curves, "activations": class_samples, "filters": all_patterns,
-    "kernels": all_kernels, "stats": all_stats, "explain": class_explanations}
+    "train": curves, "verify": verification, "activations": class_samples,
+    "filters": all_patterns, "kernels": all_kernels, "stats": all_stats,
+    "explain": class_explanations}
 STAGES: list[tuple[str, Callable[[AtlasJob], list[dict]]]] = [
     (t.atlas, STAGE_RUNS[t.name]) for t in TECHNIQUES if t.atlas is not None]
 assert set(STAGE_RUNS) == {t.name for t in TECHNIQUES if t.atlas}, "one stage per technique"
@@ -208,6 +227,32 @@ def atlas_settings(image_shape: tuple[int, ...] = (28, 28), steps: int = 50,
     return pattern_settings(image_shape, scales, steps=steps, step_size=step_size,
                             starts=starts, pixel_starts=pixel_starts, data_starts=data_starts,
                             snapshots=default_snapshots(steps), seed=seed)
+
+
+def write_atlas(m, out: Path, ascent: dict, split: str, limit: int | None, top: int,
+                report: Callable[[str], None], layers, explain: bool, dpi, format, strategy,
+                progress) -> Path | None:  # noqa: A002
+    """`Inspected.atlas`: check the request, then run the stages under the strategy into
+    `out` (a worker that is not the chief writes a temporary copy: None is returned)."""
+    from cnnviz import distributed
+    from cnnviz.progress import bars
+    from cnnviz.render.site import site_lines
+    from cnnviz.render.style import figure_output
+
+    top = whole(top, "top", 1)
+    limit = None if limit is None else whole(limit, "limit", 1)
+    dpi = None if dpi is None else whole(dpi, "dpi")  # its range: style.figure_output
+    if not isinstance(explain, bool):
+        raise UsageError(f"explain must be True or False, got {explain!r}", "explain")
+    settings = atlas_settings(m.loaded.image_shape, **ascent)
+    data = m.data()
+    with distributed.sharing(strategy) as shared, figure_output(dpi, format), \
+            distributed.writes_to(out, shared) as where:
+        site = run_atlas(m.loaded, data, where, settings, split, limit, top, report, layers,
+                         bar=bars(progress), skip=() if explain else ("explain",))
+        for line in site_lines(site, where):  # to load's report: `report` gets the stages
+            m.report(line)
+    return site.index if where == out else None
 
 
 def run_atlas(loaded: LoadedModel, data: Dataset, out: Path, settings: PatternSettings,

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-from cnnviz.errors import UsageError
+from cnnviz.errors import CheckFailed, UsageError
 from cnnviz.names import counted
 from cnnviz.progress import Progress, progress_bar
 from cnnviz.techniques import BY_NAME, TECHNIQUES
@@ -69,13 +69,20 @@ def write(m, technique: str, folder: Path, parameters: dict, progress: Progress 
         prepare(where)
         for options in parts:
             place, label, length = part_of(module, m.loaded, options)
+            failed = None
             with progress_bar(progress, length, label) as update:
-                entries = module.run(m.loaded, options, where, say, update)
+                try:
+                    entries = module.run(m.loaded, options, where, say, update)
+                except CheckFailed as exc:  # its evidence is kept, then the failure is said
+                    failed, entries = exc, exc.entries
             written.manifest = record(m.loaded, where, entries)
             files = list(dict.fromkeys(e["path"] for e in entries))
             written.files += files
             say(f"wrote {counted(len(files), 'file')} to {where / place} (listed in "
                 f"{written.manifest})")
+            if failed is not None:
+                refresh_page(where, say)
+                raise failed
         written.page = refresh_page(where, say)
     return written
 

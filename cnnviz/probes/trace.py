@@ -75,17 +75,7 @@ def trace_value(model, inputs: np.ndarray, layer: str, index: int,
                 at: tuple[int, int] | None = None) -> Trace:
     """The steps behind one value of `layer` for one preprocessed input (1, H, W, C)."""
     graph = graph_of(model)
-    shape = graph.shape(layer)
-    if not 0 <= index < shape[-1]:
-        raise UsageError(f"map {index} out of range; {layer} has maps 0–{shape[-1] - 1}", "map")
-    if len(shape) == 4:
-        if at is None or len(at) != 2 or not (0 <= at[0] < shape[1] and 0 <= at[1] < shape[2]):
-            raise UsageError(f"at {at}: give a position (row, column) within {layer}'s "
-                             f"{shape[1]}×{shape[2]}", "at")
-        at = (int(at[0]), int(at[1]))
-    elif at is not None:
-        raise UsageError(f"{layer} has no positions (its output is {shape[1:]}); leave at out",
-                         "at")
+    at = check_position(model, layer, index, at)
     chain = _chain(graph, layer)
     core = chain[0]
     values = graph.run(np.asarray(inputs, np.float32), chain, (core,))
@@ -101,6 +91,22 @@ def trace_value(model, inputs: np.ndarray, layer: str, index: int,
                                 graph.shape(name)[1:]))
     box = graph.field_box(layer, *at) if at is not None else None
     return Trace(layer, index, at, steps, float(outputs[layer][where]), scale, box)
+
+
+def check_position(model, layer: str, index: int, at) -> tuple[int, int] | None:
+    """Refuse a map or position outside the layer (before any work); the position as ints."""
+    shape = graph_of(model).shape(layer)
+    if not 0 <= index < shape[-1]:
+        raise UsageError(f"map {index} out of range; {layer} has maps 0–{shape[-1] - 1}", "map")
+    if len(shape) == 4:
+        if at is None or len(at) != 2 or not (0 <= at[0] < shape[1] and 0 <= at[1] < shape[2]):
+            raise UsageError(f"at {at}: give a position (row, column) within {layer}'s "
+                             f"{shape[1]}×{shape[2]}", "at")
+        return int(at[0]), int(at[1])
+    if at is not None:
+        raise UsageError(f"{layer} has no positions (its output is {shape[1:]}); leave at out",
+                         "at")
+    return None
 
 
 def _chain(graph, layer: str) -> list[str]:

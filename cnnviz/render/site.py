@@ -146,7 +146,9 @@ def _index_page(name: str, model: dict, entries: list[dict], cards: dict[str, li
     after = {c: found for c, found in after.items() if found}
     nav = "".join(f'<a href="#{_anchor(n)}">{_e(n)}</a>' for n in layers) + "".join(
         f'<a href="#{c}">{_e(AFTER_LAYERS[c].split(" ")[0].lower())}</a>' for c in after)
-    body = [f"<header><h1>cnnviz · {_e(name)}</h1>{_summary(model)}"
+    checked = "".join(f'<p class="verified">{_e(e.get("caption", ""))}</p>' for e in entries
+                      if e.get("kind") == "verify-summary")
+    body = [f"<header><h1>cnnviz · {_e(name)}</h1>{_summary(model)}{checked}"
             f"<p><small>updated {_e(updated)} · {len(entries)} files</small></p></header>",
             f'<nav class="layers"><a href="#model">model</a>{nav}</nav>', "<main>",
             '<section id="model"><h2>Model</h2>', _layer_table(model), _gallery(general),
