@@ -363,8 +363,9 @@ class Inspected:
         named and the check stops there."""
         from cnnviz.galleries.verify import verified, verify_request
 
-        return verified(self.loaded, verify_request(self, images, split, tolerance, batch_size),
-                        progress)
+        options = verify_request(self, images, split, tolerance, batch_size)
+        with progress_bar(progress, len(options.pixels), "verify") as update:
+            return verified(self.loaded, options, update)
 
     # ---- helpers ---------------------------------------------------------------------
 

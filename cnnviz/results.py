@@ -13,50 +13,15 @@ from typing import Iterator
 
 import numpy as np
 
-from cnnviz.atomic import atomic_path
 from cnnviz.errors import UsageError
 from cnnviz.names import slug
 
 
 
-def _figure_name(stem: str) -> str:
-    from cnnviz.render.style import figure_name
-
-    return figure_name(stem)
-
-
-def _figure_output(save):
-    """`save(folder, dpi=None, format=None)`: the figures at that resolution and format
-    (png, svg or pdf); the arrays are the same."""
-    import functools
-
-    @functools.wraps(save)
-    def wrapped(self, folder, dpi: int | None = None, format: str | None = None):  # noqa: A002
-        from cnnviz.render.style import figure_output
-
-        with figure_output(dpi, format):
-            return save(self, folder)
-
-    return wrapped
-
-
-class _Shown:
-    """Jupyter shows a result as the figure of `.show()`."""
-
-    def show(self):  # pragma: no cover - every result defines it
-        raise NotImplementedError
-
-    def _repr_png_(self) -> bytes:
-        from cnnviz.render.figures import png_bytes
-
-        return png_bytes(self.show())
-
-
-def _save_arrays(path: Path, **arrays) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
-    return path
+from cnnviz.render.shown import Shown as _Shown
+from cnnviz.render.shown import figure_name as _figure_name
+from cnnviz.render.shown import figure_output_of as _figure_output
+from cnnviz.render.shown import save_arrays as _save_arrays
 
 
 @dataclass(repr=False)

@@ -10,7 +10,9 @@ import numpy as np
 
 from cnnviz.atomic import write_json
 from cnnviz.names import slug
-from cnnviz.results import _figure_name, _figure_output, _Shown
+from cnnviz.render.shown import Shown as _Shown
+from cnnviz.render.shown import figure_name as _figure_name
+from cnnviz.render.shown import figure_output_of as _figure_output
 
 
 @dataclass(repr=False)
@@ -64,7 +66,8 @@ class TraceResult(_Shown):
                 "field": list(t.field) if t.field else None,
                 "steps": [{"kind": s.kind, "layer": s.layer, "text": s.text, "value": s.value,
                            "numbers": s.numbers,
-                           "arrays": {k: np.asarray(v).tolist() for k, v in s.arrays.items()}}
+                           "arrays": {k: _finite(np.asarray(v).tolist())
+                                      for k, v in s.arrays.items()}}
                           for s in t.steps]}
 
     def show(self):
@@ -83,6 +86,15 @@ class TraceResult(_Shown):
         write_json(folder / f"{self.stem}.json", self.numbers())
         return [folder / f"{self.stem}.json",
                 save_figure(self.show(), folder / _figure_name(self.stem))]
+
+
+def _finite(value):
+    """Nested lists with ±inf and NaN (a pool's padding) as None: valid JSON."""
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 @dataclass(repr=False)

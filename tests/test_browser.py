@@ -228,7 +228,8 @@ def test_drawing_on_the_live_page_changes_what_every_layer_shows(browser, live_s
         "return document.documentElement.scrollWidth <= window.innerWidth + 1"))
     browser.set_window_size(1280, 1400)
 
-    # a test image from the picker, then a click on a map opens its card in the atlas
+    # a test image from the picker, then a click on a map shows the arithmetic of that value,
+    # equal to the map's value there, and links the map's card in the atlas
     browser.find_element(By.ID, "sample-index").clear()
     browser.find_element(By.ID, "sample-index").send_keys("4")
     answers = browser.execute_script("return window.cnnviz.answers")
@@ -238,12 +239,24 @@ def test_drawing_on_the_live_page_changes_what_every_layer_shows(browser, live_s
     assert np.array_equal(sample_pixels, live_server.inspected.data().split("test")[0][4])
     canvas = browser.find_element(By.CSS_SELECTOR, "#layer-conv2 canvas")
     tiles_before = len(browser.window_handles)
-    ActionChains(browser).move_to_element_with_offset(canvas, -canvas.size["width"] // 2 + 3,
-                                                      -canvas.size["height"] // 2 + 3).click().perform()
+    tile, z = browser.execute_script("const t = JSON.parse(arguments[0].dataset.tile); "
+                                     "return [t[0], t[4]];", canvas)
+    scale = canvas.size["width"] / browser.execute_script("return arguments[0].width", canvas)
+    x, y = (tile + 5 * z + z // 2) * scale, (7 * z + z // 2) * scale  # map 1, row 7, column 5
+    ActionChains(browser).move_to_element_with_offset(canvas, -canvas.size["width"] // 2 + x,
+                                                      -canvas.size["height"] // 2 + y).click().perform()
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return document.getElementById('trace').dataset.at === '7,5'"))
+    panel = browser.find_element(By.ID, "trace").get_attribute
+    conv2 = page_arrays(browser)[1]["conv2"]
+    assert (panel("data-layer"), panel("data-map"), panel("data-ok")) == ("conv2", "1", "true")
+    assert abs(float(panel("data-traced")) - conv2[7, 5, 1]) < 1e-5
+    assert "Σ patch × kernel over 3×3×32" in browser.find_element(By.ID, "trace-steps").text
+    browser.find_element(By.ID, "trace-card").click()
     WebDriverWait(browser, 30).until(lambda d: len(d.window_handles) > tiles_before)
     browser.switch_to.window(browser.window_handles[-1])
     try:
-        WebDriverWait(browser, 30).until(lambda d: d.current_url.endswith("/atlas/cards/conv2/map-000.html"))
+        WebDriverWait(browser, 30).until(lambda d: d.current_url.endswith("/atlas/cards/conv2/map-001.html"))
         assert "live page" in browser.find_element(By.TAG_NAME, "body").text
         assert broken_images(browser) == []
     finally:

@@ -22,6 +22,8 @@ def small_options(name: str, loaded, data):
     from cnnviz.galleries.filters import PatternOptions
     from cnnviz.galleries.kernels import KernelOptions
     from cnnviz.galleries.stats import StatsOptions
+    from cnnviz.galleries.trace import TraceOptions
+    from cnnviz.galleries.verify import VerifyOptions
     from cnnviz.probes.attribution import ExplainSettings
     from cnnviz.probes.patterns import PatternSettings
 
@@ -35,6 +37,8 @@ def small_options(name: str, loaded, data):
         "kernels": lambda: KernelOptions(("conv1",)),
         "stats": lambda: StatsOptions(("conv1",), data, limit=40, top=2),
         "explain": lambda: ExplainOptions(one, ExplainSettings(methods=("saliency",))),
+        "verify": lambda: VerifyOptions(np.asarray(data.x_test[:4])),
+        "trace": lambda: TraceOptions("conv2", 1, (2, 3), one.pixels[0], one.stem(0)),
     }[name]()
 
 
@@ -73,6 +77,8 @@ SMALL_REQUESTS = {
     "kernels": dict(layers="conv1"),
     "stats": dict(layers="conv1", limit=40, top=2),
     "explain": dict(images=[0], methods="saliency"),
+    "verify": dict(images=4),
+    "trace": dict(layer="conv2", map=1, at=(2, 3)),
 }
 
 
@@ -87,8 +93,10 @@ def test_every_recipe_checks_its_request_and_records_what_it_writes(technique, t
     assert list(inspect.signature(recipe.request).parameters)[0] == "m"
     lines: list[str] = []
     m = cnnviz.load("a2", trained_dir=trained, data=small_npz, report=lines.append)
-    wrong = {"explain": dict(methods="nosuch")}.get(technique.name, dict(layers="nosuch"))
-    with pytest.raises(cnnviz.UsageError, match="unknown layer nosuch|method 'nosuch'"):
+    wrong = {"explain": dict(methods="nosuch"), "verify": dict(images=0),
+             "trace": dict(layer="nosuch")}.get(technique.name, dict(layers="nosuch"))
+    with pytest.raises(cnnviz.UsageError,
+                       match="unknown layer nosuch|method 'nosuch'|images must be ≥ 1"):
         m.gallery(technique.name, tmp_path / "refused", **wrong)
     assert not (tmp_path / "refused").exists()  # refused before the folder was touched
     written = m.gallery(technique.name, tmp_path / "g", progress=False,
@@ -124,6 +132,6 @@ def test_an_unknown_technique_lists_the_registered_ones(trained, small_npz):
     import cnnviz
 
     m = cnnviz.load("a2", trained_dir=trained, data=small_npz)
-    with pytest.raises(cnnviz.UsageError, match="technique must be one of activations, "
-                                                "filters, kernels, stats, explain"):
+    names = ", ".join(t.name for t in RECIPES)
+    with pytest.raises(cnnviz.UsageError, match=f"technique must be one of {names}, got 'nosuch'"):
         m.gallery("nosuch")

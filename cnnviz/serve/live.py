@@ -91,6 +91,18 @@ class Live:
                 "maps": [{"method": m, "note": found.notes.get(m, ""),
                           **encode(found.maps[m][0], arrays)} for m in EXPLAIN_METHODS]}
 
+    def trace(self, pixels: np.ndarray, layer, index, at) -> dict:
+        """The arithmetic of one value for this image (Inspected.trace), JSON-ready."""
+        if not isinstance(layer, str) or layer not in self.layers:
+            raise UsageError(f"layer {layer!r}: give one of {', '.join(self.layers)}", "layer")
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise UsageError(f"map must be an integer, got {index!r}", "map")
+        if at is not None and (not isinstance(at, list) or len(at) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in at)):
+            raise UsageError(f"at must be [row, column], got {at!r}", "at")
+        result = self.inspected.trace(pixels, layer, index, None if at is None else tuple(at))
+        return {**result.numbers(), "summary": result.summary}
+
     def sample(self, index: int | None = None, label: int | None = None,
                split: str = "test") -> dict:
         """A dataset image by index, or the first of a class: its pixels, index and label."""

@@ -40,6 +40,7 @@ class Parsed:
     pixels: np.ndarray
     target: int | None = None
     note: str | None = None
+    request: dict | None = None  # the JSON object, for routes that read more of it
 
 
 def parse_body(body: bytes, content_type: str, live) -> Parsed:
@@ -72,7 +73,7 @@ def _from_json(body: bytes, live) -> Parsed:
     try:
         if "pixels" in request:
             pixels = np.asarray(request["pixels"], np.float32)
-            return Parsed(live.check_pixels(pixels), target)
+            return Parsed(live.check_pixels(pixels), target, request=request)
         if "drawing" in request:
             drawing = np.asarray(request["drawing"], np.float32)
             return Parsed(live.prepare_drawing(drawing), target)

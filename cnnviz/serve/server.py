@@ -13,6 +13,7 @@ the server goes on serving.
     POST /api/predict[?arrays=list]   body: image file | {"pixels"} | {"index"} →
                               {"input", "prediction", "layers": [{"name","shape","data"}]}
     POST /api/explain[?arrays=list]   same body (+ "target") → saliency and Grad-CAM maps
+    POST /api/trace                   {"pixels", "layer", "map", "at"} → one value's arithmetic
     GET  /atlas/…             the model's static atlas (outputs/NAME/), with a link back here
 """
 
@@ -45,6 +46,8 @@ API = {
     "POST /api/predict[?arrays=base64|list]": "body: an image file, JSON {\"pixels\": [[0–255…]]} "
                                                "or {\"index\": N}; answers the input as fed, the "
                                                "prediction and every layer's output",
+    "POST /api/trace": "JSON {\"pixels\", \"layer\", \"map\", \"at\": [row, col]}: every step "
+                       "behind that value, checked against the network's",
     "POST /api/explain[?arrays=base64|list]": "the same body (JSON may add \"target\": CLASS); "
                                                "answers saliency and Grad-CAM of the target's logit",
     "arrays": "{\"shape\": [...], \"dtype\": \"float32\", \"data\": base64 of little-endian "
@@ -198,7 +201,7 @@ class Handler(BaseHTTPRequestHandler):
         self._error(HTTPStatus.NOT_FOUND, f"no such page: {path} (the API is listed at /api)")
 
     def _post(self, path: str, query: dict) -> None:
-        if path not in ("/api/predict", "/api/explain"):
+        if path not in ("/api/predict", "/api/explain", "/api/trace"):
             self._drain()
             return self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: POST {path}")
         arrays = query.get("arrays", "base64")
@@ -208,6 +211,10 @@ class Handler(BaseHTTPRequestHandler):
         parsed = parse_body(body, self.headers.get("Content-Type", ""), self.server.live)
         if path == "/api/predict":
             answer = self.server.live.predict(parsed.pixels, arrays)
+        elif path == "/api/trace":
+            request = parsed.request or {}
+            answer = self.server.live.trace(parsed.pixels, request.get("layer"),
+                                            request.get("map", 0), request.get("at"))
         else:
             answer = self.server.live.explain(parsed.pixels, parsed.target, arrays)
         if parsed.note:

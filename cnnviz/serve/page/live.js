@@ -377,7 +377,7 @@ function drawMosaic(canvas, v, g, [lo, hi], perMap) {
     }
   }
   ctx.putImageData(img, 0, 0);
-  canvas.dataset.tile = JSON.stringify([tw + pad, th + pad, g.cols, g.n]);
+  canvas.dataset.tile = JSON.stringify([tw + pad, th + pad, g.cols, g.n, g.z, g.h, g.w]);
 }
 
 function mapAt(canvas, event) {
@@ -387,6 +387,41 @@ function mapAt(canvas, event) {
   const y = (event.clientY - box.top) * canvas.height / box.height;
   const m = Math.floor(y / th) * cols + Math.floor(x / tw);
   return m >= 0 && m < n ? m : null;
+}
+
+function positionAt(canvas, event) {
+  // the (row, column) inside the clicked map tile, in the map's own positions
+  const [tw, th, , , z, h, w] = JSON.parse(canvas.dataset.tile || "[1,1,1,0,1,1,1]");
+  const box = canvas.getBoundingClientRect();
+  const x = (event.clientX - box.left) * canvas.width / box.width;
+  const y = (event.clientY - box.top) * canvas.height / box.height;
+  const row = Math.floor((y % th) / z), col = Math.floor((x % tw) / z);
+  return row < h && col < w ? [row, col] : null;
+}
+
+async function traceValue(name, m, at) {
+  // the arithmetic behind one value, for the input the page shows now
+  if (!state.last) return;
+  const body = { pixels: toRows(state.last.input), layer: name, map: m, at };
+  const panel = $("trace");
+  try {
+    const t = await post("/api/trace", JSON.stringify(body), "application/json");
+    panel.hidden = false;
+    Object.assign(panel.dataset, { layer: name, map: m, at: at ? at.join(",") : "",
+                                   traced: t.traced, reported: t.reported, ok: t.ok });
+    $("trace-summary").textContent = t.summary;
+    $("trace-summary").className = t.ok ? "" : "error";
+    $("trace-steps").textContent = t.steps.map((s) => `${s.layer}: ${s.text}`).join("\n");
+    drawImage($("trace-input"), state.last.input);
+    if (t.field) {
+      const [top, left, bottom, right] = t.field, ctx = $("trace-input").getContext("2d");
+      ctx.strokeStyle = "#dd8452"; ctx.lineWidth = 1;
+      ctx.strokeRect(left + 0.5, top + 0.5, right - left - 1, bottom - top - 1);
+    }
+    const layer = state.model.layers.find((l) => l.name === name), link = $("trace-card");
+    link.hidden = !(layer && layer.card);
+    if (layer && layer.card) link.href = layer.card.replace("map-000", `map-${String(m).padStart(3, "0")}`);
+  } catch (error) { status(String(error.message || error), true); }
 }
 
 function mapText(name, m) {
@@ -419,11 +454,13 @@ function setupMapClicks(canvas, name, shape) {
   const layer = state.model.layers.find((l) => l.name === name);
   canvas.addEventListener("mousemove", (e) => {
     const m = mapAt(canvas, e);
-    canvas.title = m === null ? "" : mapText(name, m) + (layer.card ? " (click: its card)" : "");
+    canvas.title = m === null ? "" : mapText(name, m) + " (click: the arithmetic of this value)";
   });
   canvas.addEventListener("click", (e) => {
     const m = mapAt(canvas, e);
-    if (m !== null) openCard(name, m);
+    if (m === null) return;
+    state.selected[name] = m;
+    traceValue(name, m, shape.length === 3 ? positionAt(canvas, e) : null);
   });
   canvas.addEventListener("keydown", (e) => {
     const [, , cols, n] = JSON.parse(canvas.dataset.tile || "[1,1,1,0]");
