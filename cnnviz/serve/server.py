@@ -82,6 +82,8 @@ class LiveServer(ThreadingHTTPServer):
         self.log = log  # a callable taking one line, or None for silence
         self.idle_timeout = timeout
         self._slots = threading.BoundedSemaphore(max_threads)
+        self._holding: set[int] = set()  # requests holding a slot (released exactly once)
+        self._holding_lock = threading.Lock()
         self.hosts = _host_names(address[0], self.server_address[1])
 
     def process_request(self, request, client_address) -> None:
@@ -90,17 +92,26 @@ class LiveServer(ThreadingHTTPServer):
             _refuse_busy(request)
             self.shutdown_request(request)
             return
+        with self._holding_lock:
+            self._holding.add(id(request))
         try:
             super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
+        except BaseException:  # e.g. Ctrl-C after the thread started: its release counts
+            self._release(request)
             raise
 
     def process_request_thread(self, request, client_address) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._release(request)
+
+    def _release(self, request) -> None:
+        with self._holding_lock:
+            if id(request) not in self._holding:
+                return
+            self._holding.discard(id(request))
+        self._slots.release()
 
     def handle_error(self, request, client_address) -> None:
         """A client that went away is no error; anything else is one line, not a traceback."""
