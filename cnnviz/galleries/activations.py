@@ -22,6 +22,7 @@ from cnnviz.model import LoadedModel, digit_input
 from cnnviz.probes.activations import activations, class_means
 from cnnviz.render.activations import class_heatmap, image_activation_figure
 from cnnviz.render.grid import grid_figure
+from cnnviz.render.parallel import draw_all
 
 FOLDER = ACTIVATIONS
 
@@ -166,7 +167,7 @@ def write_image_activations(loaded: LoadedModel, layers: list[str], selection: S
     result = activations(loaded.model, layers, inputs)
     predicted = result.probabilities.argmax(axis=1)
     top_classes, top_probs = result.top(3)
-    entries = []
+    entries, drawings = [], []
     for layer in layers:
         place = slug(layer)
         folder = out / FOLDER / place
@@ -180,7 +181,8 @@ def write_image_activations(loaded: LoadedModel, layers: list[str], selection: S
             title = (f"{layer}: {len(values)} {selection.split} images of class "
                      f"{class_names[selection.digit]} (rows) × {across}" if selection.digit is not None
                      else f"{layer}: the first {selection.split} image of each class (rows) × {across}")
-            grid_figure(values, labels, layer, title, scale, out / rel, images=selection.pixels)
+            drawings.append((grid_figure, (values, labels, layer, title, scale, out / rel,
+                                           selection.pixels)))
             entries.append(_entry(rel, title, "activations-by-image", layer,
                                   selection.index.tolist()))
             continue
@@ -194,10 +196,11 @@ def write_image_activations(loaded: LoadedModel, layers: list[str], selection: S
                                  for c, p in zip(top_classes[i], top_probs[i]))]
             title = (f"{selection.split} image {selection.index[i]}" if selection.index[i] >= 0
                      else selection.name.removeprefix("input-") + " (your image)")
-            image_activation_figure(values[i], selection.pixels[i], layer, title, lines, scale,
-                                    out / rel)
+            drawings.append((image_activation_figure, (values[i], selection.pixels[i], layer,
+                                                       title, lines, scale, out / rel)))
             entries.append(_entry(rel, f"{layer} for {title}: {lines[0]}", "activations",
                                   layer, int(selection.index[i])))
+    draw_all(drawings)
     if save_arrays:
         rel = f"{FOLDER}/{selection.name}.npz"
         with atomic_path(out / rel) as tmp:

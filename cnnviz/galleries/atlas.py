@@ -30,6 +30,7 @@ from cnnviz.names import counted
 from cnnviz.probes.patterns import PatternSettings, ascent_steps
 from cnnviz.techniques import TECHNIQUES
 from cnnviz.render.figures import training_curves
+from cnnviz.render.parallel import drawing_behind, settled
 
 
 
@@ -213,8 +214,12 @@ STAGE_RUNS: dict[str, Callable[[AtlasJob], list[dict]]] = {
     "train": curves, "verify": verification, "activations": class_samples,
     "filters": all_patterns, "kernels": all_kernels, "stats": all_stats,
     "explain": class_explanations}
+# Stages with many figures to draw run early: a worker draws them while the patterns compute.
+DRAW_EARLY = ("stats", "explain")
 STAGES: list[tuple[str, Callable[[AtlasJob], list[dict]]]] = [
-    (t.atlas, STAGE_RUNS[t.name]) for t in TECHNIQUES if t.atlas is not None]
+    (t.atlas, STAGE_RUNS[t.name]) for t in sorted(
+        (t for t in TECHNIQUES if t.atlas is not None),
+        key=lambda t: (t.section != "model", t.name not in DRAW_EARLY))]
 assert set(STAGE_RUNS) == {t.name for t in TECHNIQUES if t.atlas}, "one stage per technique"
 
 
@@ -282,10 +287,17 @@ def run_atlas(loaded: LoadedModel, data: Dataset, out: Path, settings: PatternSe
         say(f"note: {chosen.note}")
     prepare(out)
     job = AtlasJob(loaded, data, out, settings, split, limit, top, say, chosen, bar)
-    for label, stage in [(label, stage) for label, stage in STAGES if label not in skip]:
-        started = time.perf_counter()
-        entries = stage(job)
-        record(loaded, out, entries)  # each stage is kept even if a later one fails
-        say(f"{label}: {counted(len({e['path'] for e in entries}), 'file')} in "
-            f"{time.perf_counter() - started:.1f} s")
+    with drawing_behind() as behind:  # figures drawn in a worker while the next stage computes
+        waiting: list[tuple[list[dict], list]] = []
+        for label, stage in [(label, stage) for label, stage in STAGES if label not in skip]:
+            started = time.perf_counter()
+            entries = stage(job)
+            waiting.append((entries, behind.take() if behind is not None else []))
+            while waiting and settled(waiting[0][1], wait=False):  # in order, once drawn
+                record(loaded, out, waiting.pop(0)[0])  # each stage kept if a later one fails
+            say(f"{label}: {counted(len({e['path'] for e in entries}), 'file')} in "
+                f"{time.perf_counter() - started:.1f} s")
+        for entries, futures in waiting:
+            settled(futures, wait=True)
+            record(loaded, out, entries)
     return build_site(out)

@@ -22,6 +22,7 @@ from cnnviz.probes.activations import activations
 from cnnviz.probes.attribution import (METHODS, ExplainSettings, check_spatial, explain,
                                        mean_image, resolve_targets)
 from cnnviz.render.explain import explanation_figure, sanity_figure
+from cnnviz.render.parallel import draw_all
 
 FOLDER = EXPLAIN
 TARGETS = ("predicted", "true")
@@ -113,7 +114,7 @@ def run(loaded: LoadedModel, options: ExplainOptions, out: Path,
     targets = resolve_targets(options.target, scores, selection.labels)
     found = explain(model, prep, selection.pixels, targets, settings, options.mean_pixels)
     (out / FOLDER).mkdir(parents=True, exist_ok=True)
-    entries = []
+    entries, drawings = [], []
     for i in range(len(targets)):
         order = np.argsort(-scores[i])[:3]
         lines = [f"target: {_name(names, targets[i])} ({options.target})",
@@ -126,11 +127,12 @@ def run(loaded: LoadedModel, options: ExplainOptions, out: Path,
         rel = figure_name(f"{FOLDER}/explain-{selection.stem(i)}")
         title = (f"{selection.stem(i)}: why {_name(names, targets[i])}? Attributions of the class "
                  f"logit (before the softmax); red raises it, blue lowers it")
-        explanation_figure(np.asarray(selection.pixels[i], np.float32),
-                           {m: v[i] for m, v in found.maps.items()}, lines, title, found.notes,
-                           out / rel)
+        drawings.append((explanation_figure, (
+            np.asarray(selection.pixels[i], np.float32), {m: v[i] for m, v in found.maps.items()},
+            lines, title, found.notes, out / rel)))
         entries.append(entry(rel, title, "explanation", "explain", None,
                              image=int(selection.index[i])))
+    draw_all(drawings)
     rel = f"{FOLDER}/attributions-{selection.name}.npz"
     extra = {} if found.completeness is None else {"completeness_error": found.completeness,
                                                    "logit_difference": found.difference}

@@ -1,23 +1,36 @@
 """Many figures drawn at once in worker processes: a big model's galleries draw hundreds of
 figures, one after another on one core, while the other cores wait. A job is a renderer and
-its (picklable) arguments; few jobs are drawn here, in this process."""
+its (picklable) arguments; few jobs are drawn here, in this process.
+
+Inside `drawing_behind()` (the atlas) every job goes to one worker process that draws while
+this one computes the next stage; `Behind.take()` gives the futures of the jobs submitted
+since the last call, so that a stage is recorded only once its figures exist.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from typing import Callable
+from concurrent.futures import Future
+from typing import Callable, Iterator
 
 from cnnviz.render.style import FigureOutput, figure_output, figure_output_now
 
 PARALLEL_FROM = 40  # jobs below which starting workers (≈ 1–2 s) costs more than it saves
+BEHIND = True       # drawing_behind hands jobs to a worker (benchmarks/bench_atlas.py turns it off)
 
 
 def draw_all(jobs: list[tuple[Callable, tuple]]) -> None:
     """Run every job `renderer(*args)`, in worker processes when there are many and this
     machine has more than one core; figures are written in the resolution and format in
     force here."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if len(jobs) < PARALLEL_FROM or (cores or 1) < 2:
+    behind = _BEHIND.get()
+    if behind is not None:
+        behind.submit(jobs)
+        return
+    cores = _cores()
+    if len(jobs) < PARALLEL_FROM or cores < 2:
         for renderer, args in jobs:
             renderer(*args)
         return
@@ -29,6 +42,72 @@ def draw_all(jobs: list[tuple[Callable, tuple]]) -> None:
     with concurrent.futures.ProcessPoolExecutor(min(cores, 4), mp_context=context) as pool:
         for done in [pool.submit(_draw, output, renderer, args) for renderer, args in jobs]:
             done.result()
+
+
+def _cores() -> int:
+    found = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return found or 1
+
+
+class Behind:
+    """One worker process drawing the submitted jobs in order, while the caller computes."""
+
+    def __init__(self):
+        import concurrent.futures
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # never fork a process running TensorFlow
+        self.pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=context)
+        self.pool.submit(_warm_up)  # imports matplotlib and the renderers while TF computes
+        self._new: list[Future] = []
+
+    def submit(self, jobs: list[tuple[Callable, tuple]]) -> None:
+        output = figure_output_now()
+        self._new += [self.pool.submit(_draw, output, renderer, args) for renderer, args in jobs]
+
+    def take(self) -> list[Future]:
+        """The futures of the jobs submitted since the last call."""
+        taken, self._new = self._new, []
+        return taken
+
+
+_BEHIND: contextvars.ContextVar[Behind | None] = contextvars.ContextVar("cnnviz_behind",
+                                                                       default=None)
+
+
+@contextlib.contextmanager
+def drawing_behind() -> Iterator[Behind | None]:
+    """Within the block, draw_all hands its jobs to a worker process (None, and nothing
+    changes, on one core). On leaving, every job is finished (or, after an error, cancelled)."""
+    if _cores() < 2 or not BEHIND:
+        yield None
+        return
+    behind = Behind()
+    token = _BEHIND.set(behind)
+    try:
+        yield behind
+    except BaseException:
+        behind.pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        _BEHIND.reset(token)
+    behind.pool.shutdown(wait=True)
+
+
+def settled(futures: list[Future], wait: bool) -> bool:
+    """Whether every future is done (waiting for them with `wait`); a drawing's error is
+    raised here."""
+    if not wait and not all(f.done() for f in futures):
+        return False
+    for future in futures:
+        future.result()
+    return True
+
+
+def _warm_up() -> None:
+    import cnnviz.render.activations  # noqa: F401
+    import cnnviz.render.explain  # noqa: F401
+    import cnnviz.render.stats  # noqa: F401
 
 
 def _draw(output: FigureOutput, renderer: Callable, args: tuple) -> None:
