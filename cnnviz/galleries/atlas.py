@@ -300,4 +300,4 @@ def run_atlas(loaded: LoadedModel, data: Dataset, out: Path, settings: PatternSe
         for entries, futures in waiting:
             settled(futures, wait=True)
             record(loaded, out, entries)
-    return build_site(out)
+        return build_site(out)  # the worker writes some layers' map cards

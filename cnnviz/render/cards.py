@@ -57,6 +57,14 @@ class CardSources:
         names = [*self.kernels, *self.patterns, *self.stats, *self.top, *self.samples]
         return list(dict.fromkeys(names))
 
+    def only(self, layer: str) -> "CardSources":
+        """The same sources for one layer (what a worker process is sent)."""
+        pick = {name: ({layer: getattr(self, name)[layer]} if layer in getattr(self, name)
+                       else {}) for name in ("kernels", "patterns", "stats", "top", "fields",
+                                             "samples")}
+        return CardSources(**pick, stats_split=self.stats_split, sample_pixels=self.sample_pixels,
+                           sample_labels=self.sample_labels)
+
     def count(self, layer: str) -> int:
         """How many maps (or units) a layer has, from whichever source knows."""
         if layer in self.stats:

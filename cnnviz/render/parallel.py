@@ -94,6 +94,32 @@ def drawing_behind() -> Iterator[Behind | None]:
     behind.pool.shutdown(wait=True)
 
 
+def map_behind(function: Callable, calls: list[tuple], weights: list[float]) -> list:
+    """[function(*args) for args in calls], shared with the worker of `drawing_behind` when
+    there is one (by weight: it takes the heavier half while this process does the rest)."""
+    behind = _BEHIND.get()
+    if behind is None:
+        return [function(*args) for args in calls]
+    mine, theirs, my_load, their_load = [], [], 0.0, 0.0
+    for i in sorted(range(len(calls)), key=lambda i: -weights[i]):
+        if their_load <= my_load:
+            theirs.append(i)
+            their_load += weights[i]
+        else:
+            mine.append(i)
+            my_load += weights[i]
+    output = figure_output_now()
+    futures = {i: behind.pool.submit(_call, output, function, calls[i]) for i in theirs}
+    results = {i: function(*calls[i]) for i in mine}
+    results.update((i, future.result()) for i, future in futures.items())
+    return [results[i] for i in range(len(calls))]
+
+
+def _call(output: FigureOutput, function: Callable, args: tuple):
+    with figure_output(output.dpi, output.format):
+        return function(*args)
+
+
 def settled(futures: list[Future], wait: bool) -> bool:
     """Whether every future is done (waiting for them with `wait`); a drawing's error is
     raised here."""

@@ -22,6 +22,7 @@ from cnnviz.errors import CnnvizError
 from cnnviz.manifest import recover_manifest
 from cnnviz.layout import CARDS_DIR, card_file
 from cnnviz.names import counted, slug
+from cnnviz.render.parallel import map_behind
 from cnnviz.render.cards import CardSources, MapCard, find_sources, write_card_images
 from cnnviz.techniques import TECHNIQUES
 
@@ -116,10 +117,12 @@ def _write_cards(folder: Path, sources: CardSources, classes: list[str],
     cards: dict[str, list[MapCard]] = {}
     try:
         fresh.mkdir()
-        for layer in layer_order(model, [], sources.layers()):
-            if layer not in sources.layers():
-                continue
-            cards[layer] = write_card_images(sources, layer, fresh / slug(layer) / "img", classes)
+        layers = [n for n in layer_order(model, [], sources.layers()) if n in sources.layers()]
+        made = map_behind(write_card_images, [(sources.only(n), n, fresh / slug(n) / "img",
+                                               classes) for n in layers],
+                          [sources.count(n) for n in layers])  # with the atlas's worker
+        for layer, found in zip(layers, made):
+            cards[layer] = found
             for card in cards[layer]:
                 write_text(fresh / slug(layer) / card_file(card.index),
                            _card_page(folder.name, card, len(cards[layer]), classes,
