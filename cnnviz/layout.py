@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from cnnviz.errors import UsageError
 from cnnviz.names import slug
 from cnnviz.techniques import folder
@@ -49,9 +51,21 @@ def kernels_arrays(layer: str) -> str:
     return layer_file(KERNELS, layer, "kernels", "npz")
 
 
-def top_keys(layer: str) -> tuple[str, str, str]:
-    """The keys of a layer's dataset indices, scores and pixels in TOP_EXAMPLES."""
-    return layer, f"{layer}_score", f"{layer}_pixels"
+def top_keys(layer: str) -> tuple[str, str]:
+    """The keys of a layer's dataset indices (maps, k) and scores in TOP_EXAMPLES."""
+    return layer, f"{layer}_score"
+
+
+# The top images themselves are stored once, shared by every layer and map: TOP_PIXELS (the
+# distinct images, (N, H, W[, C])) and TOP_PIXELS_INDEX (their dataset indices, sorted).
+TOP_PIXELS, TOP_PIXELS_INDEX = "~pixels", "~pixels_index"  # no layer is named so
+
+
+def top_pixels(arrays, layer: str, maps=slice(None)):
+    """The pixels of the top images of a layer's maps (maps, k, H, W[, C]) from the arrays
+    of TOP_EXAMPLES (an open .npz or a dict)."""
+    index = arrays[layer][maps]
+    return arrays[TOP_PIXELS][np.searchsorted(arrays[TOP_PIXELS_INDEX], index)]
 
 
 def top_field_keys(layer: str) -> tuple[str, str]:

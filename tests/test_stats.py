@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_line_error
+from cnnviz.layout import top_pixels
 from cnnviz.probes.activations import activations
 from cnnviz.probes.stats import NEAR_ZERO, layer_stats, weight_stats
 
@@ -147,7 +148,7 @@ def test_each_image_is_converted_once_however_many_maps_it_tops(small_npz, tmp_p
     with np.load(tmp_path / "stats" / "top_examples.npz") as saved:
         x = np.asarray(m.data().split("test")[0][:120])
         for layer in ("c1", "c2", "pool"):
-            np.testing.assert_array_equal(saved[f"{layer}_pixels"], x[saved[layer]])
+            np.testing.assert_array_equal(top_pixels(saved, layer), x[saved[layer]])
 
 
 def test_many_figures_drawn_in_worker_processes_equal_those_drawn_here(small_npz, tmp_path,

@@ -17,8 +17,8 @@ from cnnviz.data import Dataset
 from cnnviz.errors import UsageError
 from cnnviz.layers import choose_layers
 from cnnviz.graph import graph_of
-from cnnviz.layout import (FIELD_MAPS, STATS, STATS_CSV, STATS_JSON, TOP_EXAMPLES, top_field_keys,
-                           top_keys)
+from cnnviz.layout import (FIELD_MAPS, STATS, STATS_CSV, STATS_JSON, TOP_EXAMPLES, TOP_PIXELS,
+                           TOP_PIXELS_INDEX, top_field_keys, top_keys)
 from cnnviz.manifest import entry
 from cnnviz.names import slug
 from cnnviz.model import LoadedModel
@@ -138,17 +138,20 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
     entries.append(_entry(STATS_CSV, "one row per layer × map", "stats-table", None))
     x, _ = data.split(split)
     images, rows = _top_images(x, stats)
-    top_pixels = {name: images[rows[name]] for name in stats}
     fields = strongest_positions(loaded.model, {name: r[:FIELD_MAPS] for name, r in rows.items()},
                                  images, loaded.preprocessing)
     arrays = {key: value for name, s in stats.items() for key, value in
-              zip(top_keys(name), (s.top_index, s.top_score, top_pixels[name]))}
+              zip(top_keys(name), (s.top_index, s.top_score))}
+    arrays[TOP_PIXELS_INDEX] = np.unique(np.concatenate([s.top_index.ravel()
+                                                         for s in stats.values()]))
+    arrays[TOP_PIXELS] = images  # each top image once, whatever the maps × layers (memory, disk)
     arrays.update({key: value for name, found in fields.items() if found is not None
                    for key, value in zip(top_field_keys(name), found)})
     with atomic_path(out / TOP_EXAMPLES) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
-    entries.append(_entry(TOP_EXAMPLES, "per layer: dataset indices of the top "
-                          "images of every map (key = layer), their scores and pixels", "arrays", None))
+    entries.append(_entry(TOP_EXAMPLES, "per layer: dataset indices of the top images of "
+                          "every map (key = layer) and their scores; the images once each "
+                          "(~pixels, ~pixels_index)", "arrays", None))
     drawings = []  # (renderer, arguments): drawn together at the end, on every core
     for name, s in stats.items():
         unit = "map" if len(s.shape) == 3 else "unit"
@@ -173,7 +176,7 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
         which = (f"{unit}s 0–{shown - 1} of {len(s.mean)}; the rest on each {unit}'s card"
                  if shown < len(s.mean) else f"all {len(s.mean)} {unit}s")
         drawings.append((top_examples_figure, (
-            top_pixels[name][:shown], boxes, s.top_score[:shown],
+            images[rows[name][:shown]], boxes, s.top_score[:shown],
             [f"{unit} {m}" for m in range(shown)],
             f"{name}: the top {k} {split} images (by mean activation) of {which}", folder / rel)))
         part = "" if shown == len(s.mean) else (f" (the first {shown} of {len(s.mean)}; every {unit}'s "

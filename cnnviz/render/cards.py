@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.image import imsave
 
 from cnnviz.layout import (ACTIVATIONS, FILTERS, KERNELS, KERNELS_KEY, STATS_JSON,
-                           TOP_EXAMPLES, top_field_keys, top_keys)
+                           TOP_EXAMPLES, TOP_PIXELS, TOP_PIXELS_INDEX, top_field_keys, top_keys)
 from cnnviz.render.style import SEQUENTIAL as MAP_CMAP
 from cnnviz.render.style import PIXELS as GRAY
 from cnnviz.render.style import DIVERGING as KERNEL_CMAP
@@ -48,6 +48,8 @@ class CardSources:
     stats: dict[str, dict] = field(default_factory=dict)
     stats_split: str = "test"
     top: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #      layer → (dataset indices, scores, rows of top_pixels), each (maps, k)
+    top_pixels: np.ndarray | None = None  # the distinct top images, once each
     fields: dict[str, np.ndarray] = field(default_factory=dict)  # layer → (maps, k, 4) boxes
     samples: dict[str, np.ndarray] = field(default_factory=dict)  # layer → (N, h, w, C)
     sample_pixels: np.ndarray | None = None
@@ -62,8 +64,14 @@ class CardSources:
         pick = {name: ({layer: getattr(self, name)[layer]} if layer in getattr(self, name)
                        else {}) for name in ("kernels", "patterns", "stats", "top", "fields",
                                              "samples")}
+        table = self.top_pixels
+        if layer in self.top:  # only the top images this layer uses
+            index, score, rows = self.top[layer]
+            used, rows = np.unique(rows, return_inverse=True)
+            pick["top"] = {layer: (index, score, rows.reshape(index.shape))}
+            table = self.top_pixels[used]
         return CardSources(**pick, stats_split=self.stats_split, sample_pixels=self.sample_pixels,
-                           sample_labels=self.sample_labels)
+                           sample_labels=self.sample_labels, top_pixels=table)
 
     def count(self, layer: str) -> int:
         """How many maps (or units) a layer has, from whichever source knows."""
@@ -101,9 +109,13 @@ def find_sources(folder: Path, entries: list[dict]) -> CardSources:
                 found.stats_split = data.get("split", "test")
             elif e["path"] == TOP_EXAMPLES:
                 with np.load(path) as z:
+                    if TOP_PIXELS not in z.files:
+                        continue
+                    found.top_pixels, table_index = z[TOP_PIXELS], z[TOP_PIXELS_INDEX]
                     for key in z.files:
                         if all(k in z.files for k in top_keys(key)):
-                            found.top[key] = tuple(z[k] for k in top_keys(key))
+                            index, score = (z[k] for k in top_keys(key))
+                            found.top[key] = (index, score, np.searchsorted(table_index, index))
                             box = top_field_keys(key)[1]
                             if box in z.files:
                                 found.fields[key] = z[box]
@@ -181,11 +193,12 @@ def write_card_images(sources: CardSources, layer: str, folder: Path,
                      "steps " + ", ".join(str(int(s)) for s in steps))
     top = sources.top.get(layer)
     if top is not None:
-        index, score, pixels = top
+        index, score, rows = top
         boxes = sources.fields.get(layer)
         for card in cards:
             framed = boxes is not None and card.index < len(boxes)
-            strip = example_strip(pixels[card.index], boxes[card.index] if framed else None)
+            strip = example_strip(sources.top_pixels[rows[card.index]],
+                                  boxes[card.index] if framed else None)
             _add(card, folder, "top", strip, None,
                  f"{sources.stats_split} images " + ", ".join(
                      f"#{int(i)} ({float(s):.2f})" for i, s in zip(index[card.index], score[card.index]))

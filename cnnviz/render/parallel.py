@@ -40,8 +40,20 @@ def draw_all(jobs: list[tuple[Callable, tuple]]) -> None:
     output = figure_output_now()
     context = multiprocessing.get_context("spawn")  # never fork a process running TensorFlow
     with concurrent.futures.ProcessPoolExecutor(min(cores, 4), mp_context=context) as pool:
-        for done in [pool.submit(_draw, output, renderer, args) for renderer, args in jobs]:
-            done.result()
+        futures = [pool.submit(_draw, output, renderer, args) for renderer, args in jobs]
+        for future, (renderer, args) in zip(futures, jobs):
+            _result(future, renderer, args)
+
+
+def _result(future: Future, function: Callable, args: tuple):
+    """The future's result; when its worker could not start or died (a __main__ that cannot
+    be imported again, as `python - < script`), the call made here instead."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return function(*args)
 
 
 def _cores() -> int:
@@ -63,10 +75,11 @@ class Behind:
 
     def submit(self, jobs: list[tuple[Callable, tuple]]) -> None:
         output = figure_output_now()
-        self._new += [self.pool.submit(_draw, output, renderer, args) for renderer, args in jobs]
+        self._new += [(self.pool.submit(_draw, output, renderer, args), renderer, args)
+                      for renderer, args in jobs]
 
-    def take(self) -> list[Future]:
-        """The futures of the jobs submitted since the last call."""
+    def take(self) -> list[tuple[Future, Callable, tuple]]:
+        """(future, renderer, args) of the jobs submitted since the last call."""
         taken, self._new = self._new, []
         return taken
 
@@ -111,7 +124,7 @@ def map_behind(function: Callable, calls: list[tuple], weights: list[float]) -> 
     output = figure_output_now()
     futures = {i: behind.pool.submit(_call, output, function, calls[i]) for i in theirs}
     results = {i: function(*calls[i]) for i in mine}
-    results.update((i, future.result()) for i, future in futures.items())
+    results.update((i, _result(future, function, calls[i])) for i, future in futures.items())
     return [results[i] for i in range(len(calls))]
 
 
@@ -120,13 +133,13 @@ def _call(output: FigureOutput, function: Callable, args: tuple):
         return function(*args)
 
 
-def settled(futures: list[Future], wait: bool) -> bool:
-    """Whether every future is done (waiting for them with `wait`); a drawing's error is
-    raised here."""
-    if not wait and not all(f.done() for f in futures):
+def settled(jobs: list[tuple[Future, Callable, tuple]], wait: bool) -> bool:
+    """Whether every job is done (waiting for them with `wait`); a drawing's error is
+    raised here, and a job whose worker died is drawn here."""
+    if not wait and not all(future.done() for future, _, _ in jobs):
         return False
-    for future in futures:
-        future.result()
+    for future, renderer, args in jobs:
+        _result(future, renderer, args)
     return True
 
 
