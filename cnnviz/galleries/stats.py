@@ -116,6 +116,12 @@ def compute(loaded: LoadedModel, layers: list[str], data: Dataset, split: str, l
 FIGURE_MAPS = 16  # rows of a top-examples figure (the first 16 maps; every map's card has its own)
 
 
+def figure_rows(side: tuple[int, int]) -> int:
+    """Maps in a top-examples figure: FIGURE_MAPS for digits, fewer for big images (a row of
+    nine 96-pixel images and their crops is ≈ 1,800 pixels wide; every map's card has its own)."""
+    return max(4, min(FIGURE_MAPS, FIGURE_MAPS * 64 // max(64, max(side))))
+
+
 def _top_images(x, stats: dict[str, LayerStats]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(the distinct top images of every map of every layer, read — and for a lazy dataset
     converted — once each; per layer, (maps, k) rows of them)."""
@@ -171,7 +177,7 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
         entries.append(_entry(f"{FOLDER}/{rel}", f"{name}: mean activation per class × {unit}",
                               "stats-class-heatmap", name))
         rel = figure_name(f"{place}/top-examples-{place}")
-        k, shown = s.top_index.shape[1], min(len(s.mean), FIGURE_MAPS)
+        k, shown = s.top_index.shape[1], min(len(s.mean), figure_rows(images.shape[1:3]))
         boxes = None if fields[name] is None else fields[name][1][:shown]
         which = (f"{unit}s 0–{shown - 1} of {len(s.mean)}; the rest on each {unit}'s card"
                  if shown < len(s.mean) else f"all {len(s.mean)} {unit}s")

@@ -22,6 +22,7 @@ from cnnviz.render.style import SEQUENTIAL as MAP_CMAP
 from cnnviz.render.style import PIXELS as GRAY
 from cnnviz.render.style import DIVERGING as KERNEL_CMAP
 from cnnviz.render.examples import example_strip
+from cnnviz.render.figures import PNG_COMPRESSION
 from cnnviz.render.kernels import strongest_inputs
 from cnnviz.render import style
 from cnnviz.render.mosaic import as_tiles, mosaic
@@ -269,7 +270,10 @@ def _save(path: Path, image: np.ndarray, cmap) -> None:
     a colour image (h, w, 3) as it is."""
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3:
-        imsave(os.fspath(path), np.clip(np.nan_to_num(image, nan=1.0), 0, 1))
+        imsave(os.fspath(path), np.clip(np.nan_to_num(image, nan=1.0), 0, 1), pil_kwargs=FAST)
         return
     rgba = cmap(np.ma.masked_invalid(image), bytes=True)
-    imsave(os.fspath(path), rgba)
+    imsave(os.fspath(path), rgba, pil_kwargs=FAST)
+
+
+FAST = {"compress_level": PNG_COMPRESSION}
