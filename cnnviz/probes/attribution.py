@@ -275,6 +275,11 @@ def _gradient_fn(run: Callable) -> Callable:
             total = tf.reduce_sum(tf.gather(logits, targets, axis=1, batch_dims=1))
         return tape.gradient(total, x)
 
+    @tf.function(reduce_retracing=True)
+    def summed(x, targets, segments, count):  # per image: the sum of its items' gradients
+        return tf.math.unsorted_segment_sum(gradient(x, targets), segments, count)
+
+    gradient.summed = summed  # streamed means transfer one sum per image, not every item
     return gradient
 
 
@@ -286,17 +291,37 @@ def _gradients(gradient: Callable, x: np.ndarray, targets: np.ndarray, size: int
 def _stream_mean(gradient: Callable, count: int, per: int, make: Callable, targets: np.ndarray,
                  size: int) -> np.ndarray:
     """The mean gradient over `per` inputs of each of `count` images; make(images, k) builds
-    the inputs of items (image, k) a batch at a time."""
-    total = None
-    for first in range(0, count * per, size):  # item indices made a batch at a time
+    the inputs of items (image, k) a batch at a time, the next batch's on a thread while
+    TensorFlow computes this one's gradient (the host work no longer waits in line)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def items(first: int):  # item indices made a batch at a time: memory is one batch's
         chunk = np.arange(first, min(first + size, count * per), dtype=np.int64)
-        image, k = chunk // per, chunk % per
-        grad = gradient(tf.constant(make(image, k)), tf.constant(targets[image])).numpy()
-        if total is None:
-            total = np.zeros((count, *grad.shape[1:]), np.float64)
-        starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])  # items are image-major
-        total[image[starts]] += np.add.reduceat(grad, starts, axis=0)
+        image, k = chunk // per, chunk % per  # image-major: a batch spans images image[0]…
+        return (int(image[0]), int(image[-1] - image[0] + 1), tf.constant(make(image, k)),
+                tf.constant(targets[image]), tf.constant((image - image[0]).astype(np.int32)))
+
+    summed = getattr(gradient, "summed", None) or (  # a plain gradient function: sums here
+        lambda x, chosen, segments, n: _segment_sums(np.asarray(gradient(x, chosen)),
+                                                     np.asarray(segments), int(n)))
+    total = None
+    with ThreadPoolExecutor(1) as ahead:
+        upcoming = ahead.submit(items, 0)
+        for first in range(0, count * per, size):
+            start, spanned, inputs, chosen, segments = upcoming.result()
+            if first + size < count * per:
+                upcoming = ahead.submit(items, first + size)
+            sums = np.asarray(summed(inputs, chosen, segments, tf.constant(spanned)))
+            if total is None:
+                total = np.zeros((count, *sums.shape[1:]), np.float64)
+            total[start:start + spanned] += sums
     return (total / per).astype(np.float32)
+
+
+def _segment_sums(values: np.ndarray, segments: np.ndarray, count: int) -> np.ndarray:
+    found = np.zeros((count, *values.shape[1:]), np.float64)
+    np.add.at(found, segments, values)
+    return found
 
 
 def _smoothgrad(gradient, x, targets, span, settings) -> np.ndarray:
