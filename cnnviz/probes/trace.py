@@ -192,6 +192,11 @@ def _conv(layer, name, fed, where):
                                                            L.DepthwiseConv2D)):
         every = np.einsum("ijc,ijco->o", patch, np.asarray(layer.kernel, np.float64)) + (
             np.asarray(layer.bias, np.float64) if layer.use_bias else 0)
+    return _summed(layer, name, m, products, what, arrays, every)
+
+
+def _summed(layer, name, m, products, what, arrays, every) -> tuple[TraceStep, float]:
+    """Σ products, + the bias, then the layer's own activation."""
     total = float(products.sum())
     numbers = {"sum": total}
     text = f"{what} = {total:.6g}"
@@ -210,19 +215,11 @@ def _dense(layer, name, fed, where):
     weights = np.asarray(layer.kernel, np.float64)[:, m]
     products = x * weights
     order = np.argsort(-np.abs(products))[:TOP_INPUTS]
-    total = float(products.sum())
-    numbers = {"sum": total}
-    text = f"Σ input × weight over {len(x)} inputs = {total:.6g}"
-    if layer.use_bias:
-        bias = float(np.asarray(layer.bias, np.float64)[m])
-        numbers["bias"] = bias
-        total += bias
-        text += f"; + bias {bias:.6g} = {total:.6g}"
     arrays = {"inputs": x, "weights": weights, "products": products, "top": order}
     every = x @ np.asarray(layer.kernel, np.float64) + (
         np.asarray(layer.bias, np.float64) if layer.use_bias else 0)
-    return _with_activation(layer, name, total, text, arrays, numbers,
-                            float(np.abs(products).sum()), every)
+    return _summed(layer, name, m, products, f"Σ input × weight over {len(x)} inputs", arrays,
+                   every)
 
 
 def _pool(layer, name, fed, where):
