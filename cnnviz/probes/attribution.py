@@ -33,6 +33,7 @@ from cnnviz.inputs import Preprocessing
 from cnnviz.layers import has_activation
 from cnnviz.probes.compiled import compiled
 from cnnviz.probes.responses import ends_in_softmax, linear_part
+from cnnviz.probes.occlusion import occlusion
 
 METHODS = NAMES  # the registered methods (cnnviz.explain_methods), in their order
 BASELINES = ("black", "mean", "blur")
@@ -389,36 +390,3 @@ def _grad_cams_fn(run: Callable, size: tuple[int, int]) -> Callable:
                                 [h, w], method="bilinear")[..., 0] for weights in (plain, plus)]
 
     return cams
-
-
-def occlusion(run: Callable, x: np.ndarray, targets: np.ndarray, patch: int, stride: int,
-              fill: np.ndarray, size: int) -> np.ndarray:
-    """Per pixel: the mean drop of the target logit over the patches that cover it."""
-    h, w = x.shape[1:3]
-    corners = [(r, c) for r in _starts(h, patch, stride) for c in _starts(w, patch, stride)]
-    base = _batched(lambda b: run(tf.constant(x[b]))[1].numpy(), len(x), size)[np.arange(len(x)), targets]
-    drop = np.zeros(x.shape[:3], np.float64)
-    cover = np.zeros((h, w), np.float64)
-    for r, c in corners:
-        cover[r:r + patch, c:c + patch] += 1
-    for first in range(0, len(x) * len(corners), size):
-        chunk = np.arange(first, min(first + size, len(x) * len(corners)))
-        image, k = chunk // len(corners), chunk % len(corners)
-        batch = x[image].copy()
-        for i, j in enumerate(k):
-            r, c = corners[j]
-            batch[i, r:r + patch, c:c + patch] = fill[r:r + patch, c:c + patch]
-        score = run(tf.constant(batch))[1].numpy()[np.arange(len(chunk)), targets[image]]
-        for i, j in enumerate(k):
-            r, c = corners[j]
-            drop[image[i], r:r + patch, c:c + patch] += base[image[i]] - score[i]
-    return (drop / np.maximum(cover, 1)).astype(np.float32)
-
-
-def _starts(side: int, patch: int, stride: int) -> list[int]:
-    """Patch corners along one side every `stride` pixels, plus one flush with the far edge
-    so that every pixel is covered."""
-    starts = list(range(0, max(1, side - patch + 1), stride))
-    if starts[-1] + patch < side:
-        starts.append(side - patch)
-    return starts
