@@ -355,6 +355,14 @@ class Inspected:
 
         return traced(self.loaded, trace_request(self, image, layer, map, at, split))
 
+    def geometry(self, layers="all", split: str = "test", limit: int | None = None):
+        """How each layer sees the dataset: a linear probe's held-out accuracy (trained on
+        the other split), each image's place on the layer's first two principal axes, and
+        linear CKA between the layers; over the first `limit` images of each split."""
+        from cnnviz.galleries.geometry import computed, geometry_request
+
+        return computed(self.loaded, geometry_request(self, layers, split, limit))
+
     def verify(self, images=100, split: str = "test", tolerance: float = 1e-4,
                batch_size: int = 32, progress: Progress = None):
         """Every layer's output against an independent float64 NumPy forward pass (never

@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import fcntl
 import json
+import os
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
@@ -60,8 +61,10 @@ def check_gallery(folder: Path) -> None:
     if not folder.is_dir():
         raise UsageError(f"{folder} is a file, not a gallery folder; choose another name or "
                          "folder (outputs_dir=)")
-    # cnnviz's own lock file: another cnnviz process is making this gallery right now
-    if is_gallery(folder) or (folder / LOCK_FILE).exists() or not any(folder.iterdir()):
+    # one listing, read at one instant: empty, or holding cnnviz's lock file (another cnnviz
+    # process is making this gallery right now; the lock is its first file and stays)
+    names = set(os.listdir(folder))
+    if not names or LOCK_FILE in names or is_gallery(folder):
         return
     if (folder / MANIFEST_FILE).is_file():
         read_manifest(folder)  # a corrupt file says so (exit 1) before the refusal below

@@ -19,6 +19,7 @@ def small_options(name: str, loaded, data):
     """Options that make each recipe write a little of everything it writes."""
     from cnnviz.galleries.activations import ActivationOptions, select_images
     from cnnviz.galleries.explain import ExplainOptions
+    from cnnviz.galleries.geometry import GeometryOptions
     from cnnviz.galleries.filters import PatternOptions
     from cnnviz.galleries.kernels import KernelOptions
     from cnnviz.galleries.stats import StatsOptions
@@ -39,6 +40,7 @@ def small_options(name: str, loaded, data):
         "explain": lambda: ExplainOptions(one, ExplainSettings(methods=("saliency",))),
         "verify": lambda: VerifyOptions(np.asarray(data.x_test[:4])),
         "trace": lambda: TraceOptions("conv2", 1, (2, 3), one.pixels[0], one.stem(0)),
+        "geometry": lambda: GeometryOptions(("conv3", "dense1"), data, limit=60),
     }[name]()
 
 
@@ -84,6 +86,7 @@ SMALL_REQUESTS = {
     "explain": dict(images=[0], methods="saliency"),
     "verify": dict(images=4),
     "trace": dict(layer="conv2", map=1, at=(2, 3)),
+    "geometry": dict(layers="conv3,dense1", limit=60),
 }
 
 

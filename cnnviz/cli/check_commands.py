@@ -69,3 +69,37 @@ def verify(model, images, split, tolerance, opening) -> None:
     m = opening.load(model)
     m.gallery("verify", m.gallery_dir(opening.outputs_dir), progress_bars(), **opening.figures,
               images=images, split=split, tolerance=tolerance)
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--layer", "layer_specs", multiple=True, metavar="NAMES",
+              help="a layer, a comma list, or all (default: all)")
+@click.option("--split", default="test", show_default=True,
+              help="the images embedded, compared and scored on (test or train); the probes "
+                   "train on the other split")
+@click.option("--limit", type=int, help="only the first N images of each split")
+@click.option("--embedding", default="pca", show_default=True, help="how each layer's map is "
+              "made (pca: the first two principal axes)")
+@probe_data_options
+@trained_dir_option
+@figure_options
+@outputs_dir_option
+@opens
+def geometry(model, layer_specs, split, limit, embedding, opening) -> None:
+    """How each layer sees the dataset: how well a linear classifier reads the class from it
+    (a probe, Alain & Bengio 2016), where each image lands on its first two principal axes,
+    and how similar the layers are (linear CKA, Kornblith et al. 2019).
+
+    Writes outputs/NAME/geometry/ (geometry.json, geometry.npz, probe.png, embeddings.png,
+    cka.png).
+
+    \b
+    Examples:
+      cnnviz geometry
+      cnnviz geometry --layer conv3,dense1 --limit 1000
+    """
+    m = opening.load(model)
+    m.gallery("geometry", m.gallery_dir(opening.outputs_dir), **opening.figures,
+              layers=",".join(layer_specs) or None, split=split, limit=limit,
+              embedding=embedding)

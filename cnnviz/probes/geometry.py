@@ -1,0 +1,215 @@
+"""How each layer sees a dataset: linear probes, PCA maps and CKA, streamed in batches.
+
+    found = layer_geometry(model, layers, x_train, y_train, x_test, y_test, preprocessing)
+    found.probe["conv3"]     # held-out accuracy of a linear classifier on conv3's features
+    found.cka                # (L, L) linear CKA between the layers, over the test images
+    found.coords["dense1"]   # (N, 2) the test images in dense1's first two principal axes
+
+Features: a layer's output flattened; above MAX_FEATURES values a spatial layer gives each
+map's spatial mean (and, beyond MAX_FEATURES maps, a fixed random projection), said in
+`features[layer]`. Memory is bounded by the batch and the feature count, never by the
+number of images: the probe (a ridge classifier on standardised features) and PCA read
+their sums (XᵀX, XᵀY, Σx) batch by batch; CKA sums the unbiased HSIC of each batch of
+BATCH images (Nguyen, Raghu & Kornblith, 2021) over the batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cnnviz.graph import graph_of
+
+MAX_FEATURES = 4096
+BATCH = 256       # CKA's minibatch (fixed: its estimate depends on the batch size)
+RIDGE = 1e-3      # the probe's penalty, relative to the mean feature variance (standardised: 1)
+
+
+def features_of(values: np.ndarray) -> tuple[np.ndarray, str]:
+    """(N, features) float64 from a layer's output (N, …), and how they were made."""
+    values = np.asarray(values, np.float64)
+    flat = values.reshape(len(values), -1)
+    if flat.shape[1] <= MAX_FEATURES:
+        return flat, f"{flat.shape[1]:,} values flattened"
+    if values.ndim == 4:
+        means = values.mean(axis=(1, 2))
+        if means.shape[1] <= MAX_FEATURES:
+            return means, f"the spatial mean of each of its {means.shape[1]:,} maps"
+        flat, what = means, f"the spatial means of its {means.shape[1]:,} maps"
+    else:
+        what = f"its {flat.shape[1]:,} values"
+    rng = np.random.default_rng(0)  # fixed: the same projection for every batch and run
+    projection = rng.standard_normal((flat.shape[1], MAX_FEATURES)) / np.sqrt(MAX_FEATURES)
+    return flat @ projection, f"{what}, randomly projected to {MAX_FEATURES:,}"
+
+
+def hsic_unbiased(k: np.ndarray, l: np.ndarray) -> float:
+    """The unbiased HSIC estimator of Song et al. (2012) for two n×n Gram matrices (n > 3)."""
+    n = len(k)
+    k, l = k.copy(), l.copy()
+    np.fill_diagonal(k, 0.0)
+    np.fill_diagonal(l, 0.0)
+    ones_k, ones_l = k.sum(axis=0), l.sum(axis=0)
+    value = (np.sum(k * l) + ones_k.sum() * ones_l.sum() / ((n - 1) * (n - 2))
+             - 2.0 / (n - 2) * ones_k @ ones_l)
+    return float(value / (n * (n - 3)))
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA of two representations of the same n examples (Kornblith et al., 2019):
+    ‖YᵀX‖² / (‖XᵀX‖ ‖YᵀY‖) of the centred features (full batch, biased)."""
+    x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+    cross = np.linalg.norm(y.T @ x) ** 2
+    return float(cross / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+class CKA:
+    """Minibatch CKA between every pair of representations: add() a batch of each (the same
+    examples, one array per representation), then matrix()."""
+
+    def __init__(self, count: int):
+        self.sums = np.zeros((count, count))
+
+    def add(self, batch: list[np.ndarray]) -> None:
+        if len(batch[0]) < 4:
+            return  # an unbiased HSIC needs n > 3
+        grams = [f @ f.T for f in batch]
+        for i in range(len(grams)):
+            for j in range(i, len(grams)):
+                self.sums[i, j] += hsic_unbiased(grams[i], grams[j])
+                self.sums[j, i] = self.sums[i, j]
+
+    def matrix(self) -> np.ndarray:
+        scale = np.sqrt(np.clip(np.diag(self.sums), 1e-300, None))
+        return self.sums / np.outer(scale, scale)
+
+
+class Moments:
+    """Σx, Σxxᵀ, Σx·onehotᵀ and the class counts over batches: PCA's mean and covariance,
+    the probe's normal equations."""
+
+    def __init__(self, dim: int, classes: int):
+        self.n, self.sum = 0, np.zeros(dim)
+        self.outer, self.cross = np.zeros((dim, dim)), np.zeros((dim, classes))
+        self.counts = np.zeros(classes)
+
+    def add(self, f: np.ndarray, labels: np.ndarray | None = None) -> None:
+        self.n += len(f)
+        self.sum += f.sum(axis=0)
+        self.outer += f.T @ f
+        if labels is not None:
+            onehot = np.eye(self.cross.shape[1])[labels]
+            self.cross += f.T @ onehot
+            self.counts += onehot.sum(axis=0)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.sum / self.n
+
+    @property
+    def covariance(self) -> np.ndarray:
+        return self.outer / self.n - np.outer(self.mean, self.mean)
+
+
+@dataclass
+class Probe:
+    """A ridge classifier on standardised features: class = argmax((f − mean) / scale · W + prior)."""
+
+    weights: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    prior: np.ndarray
+
+    def predict(self, f: np.ndarray) -> np.ndarray:
+        return np.argmax((f - self.mean) / self.scale @ self.weights + self.prior, axis=1)
+
+
+def ridge_probe(train: Moments) -> Probe:
+    """The ridge classifier of one-hot targets on standardised features, from the training
+    sums alone: (C + λI) W = cov(f, y), C the features' correlation matrix."""
+    mean, var = train.mean, np.clip(np.diag(train.covariance), 0, None)
+    scale = np.where(var > 1e-12, np.sqrt(var), 1.0)
+    prior = train.counts / train.n  # each class's share
+    cross = (train.cross / train.n - np.outer(mean, prior)) / scale[:, None]
+    correlation = train.covariance / np.outer(scale, scale)
+    weights = np.linalg.solve(correlation + RIDGE * np.eye(len(mean)), cross)
+    return Probe(weights, mean, scale, prior)
+
+
+@dataclass
+class Geometry:
+    layers: list[str]
+    probe: dict[str, float]                 # held-out accuracy per layer
+    chance: float                           # the most frequent test class's share
+    cka: np.ndarray                         # (L, L) over the test images
+    coords: dict[str, np.ndarray]           # (N, 2) test images in each layer's PCA plane
+    explained: dict[str, tuple[float, float]]  # the variance share of those two axes
+    labels: np.ndarray                      # (N,) the test images' classes
+    features: dict[str, str] = field(default_factory=dict)  # what each layer's features are
+    train_images: int = 0
+    model_accuracy: float = 0.0             # the network's own accuracy on the same images
+
+
+def layer_geometry(model, layers: list[str], x_train, y_train, x_test, y_test, preprocessing,
+                   classes: int, batch: int = BATCH) -> Geometry:
+    """Probes (trained on the training images, scored on the test images), PCA coordinates
+    and CKA of the test images, for every layer; two streamed passes over each split."""
+    graph = graph_of(model)
+    wanted = list(dict.fromkeys([*layers, graph.output_address]))
+    scores = []
+
+    def passes(x, y, keep_scores=False):
+        for start in range(0, len(x), batch):
+            stop = len(x) if len(x) - start < 2 * batch else start + batch  # no tiny last batch
+            if start >= stop:
+                break
+            values = graph.run(preprocessing.apply(np.asarray(x[start:stop], np.float32)), wanted)
+            if keep_scores:
+                scores.append(np.asarray(values[-1]).argmax(axis=1))
+            made = [features_of(np.asarray(v)) for v in values[:len(layers)]]
+            yield [f for f, _ in made], [w for _, w in made], np.asarray(y[start:stop])
+            if stop == len(x):
+                break
+
+    train, what = None, {}
+    for found, words, labels in passes(x_train, y_train):
+        if train is None:
+            train = [Moments(f.shape[1], classes) for f in found]
+            what = dict(zip(layers, words))
+        for moments, f in zip(train, found):
+            moments.add(f, labels)
+    probes = [ridge_probe(m) for m in train]
+    test = [Moments(m.sum.shape[0], classes) for m in train]
+    cka, right, seen, kept = CKA(len(layers)), np.zeros(len(layers)), 0, []
+    for found, _, labels in passes(x_test, y_test, keep_scores=True):
+        cka.add(found)
+        for i, (probe, f) in enumerate(zip(probes, found)):
+            right[i] += np.sum(probe.predict(f) == labels)
+            test[i].add(f)
+        seen += len(labels)
+        kept.append(labels)
+    labels = np.concatenate(kept)
+    axes = [principal_axes(m) for m in test]
+    parts: list[list[np.ndarray]] = [[] for _ in layers]
+    for found, _, _ in passes(x_test, y_test):  # a last pass: each image on its layer's axes
+        for i, f in enumerate(found):
+            parts[i].append((f - axes[i][2]) @ axes[i][0])
+    coords = {name: np.concatenate(parts[i]) for i, name in enumerate(layers)}
+    chance = float(np.bincount(labels).max() / len(labels))
+    return Geometry(layers, {n: float(r / seen) for n, r in zip(layers, right)}, chance,
+                    cka.matrix(), coords, {n: a[1] for n, a in zip(layers, axes)}, labels, what,
+                    len(x_train), float(np.mean(np.concatenate(scores) == labels)))
+
+
+def principal_axes(moments: Moments) -> tuple[np.ndarray, tuple[float, float], np.ndarray]:
+    """(the two leading eigenvectors of the covariance (d, 2), their variance shares, the
+    mean), from the sums alone."""
+    values, vectors = np.linalg.eigh(moments.covariance)
+    order = np.argsort(values)[::-1][:2]
+    total = float(np.clip(values, 0, None).sum()) or 1.0
+    axes = vectors[:, order]
+    if axes.shape[1] < 2:  # a layer with one feature: its second axis is flat
+        axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
+    shares = tuple(float(max(v, 0) / total) for v in values[order]) + (0.0,) * (2 - len(order))
+    return axes, shares[:2], moments.mean

@@ -1,0 +1,120 @@
+"""Layer geometry (issue 30): CKA, linear probes and PCA maps against computations written
+here (the Gram-matrix form of HSIC, NumPy's SVD, data built to be separable or not)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error
+
+import cnnviz
+from cnnviz.probes.geometry import CKA, Moments, linear_cka, principal_axes, ridge_probe
+
+
+def cka_by_gram(x: np.ndarray, y: np.ndarray) -> float:
+    """Kornblith et al.'s definition: HSIC(K, L) / √(HSIC(K, K) HSIC(L, L)) with linear
+    kernels and the biased HSIC tr(KHLH)."""
+    n = len(x)
+    h = np.eye(n) - np.ones((n, n)) / n
+
+    def hsic(k, l):
+        return np.trace(k @ h @ l @ h)
+
+    k, l = x @ x.T, y @ y.T
+    return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+
+
+def test_linear_cka_equals_the_gram_matrix_definition_and_its_invariances():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 7)), rng.normal(size=(60, 5))
+    assert linear_cka(x, y) == pytest.approx(cka_by_gram(x, y), abs=1e-12)
+    q, _ = np.linalg.qr(rng.normal(size=(7, 7)))
+    assert linear_cka(x, 3.5 * x @ q) == pytest.approx(1.0, abs=1e-12)  # rotation and scale
+    skew = rng.normal(size=(7, 7)) + 3 * np.eye(7)  # invertible, but no rotation
+    assert linear_cka(x, x @ skew) < 0.99
+
+
+def test_the_minibatch_estimate_is_close_to_the_full_batch_value():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2000, 10))
+    y = x @ rng.normal(size=(10, 6)) + 2.0 * rng.normal(size=(2000, 6))
+    streamed = CKA(2)
+    for start in range(0, 2000, 256):
+        streamed.add([x[start:start + 256], y[start:start + 256]])
+    value = streamed.matrix()
+    assert np.allclose(np.diag(value), 1.0)
+    assert abs(value[0, 1] - cka_by_gram(x, y)) < 0.02
+
+
+def test_the_probe_reads_separable_classes_and_not_shuffled_ones():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 4, 1600)
+    centres = rng.normal(size=(4, 12)) * 4
+    features = centres[labels] + rng.normal(size=(1600, 12))
+    fit = Moments(12, 4)
+    fit.add(features[:1200], labels[:1200])
+    assert np.mean(ridge_probe(fit).predict(features[1200:]) == labels[1200:]) == 1.0
+    shuffled = rng.permutation(labels)
+    fit = Moments(12, 4)
+    fit.add(features[:1200], shuffled[:1200])
+    accuracy = np.mean(ridge_probe(fit).predict(features[1200:]) == shuffled[1200:])
+    chance = np.bincount(shuffled[1200:]).max() / 400
+    assert abs(accuracy - 0.25) <= 3 * np.sqrt(0.25 * 0.75 / 400) + (chance - 0.25)
+
+
+def test_pca_coordinates_are_numpys_svd_of_the_centred_features():
+    rng = np.random.default_rng(3)
+    f = rng.normal(size=(300, 6)) @ rng.normal(size=(6, 6))
+    moments = Moments(6, 1)
+    for start in range(0, 300, 64):
+        moments.add(f[start:start + 64])
+    axes, shares, mean = principal_axes(moments)
+    ours = (f - mean) @ axes
+    centred = f - f.mean(axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    theirs = u[:, :2] * s[:2]
+    np.testing.assert_allclose(np.abs(ours), np.abs(theirs), atol=1e-8)
+    np.testing.assert_allclose(shares, (s[:2] ** 2 / np.sum(s ** 2)), atol=1e-10)
+
+
+def test_the_last_hidden_layer_reads_the_class_like_the_network(trained, small_npz):
+    """The network's output is a linear read-out of dense1: a linear probe fitted to dense1
+    does at least as well (within 0.03). On this one-epoch bundle it does better, as the
+    network's read-out is still learning; on article2 trained for 5 epochs on the sample
+    they were equal (0.956 and 0.956)."""
+    m = cnnviz.load("a2", trained_dir=trained, data=small_npz)
+    g = m.geometry(layers="conv1,dense1,output", limit=600)
+    assert g.probe["dense1"] >= g.model_accuracy - 0.03
+    assert np.allclose(np.diag(g.cka), 1.0) and g.cka.shape == (3, 3)
+    assert g.coords["dense1"].shape == (600, 2) and len(g.labels) == 600
+    assert g.chance < g.probe["conv1"] <= 1.0
+
+
+def test_geometry_command_end_to_end(trained, small_npz, tmp_path, run_cli):
+    done = run_cli("geometry", "a2", "--layer", "conv3,dense1", "--limit", "300",
+                   "--trained-dir", trained, "--data", small_npz, "--outputs-dir", tmp_path)
+    assert done.code == 0, done.output
+    folder = tmp_path / "a2" / "geometry"
+    numbers = json.loads((folder / "geometry.json").read_text())
+    assert numbers["layers"] == ["conv3", "dense1"] and numbers["images"] == 300
+    assert "dense1       probe" in done.out
+    listed = {e["path"] for e in json.loads((tmp_path / "a2" / "manifest.json").read_text())[
+        "entries"]}
+    assert {"geometry/probe.png", "geometry/embeddings.png", "geometry/cka.png",
+            "geometry/geometry.npz"} <= listed
+    with np.load(folder / "geometry.npz") as z:
+        assert z["coords_dense1"].shape == (300, 2)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (("--layer", "nosuch"), "unknown layer nosuch"),
+    (("--limit", "0"), "--limit must be ≥ 10"),
+    (("--embedding", "umap"), "--embedding must be pca"),
+])
+def test_geometry_refuses_bad_requests(trained, small_npz, tmp_path, run_cli, args, fragment):
+    done = run_cli("geometry", "a2", *args, "--trained-dir", trained, "--data", small_npz,
+                   "--outputs-dir", tmp_path)
+    assert_one_line_error(done, 2, fragment)
