@@ -32,7 +32,7 @@ TECHNIQUES = (
     Technique("stats", "stats", "layer", "stats", "stats"),
     Technique("explain", "Why (explain)", "after", "explain", "explain"),
     Technique("trace", "Arithmetic (trace)", "after", None, "trace"),
-    Technique("geometry", "Geometry (probes, PCA, CKA)", "after", None, "geometry"),
+    Technique("geometry", "Geometry (probes, PCA, CKA)", "after", "geometry", "geometry"),
     Technique("compare", "compare", "model", None, None),  # two models: galleries/compare.py
 )
 BY_NAME = {technique.name: technique for technique in TECHNIQUES}

@@ -127,7 +127,7 @@ def test_atlas_from_the_library(m, tmp_path):
                    strategy="mirrored")    # on conftest's two logical CPUs
     assert page.is_file() and page.name == "index.html"
     assert [line.split(":")[0] for line in lines if not line.startswith(" ")] == [
-        "curves", "verify", "stats", "explain", "activations", "patterns", "kernels"]
+        "curves", "verify", "stats", "explain", "activations", "patterns", "kernels", "geometry"]
 
 
 def test_long_calls_show_a_bar_by_default_a_callable_on_request_and_nothing_when_false(m, capsys):

@@ -209,11 +209,22 @@ def verification(job: AtlasJob) -> list[dict]:
         return exc.entries
 
 
+def layer_geometry(job: AtlasJob) -> list[dict]:
+    """Probes, PCA maps and CKA of the chosen layers over the first GEOMETRY_IMAGES images of
+    each split."""
+    from cnnviz.galleries import geometry
+
+    options = geometry.GeometryOptions(tuple(job.layers), job.data, job.split,
+                                       min(job.limit or GEOMETRY_IMAGES, GEOMETRY_IMAGES))
+    return geometry.run(job.loaded, options, job.out, lambda line: job.say(f"  {line}"))
+
+
 VERIFY_IMAGES = 100
+GEOMETRY_IMAGES = 1000
 STAGE_RUNS: dict[str, Callable[[AtlasJob], list[dict]]] = {
     "train": curves, "verify": verification, "activations": class_samples,
     "filters": all_patterns, "kernels": all_kernels, "stats": all_stats,
-    "explain": class_explanations}
+    "explain": class_explanations, "geometry": layer_geometry}
 # Stages with many figures to draw run early: a worker draws them while the patterns compute.
 DRAW_EARLY = ("stats", "explain")
 STAGES: list[tuple[str, Callable[[AtlasJob], list[dict]]]] = [
