@@ -113,8 +113,8 @@ def test_the_why_section_comes_after_the_layers_small_and_in_the_navigation(brow
         "return Array.from(document.querySelectorAll('main > section'))"
         ".map(s => [s.id, s.getBoundingClientRect().top + window.scrollY]);")
     order = [name for name, _ in tops]
-    assert order[0] == "model" and order[-1] == "explain", order
-    assert all(name.startswith("layer-") for name in order[1:-1])
+    assert order[0] == "model" and order[-2:] == ["explain", "geometry"], order
+    assert all(name.startswith("layer-") for name in order[1:-2])
     assert browser.find_elements(By.CSS_SELECTOR, "nav.layers a[href='#explain']")
     heights = browser.execute_script(
         "return Array.from(document.querySelectorAll('#explain img'))"

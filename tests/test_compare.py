@@ -196,6 +196,31 @@ def test_compare_command_end_to_end(runs, run_cli, tmp_path):
     assert (f"strategy mirrored: {replicas} replicas" in result.err) == (replicas > 1)
 
 
+def test_compare_has_the_cka_of_every_layer_pair_and_a_run_is_closest_to_its_twin(runs, tmp_path):
+    """Two runs that differ only in their seed: each conv layer of one is more similar
+    (linear CKA) to the same layer of the other than to its other conv layers; the matrix
+    is in the summary and drawn."""
+    import cnnviz
+    from cnnviz.probes.geometry import linear_cka
+
+    a, b = (cnnviz.load(name, trained_dir=runs) for name in ("r-1", "r-2"))
+    result = cnnviz.compare(a, b, tmp_path, layers="conv1")
+    rows, columns = result.cka_layers
+    assert rows == a.layers and columns == b.layers and result.cka.shape == (7, 7)
+    conv = [rows.index(n) for n in ("conv1", "conv2", "conv3")]
+    block = result.cka[np.ix_(conv, conv)]
+    for i in range(3):
+        assert block[i, i] == max(block[i]) and block[i, i] > 0.5, block
+    summary = json.loads((result.folder / "compare" / "summary.json").read_text())
+    assert np.allclose(summary["cka"]["matrix"], result.cka, atol=1e-6)
+    assert (result.folder / "compare" / "cka.png").is_file()
+    x = a.data().split("test")[0][:300]  # against the full-batch definition, one pair
+    first = np.asarray(a.activations(np.asarray(x), layers="dense1")["dense1"], np.float64)
+    second = np.asarray(b.activations(np.asarray(x), layers="dense1")["dense1"], np.float64)
+    i, j = rows.index("dense1"), columns.index("dense1")
+    assert abs(result.cka[i, j] - linear_cka(first, second)) < 0.05
+
+
 def test_compare_shows_matched_patterns_when_both_galleries_have_them(runs, run_cli, tmp_path):
     for name in ("r-1", "r-2"):
         assert run_cli("filters", name, "--layer", "conv1", "--steps", "3", "--scales", "7",

@@ -200,7 +200,7 @@ def test_interrupted_atlas_cleans_its_card_folder(trained, tmp_path):
     shutil.rmtree(tmp_path / "a2", ignore_errors=True)
     proc = cnnviz("atlas", "a2", "--steps", "3000", "--trained-dir", trained,
                   "--outputs-dir", tmp_path)
-    wait_for(tmp_path / "a2" / "activations", proc)
+    wait_for(tmp_path / "a2" / "stats", proc)  # the first stage with many figures
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

@@ -195,13 +195,15 @@ def all_stats(job: AtlasJob) -> list[dict]:
 
 # What the atlas runs for each registered technique (cnnviz.techniques) that has a stage
 def verification(job: AtlasJob) -> list[dict]:
-    """The model against an independent NumPy forward pass, on the first 100 images of the
-    split: its line goes to the page's summary (a deviation is shown, not raised)."""
+    """The model against an independent NumPy forward pass, on the first VERIFY_IMAGES images
+    of the split (at most `limit`): its line goes to the page's summary (a deviation is
+    shown, not raised)."""
     from cnnviz.errors import CheckFailed
     from cnnviz.galleries import verify
 
     x = job.data.split(job.split)[0]
-    options = verify.VerifyOptions(np.asarray(x[:VERIFY_IMAGES]), job.split)
+    options = verify.VerifyOptions(np.asarray(x[:min(job.limit or VERIFY_IMAGES, VERIFY_IMAGES)]),
+                                   job.split)
     try:
         return verify.run(job.loaded, options, job.out, lambda line: None)
     except CheckFailed as exc:

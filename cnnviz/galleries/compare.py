@@ -39,13 +39,19 @@ class Comparison:
     kernel_baselines: dict[str, Matching] = field(default_factory=dict)
     profiles: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    cka: np.ndarray | None = None  # (A layers, B layers): linear CKA between every pair
+    cka_layers: tuple[list[str], list[str]] = ([], [])
     folder: Path | None = None   # where it was written (by compare_models)
     page: Path | None = None
 
     def summary(self) -> dict:
         """What summary.json holds and the command line's JSON summary prints."""
-        return {"a": self.names[0], "b": self.names[1], "split": self.split,
-                "images": self.images, "layers": self.numbers(), "skipped": self.skipped}
+        found = {"a": self.names[0], "b": self.names[1], "split": self.split,
+                 "images": self.images, "layers": self.numbers(), "skipped": self.skipped}
+        if self.cka is not None:
+            found["cka"] = {"a_layers": self.cka_layers[0], "b_layers": self.cka_layers[1],
+                            "matrix": np.round(self.cka, 6).tolist()}
+        return found
 
     def numbers(self) -> dict[str, dict[str, float]]:
         """The per-layer numbers of the JSON summary."""
@@ -91,12 +97,32 @@ def compare_models(a, b, outputs_dir: Path, layers=None, split: str = "test",
         result = compare(first, second, chosen, data, split, limit)
         for layer, why in result.skipped.items():
             a.note(f"{layer} skipped: {why}")
-        entries = write_comparison(result, first, second, out,
+        entries = layer_cka(result, first, second, data.split(split)[0][:limit], out)
+        entries += write_comparison(result, first, second, out,
                                    (outputs_dir / first.folder_name, outputs_dir / second.folder_name),
                                    data.class_names)
         record(first, out, entries, model=comparison_card(result, first, name))
         result.folder, result.page = out, build_page(out, a.report)
     return result
+
+
+def layer_cka(result: Comparison, first: LoadedModel, second: LoadedModel, x,
+              out: Path) -> list[dict]:
+    """Every layer of A against every layer of B (linear CKA, minibatch, over the images):
+    do the two runs learn the same layers? The matrix goes into the summary and a figure."""
+    from cnnviz.probes.geometry import cka_between
+    from cnnviz.render.geometry import cka_heatmap
+
+    names = (layers_for(first.model, "activations"), layers_for(second.model, "activations"))
+    result.cka = cka_between((first.model, first.preprocessing),
+                             (second.model, second.preprocessing), names, x)
+    result.cka_layers = names
+    (out / FOLDER).mkdir(parents=True, exist_ok=True)
+    rel = figure_name(f"{FOLDER}/cka")
+    title = (f"linear CKA: every layer of {first.name} (rows) against every layer of "
+             f"{second.name} ({len(x):,} {result.split} images)")
+    cka_heatmap(result.cka, names[0], names[1], title, out / rel)
+    return [_entry(rel, title, "compare-cka", None)]
 
 
 def default_layers(model: keras.Model) -> list[str]:

@@ -213,3 +213,22 @@ def principal_axes(moments: Moments) -> tuple[np.ndarray, tuple[float, float], n
         axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
     shares = tuple(float(max(v, 0) / total) for v in values[order]) + (0.0,) * (2 - len(order))
     return axes, shares[:2], moments.mean
+
+
+def cka_between(first: tuple, second: tuple, layers: tuple[list[str], list[str]], x,
+                batch: int = BATCH) -> np.ndarray:
+    """(len(layers[0]), len(layers[1])) minibatch CKA of every layer of the first model
+    against every layer of the second, over images x (each model (model, preprocessing)
+    applies its own input convention); one streamed pass."""
+    graphs = [graph_of(model) for model, _ in (first, second)]
+    cka = CKA(len(layers[0]) + len(layers[1]))
+    for start in range(0, len(x), batch):
+        stop = len(x) if len(x) - start < 2 * batch else start + batch
+        pixels = np.asarray(x[start:stop], np.float32)
+        found = []
+        for graph, (_, prep), names in zip(graphs, (first, second), layers):
+            found += [features_of(np.asarray(v))[0] for v in graph.run(prep.apply(pixels), names)]
+        cka.add(found)
+        if stop == len(x):
+            break
+    return cka.matrix()[:len(layers[0]), len(layers[0]):]
