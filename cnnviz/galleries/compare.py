@@ -97,7 +97,7 @@ def compare_models(a, b, outputs_dir: Path, layers=None, split: str = "test",
         result = compare(first, second, chosen, data, split, limit)
         for layer, why in result.skipped.items():
             a.note(f"{layer} skipped: {why}")
-        entries = layer_cka(result, first, second, data.split(split)[0][:limit], out)
+        entries = layer_cka(result, first, second, data.split(split)[0][:limit], out, chosen)
         entries += write_comparison(result, first, second, out,
                                    (outputs_dir / first.folder_name, outputs_dir / second.folder_name),
                                    data.class_names)
@@ -106,14 +106,20 @@ def compare_models(a, b, outputs_dir: Path, layers=None, split: str = "test",
     return result
 
 
+CKA_ALL_UP_TO = 24  # layers of a model: every one in the CKA matrix; above, the compared ones
+
+
 def layer_cka(result: Comparison, first: LoadedModel, second: LoadedModel, x,
-              out: Path) -> list[dict]:
+              out: Path, compared: list[str]) -> list[dict]:
     """Every layer of A against every layer of B (linear CKA, minibatch, over the images):
-    do the two runs learn the same layers? The matrix goes into the summary and a figure."""
+    do the two runs learn the same layers? The matrix goes into the summary and a figure.
+    A big model (more than CKA_ALL_UP_TO layers) gives the compared layers only."""
     from cnnviz.probes.geometry import cka_between
     from cnnviz.render.geometry import cka_heatmap
 
-    names = (layers_for(first.model, "activations"), layers_for(second.model, "activations"))
+    names = tuple(every if len(every) <= CKA_ALL_UP_TO else
+                  [n for n in compared if n in every] for every in
+                  (layers_for(m.model, "activations") for m in (first, second)))
     result.cka = cka_between((first.model, first.preprocessing),
                              (second.model, second.preprocessing), names, x)
     result.cka_layers = names
