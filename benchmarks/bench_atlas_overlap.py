@@ -11,17 +11,14 @@ Without --model, article2 is trained for 1 epoch on the embedded sample first (n
 
 from __future__ import annotations
 
-import argparse
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from timing import bench_model, model_arguments
 
 import cnnviz
 from cnnviz.render import parallel
@@ -34,19 +31,10 @@ def cpu_seconds() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--model")
-    parser.add_argument("--trained-dir", default="trained")
-    args = parser.parse_args()
+    args = model_arguments(__doc__.splitlines()[0])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        trained, name = Path(args.trained_dir), args.model
-        if name is None:
-            trained, name = tmp / "trained", "bench"
-            subprocess.run([sys.executable, "-m", "cnnviz", "train", "--epochs", "1", "--quiet",
-                            "--name", name, "--trained-dir", str(trained)], check=True,
-                           stdout=subprocess.DEVNULL, env=dict(os.environ, CNNVIZ_OFFLINE="1"))
+        trained, name = bench_model(args, tmp)
         m = cnnviz.load(name, trained_dir=trained)
         m.atlas(tmp / "warm", progress=False)
         results: dict[str, list[tuple[float, float]]] = {"drawn behind": [], "drawn inline": []}

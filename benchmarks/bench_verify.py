@@ -12,17 +12,12 @@ is trained first on the embedded sample (not timed).
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 from cnnviz.runtime import import_tensorflow
-from timing import interleaved
+from timing import bench_model, interleaved, model_arguments
 
 import_tensorflow()
 import keras  # noqa: E402
@@ -33,19 +28,9 @@ from cnnviz.probes.forward64 import conv2d, conv2d_naive  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model")
-    parser.add_argument("--trained-dir", default="trained")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--naive-images", type=int, default=2)
-    args = parser.parse_args()
+    args = model_arguments(__doc__.splitlines()[0], naive_images=2)
     with tempfile.TemporaryDirectory() as tmp:
-        trained, name = Path(args.trained_dir), args.model
-        if name is None:
-            trained, name = Path(tmp), "bench"
-            subprocess.run([sys.executable, "-m", "cnnviz", "train", "--epochs", "1", "--quiet",
-                            "--name", name, "--trained-dir", str(trained)], check=True,
-                           stdout=subprocess.DEVNULL, env=dict(os.environ, CNNVIZ_OFFLINE="1"))
+        trained, name = bench_model(args, tmp)
         m = cnnviz.load(name, trained_dir=trained)
         pixels = m.images_of(list(range(100)))[0]
         inputs = m.loaded.preprocessing.apply(pixels)

@@ -20,3 +20,32 @@ def interleaved(variants: dict[str, Callable[[], object]], repeats: int,
         if after_repeat:
             after_repeat(rep, times)
     return times
+
+
+def bench_model(args, tmp, epochs: int = 1) -> tuple:
+    """(trained_dir, name) of the model a benchmark measures: --model in --trained-dir, or
+    article2 trained here for `epochs` on the embedded sample (not timed)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if args.model is not None:
+        return Path(args.trained_dir), args.model
+    subprocess.run([sys.executable, "-m", "cnnviz", "train", "--epochs", str(epochs), "--quiet",
+                    "--name", "bench", "--trained-dir", str(Path(tmp) / "trained")], check=True,
+                   stdout=subprocess.DEVNULL, env=dict(os.environ, CNNVIZ_OFFLINE="1"))
+    return Path(tmp) / "trained", "bench"
+
+
+def model_arguments(description: str, **extra):
+    """The parser every model benchmark shares: --repeats, --model, --trained-dir."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model")
+    parser.add_argument("--trained-dir", default="trained")
+    for flag, default in extra.items():
+        parser.add_argument(f"--{flag.replace('_', '-')}", type=type(default), default=default)
+    return parser.parse_args()
