@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from cnnviz.checks import path, whole
+from cnnviz.checks import path
 from cnnviz.data import Dataset, dataset_for
 from cnnviz.graph import graph_of
 from cnnviz.errors import CnnvizWarning, UsageError
@@ -305,19 +305,17 @@ class Inspected:
         """Statistics of every map over a split (streamed in batches of `batch_size` per
         replica), with the top-k images of each map. strategy: a tf.distribute strategy or
         its name (see cnnviz.distributed): the images are shared out over its replicas."""
+        from cnnviz.galleries.stats import request
         from cnnviz.probes.stats import layer_stats
 
-        limit = None if limit is None else whole(limit, "limit", 1)
-        top, batch_size = whole(top, "top", 1), whole(batch_size, "batch_size", 1)
-        names = self._layers(layers)
-        x, y = self.data().split(split)
-        x, y = x[:limit], y[:limit]
-        if top > len(x):
-            raise UsageError(f"top {top} is larger than the {len(x):,} images used", "top")
+        (o,) = request(self, layers, split, limit, top, batch_size)  # the command's checks
+        x, y = o.data.split(split)
+        x, y = x[:o.limit], y[:o.limit]
         with progress_bar(progress, len(x), "stats") as update:
-            found = layer_stats(self.model, names, x, y, self.loaded.preprocessing, top=top,
-                                batch_size=batch_size, classes=len(self.data().class_names),
-                                progress=update, strategy=strategy or self.strategy)
+            found = layer_stats(self.model, list(o.layers), x, y, self.loaded.preprocessing,
+                                top=o.top, batch_size=o.batch_size,
+                                classes=len(o.data.class_names), progress=update,
+                                strategy=strategy or self.strategy)
         return StatsResult(found, split, len(x))
 
     def atlas(self, folder: str | Path | None = None, steps: int = 50, top: int = 9,
