@@ -353,10 +353,12 @@ class Inspected:
 
         return traced(self.loaded, trace_request(self, image, layer, map, at, split))
 
-    def geometry(self, layers="all", split: str = "test", limit: int | None = None):
+    def geometry(self, layers=None, split: str = "test", limit: int | None = None):
         """How each layer sees the dataset: a linear probe's held-out accuracy (trained on
         the other split), each image's place on the layer's first two principal axes, and
-        linear CKA between the layers; over the first `limit` images of each split."""
+        linear CKA between the layers; over the first `limit` images of each split. layers:
+        None (every layer of a small model; of a big one, those the atlas takes), "all", a
+        name or a list."""
         from cnnviz.galleries.geometry import computed, geometry_request
 
         return computed(self.loaded, geometry_request(self, layers, split, limit))

@@ -11,6 +11,7 @@ from cnnviz.checks import whole
 from cnnviz.data import Dataset
 from cnnviz.errors import UsageError
 from cnnviz.geometry_results import GeometryResult
+from cnnviz.galleries.atlas import BIG_MODEL, atlas_layers
 from cnnviz.layers import choose_layers
 from cnnviz.layout import GEOMETRY
 from cnnviz.manifest import entry
@@ -41,6 +42,11 @@ def geometry_request(m, layers=None, split: str = "test", limit: int | None = No
                          "embedding")
     limit = None if limit is None else whole(limit, "limit", 10)
     chosen = choose_layers(m.model, layers)
+    if layers is None and len(chosen) > BIG_MODEL:  # each layer holds a features² matrix
+        picked = atlas_layers(m.model)
+        m.note(f"a big model ({len(chosen)} layers): geometry takes the layers the atlas "
+               f"takes ({', '.join(picked.layers)}); layers='all' takes everything")
+        chosen = list(picked.layers)
     return GeometryOptions(tuple(chosen), m.data(), split, limit)
 
 

@@ -129,7 +129,7 @@ def ridge_probe(train: Moments) -> Probe:
     """The ridge classifier of one-hot targets on standardised features, from the training
     sums alone: (C + λI) W = cov(f, y), C the features' correlation matrix."""
     mean, var = train.mean, np.clip(np.diag(train.covariance), 0, None)
-    scale = np.where(var > 1e-12, np.sqrt(var), 1.0)
+    scale = np.where(var > 0, np.sqrt(var), 1.0)  # a tiny but varying feature counts too
     prior = train.counts / train.n  # each class's share
     cross = (train.cross / train.n - np.outer(mean, prior)) / scale[:, None]
     correlation = train.covariance / np.outer(scale, scale)
