@@ -122,12 +122,13 @@ def figure_rows(side: tuple[int, int]) -> int:
     return max(4, min(FIGURE_MAPS, FIGURE_MAPS * 64 // max(64, max(side))))
 
 
-def _top_images(x, stats: dict[str, LayerStats]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _top_images(x, stats: dict[str, LayerStats]) -> tuple[np.ndarray, np.ndarray,
+                                                         dict[str, np.ndarray]]:
     """(the distinct top images of every map of every layer, read — and for a lazy dataset
-    converted — once each; per layer, (maps, k) rows of them)."""
+    converted — once each; their dataset indices, sorted; per layer, (maps, k) rows of them)."""
     wanted = np.unique(np.concatenate([s.top_index.ravel() for s in stats.values()]))
-    return np.asarray(x[wanted]), {name: np.searchsorted(wanted, s.top_index)
-                                   for name, s in stats.items()}
+    return np.asarray(x[wanted]), wanted, {name: np.searchsorted(wanted, s.top_index)
+                                           for name, s in stats.items()}
 
 
 def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset, split: str,
@@ -143,14 +144,12 @@ def write_stats(loaded: LoadedModel, stats: dict[str, LayerStats], data: Dataset
     write_text(out / STATS_CSV, _as_csv(stats, weights))
     entries.append(_entry(STATS_CSV, "one row per layer × map", "stats-table", None))
     x, _ = data.split(split)
-    images, rows = _top_images(x, stats)
+    images, wanted, rows = _top_images(x, stats)
     fields = strongest_positions(loaded.model, {name: r[:FIELD_MAPS] for name, r in rows.items()},
                                  images, loaded.preprocessing)
     arrays = {key: value for name, s in stats.items() for key, value in
               zip(top_keys(name), (s.top_index, s.top_score))}
-    arrays[TOP_PIXELS_INDEX] = np.unique(np.concatenate([s.top_index.ravel()
-                                                         for s in stats.values()]))
-    arrays[TOP_PIXELS] = images  # each top image once, whatever the maps × layers (memory, disk)
+    arrays[TOP_PIXELS_INDEX], arrays[TOP_PIXELS] = wanted, images  # each top image once, whatever the maps × layers (memory, disk)
     arrays.update({key: value for name, found in fields.items() if found is not None
                    for key, value in zip(top_field_keys(name), found)})
     with atomic_path(out / TOP_EXAMPLES) as tmp, open(tmp, "wb") as handle:

@@ -15,6 +15,7 @@ BATCH images (Nguyen, Raghu & Kornblith, 2021) over the batches.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,9 +40,20 @@ def features_of(values: np.ndarray) -> tuple[np.ndarray, str]:
         flat, what = means, f"the spatial means of its {means.shape[1]:,} maps"
     else:
         what = f"its {flat.shape[1]:,} values"
-    rng = np.random.default_rng(0)  # fixed: the same projection for every batch and run
-    projection = rng.standard_normal((flat.shape[1], MAX_FEATURES)) / np.sqrt(MAX_FEATURES)
-    return flat @ projection, f"{what}, randomly projected to {MAX_FEATURES:,}"
+    return flat @ projection(flat.shape[1]), f"{what}, randomly projected to {MAX_FEATURES:,}"
+
+
+@functools.lru_cache(maxsize=8)
+def projection(dim: int):
+    """A fixed random projection of `dim` features to MAX_FEATURES (made once per size, the
+    same in every batch and run): each feature added with a random sign to one random output
+    (a count sketch: inner products kept in expectation, memory O(dim), not dim × 4,096)."""
+    from scipy import sparse
+
+    rng = np.random.default_rng(0)
+    return sparse.csr_matrix((rng.choice([-1.0, 1.0], dim),
+                              (np.arange(dim), rng.integers(0, MAX_FEATURES, dim))),
+                             shape=(dim, MAX_FEATURES))
 
 
 def hsic_unbiased(k: np.ndarray, l: np.ndarray) -> float:
@@ -164,7 +176,8 @@ def layer_geometry(model, layers: list[str], x_train, y_train, x_test, y_test, p
             stop = len(x) if len(x) - start < 2 * batch else start + batch  # no tiny last batch
             if start >= stop:
                 break
-            values = graph.run(preprocessing.apply(np.asarray(x[start:stop], np.float32)), wanted)
+            values = graph.run(preprocessing.apply(np.asarray(x[start:stop], np.float32)),
+                               wanted if keep_scores else layers)  # the output: test only
             if keep_scores:
                 scores.append(np.asarray(values[-1]).argmax(axis=1))
             made = [features_of(np.asarray(v)) for v in values[:len(layers)]]
