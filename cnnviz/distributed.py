@@ -184,17 +184,24 @@ def shards(strategy, n: int, batch: int) -> list[list[Shard]]:
             for s in range(steps)]
 
 
+def replicated(strategy, step: Callable[..., Any]) -> Callable[..., Any]:
+    """`step` compiled to run on every replica of `strategy` (keep it to call it again
+    without tracing: `sharded_pass(..., run=...)`)."""
+    return tf.function(lambda *args: strategy.run(step, args=args))
+
+
 def sharded_pass(strategy, n: int, batch: int, load: Callable[[Shard], tuple],
-                 step: Callable[..., Any]) -> Iterator[tuple[Shard, Any]]:
+                 step: Callable[..., Any] | None = None,
+                 run: Callable[..., Any] | None = None) -> Iterator[tuple[Shard, Any]]:
     """Run `step` on every replica over its shards of items 0..n-1.
 
     load(shard) → a tuple of NumPy arrays of the same shapes for every shard (`padded` makes
     a shard's `count` rows into `batch`); step(*tensors) runs on the replica's device.
     Yields (shard, the step's results as NumPy) for this worker's replicas, step by step,
-    in replica order."""
+    in replica order. run: `replicated(strategy, step)` made earlier, instead of step."""
     first = worker_index(strategy) * local_replicas(strategy)
     mine = range(first, first + local_replicas(strategy))
-    run = tf.function(lambda *args: strategy.run(step, args=args))
+    run = run or replicated(strategy, step)
     for step_shards in shards(strategy, n, batch):
         parts = {s.replica: tuple(load(s)) for s in step_shards if s.replica in mine}
         inputs = strategy.experimental_distribute_values_from_function(

@@ -353,15 +353,17 @@ class Inspected:
 
         return traced(self.loaded, trace_request(self, image, layer, map, at, split))
 
-    def geometry(self, layers=None, split: str = "test", limit: int | None = None):
+    def geometry(self, layers=None, split: str = "test", limit: int | None = None,
+                 embedding: str = "pca", strategy=None):
         """How each layer sees the dataset: a linear probe's held-out accuracy (trained on
-        the other split), each image's place on the layer's first two principal axes, and
-        linear CKA between the layers; over the first `limit` images of each split. layers:
-        None (every layer of a small model; of a big one, those the atlas takes), "all", a
-        name or a list."""
+        the other split), each image's place in a 2-D map per layer (embedding: pca, tsne or
+        umap) and linear CKA between the layers, over the first `limit` images of each split;
+        `.place(images)` puts new images on the PCA axes. layers: None (every layer of a
+        small model; of a big one, those the atlas takes), "all", a name or a list."""
         from cnnviz.galleries.geometry import computed, geometry_request
 
-        return computed(self.loaded, geometry_request(self, layers, split, limit))
+        return computed(self.loaded, geometry_request(self, layers, split, limit, embedding),
+                        strategy or self.strategy, lambda images, s: self.images_of(images, s)[0])
 
     def verify(self, images=100, split: str = "test", tolerance: float = 1e-4,
                batch_size: int = 32, progress: Progress = None):

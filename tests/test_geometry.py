@@ -112,9 +112,90 @@ def test_geometry_command_end_to_end(trained, small_npz, tmp_path, run_cli):
 @pytest.mark.parametrize("args,fragment", [
     (("--layer", "nosuch"), "unknown layer nosuch"),
     (("--limit", "0"), "--limit must be ≥ 10"),
-    (("--embedding", "umap"), "--embedding must be pca"),
+    (("--embedding", "mds"), "--embedding must be one of pca, tsne, umap, got 'mds'"),
 ])
 def test_geometry_refuses_bad_requests(trained, small_npz, tmp_path, run_cli, args, fragment):
     done = run_cli("geometry", "a2", *args, "--trained-dir", trained, "--data", small_npz,
                    "--outputs-dir", tmp_path)
     assert_one_line_error(done, 2, fragment)
+
+
+def test_a_missing_optional_extra_is_named_in_one_line(trained, small_npz, tmp_path, run_cli,
+                                                       monkeypatch):
+    from cnnviz.probes import embedding
+
+    monkeypatch.setattr(embedding, "has_module", lambda name: False)
+    for name, package in (("umap", "umap-learn"), ("tsne", "scikit-learn")):
+        done = run_cli("geometry", "a2", "--embedding", name, "--trained-dir", trained,
+                       "--data", small_npz, "--outputs-dir", tmp_path)
+        assert_one_line_error(done, 2, f"--embedding {name} needs {package}",
+                              r"pip install 'cnnviz\[embeddings\]'")
+    assert not (tmp_path / "a2" / "geometry").exists()
+
+
+def layer_outputs_in_test(m, layer, pixels):
+    """The layer's output from a Keras sub-model built here, fed the bundle's input."""
+    import keras
+
+    model = m.model
+    sub = keras.Model(model.inputs, model.get_layer(layer).output)
+    fed = m.loaded.preprocessing.apply(np.asarray(pixels, np.float32))
+    return np.asarray(sub([fed])).reshape(len(pixels), -1)
+
+
+def test_new_images_land_where_the_layers_principal_axes_put_them(trained, small_npz):
+    """place() against a PCA computed here: dense1's outputs from a sub-model, centred,
+    projected on the two leading eigenvectors of their covariance (up to sign)."""
+    m = cnnviz.load("a2", trained_dir=trained, data=small_npz)
+    g = m.geometry(layers="dense1,conv3", limit=300)
+    x = m.data().split("test")[0][:300]
+    f = layer_outputs_in_test(m, "dense1", x).astype(np.float64)
+    values, vectors = np.linalg.eigh(np.cov(f.T, bias=True))
+    theirs = (f - f.mean(axis=0)) @ vectors[:, np.argsort(values)[::-1][:2]]
+    np.testing.assert_allclose(np.abs(g.coords["dense1"]), np.abs(theirs), rtol=1e-3, atol=1e-3)
+    placed = g.place(x[:5])  # raw pixels
+    np.testing.assert_allclose(placed["dense1"], g.coords["dense1"][:5], atol=1e-5)
+    assert placed["conv3"].shape == (5, 2)
+    np.testing.assert_allclose(g.place([0, 1])["dense1"], g.coords["dense1"][:2], atol=1e-5)
+
+
+def test_a_mirrored_strategy_gives_what_one_device_gives(trained, small_npz):
+    """Two replicas (conftest's two logical CPUs): the forward passes are shared out, the
+    numbers are the same (CKA's batches are regrouped on the host)."""
+    from cnnviz import distributed
+
+    m = cnnviz.load("a2", trained_dir=trained, data=small_npz)
+    one = m.geometry(layers="conv1,pool2,dense1", limit=600, strategy="default")
+    two = m.geometry(layers="conv1,pool2,dense1", limit=600,
+                     strategy=distributed.make_strategy("mirrored"))
+    assert one.probe == pytest.approx(two.probe, abs=1e-9)
+    np.testing.assert_allclose(one.cka, two.cka, atol=1e-5)
+    for name in one.layers:
+        np.testing.assert_allclose(np.abs(one.coords[name]), np.abs(two.coords[name]),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_tsne_keeps_each_images_neighbours(trained, small_npz):
+    """t-SNE's map of dense1: a point's nearest neighbours in the map are mostly its
+    neighbours among the layer's features (scikit-learn's trustworthiness, computed on
+    the sub-model's outputs here), and it is not PCA's map."""
+    from sklearn.manifold import trustworthiness
+
+    m = cnnviz.load("a2", trained_dir=trained, data=small_npz)
+    g = m.geometry(layers="dense1", limit=200, embedding="tsne")
+    f = layer_outputs_in_test(m, "dense1", m.data().split("test")[0][:200])
+    assert g.embedding == "tsne" and g.coords["dense1"].shape == (200, 2)
+    assert trustworthiness(f, g.coords["dense1"], n_neighbors=5) > 0.9
+    pca = m.geometry(layers="dense1", limit=200).coords["dense1"]
+    assert not np.allclose(np.abs(pca), np.abs(g.coords["dense1"]), atol=1e-2)
+
+
+@pytest.mark.skipif(not __import__("cnnviz.runtime").runtime.has_module("umap"),
+                    reason="umap-learn (the embeddings extra) is not installed")
+def test_umap_keeps_each_images_neighbours(trained, small_npz):
+    from sklearn.manifold import trustworthiness
+
+    m = cnnviz.load("a2", trained_dir=trained, data=small_npz)
+    g = m.geometry(layers="dense1", limit=200, embedding="umap")
+    f = layer_outputs_in_test(m, "dense1", m.data().split("test")[0][:200])
+    assert trustworthiness(f, g.coords["dense1"], n_neighbors=5) > 0.85

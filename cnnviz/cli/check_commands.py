@@ -8,7 +8,7 @@ import click
 
 from cnnviz.cli.group import cli
 from cnnviz.cli.options import (figure_options, opens, outputs_dir_option, probe_data_options,
-                                progress_bars, trained_dir_option)
+                                progress_bars, strategy_option, trained_dir_option)
 
 
 @cli.command()
@@ -80,16 +80,18 @@ def verify(model, images, split, tolerance, opening) -> None:
                    "train on the other split")
 @click.option("--limit", type=int, help="only the first N images of each split")
 @click.option("--embedding", default="pca", show_default=True, help="how each layer's map is "
-              "made (pca: the first two principal axes)")
+              "made: pca (its first two principal axes), tsne or umap (these two need "
+              "pip install 'cnnviz[embeddings]')")
 @probe_data_options
 @trained_dir_option
 @figure_options
+@strategy_option
 @outputs_dir_option
 @opens
 def geometry(model, layer_specs, split, limit, embedding, opening) -> None:
     """How each layer sees the dataset: how well a linear classifier reads the class from it
-    (a probe, Alain & Bengio 2016), where each image lands on its first two principal axes,
-    and how similar the layers are (linear CKA, Kornblith et al. 2019).
+    (a probe, Alain & Bengio 2016), where each image lands in a 2-D map of it (PCA, t-SNE or
+    UMAP), and how similar the layers are (linear CKA, Kornblith et al. 2019).
 
     Writes outputs/NAME/geometry/ (geometry.json, geometry.npz, probe.png, embeddings.png,
     cka.png).
@@ -98,6 +100,7 @@ def geometry(model, layer_specs, split, limit, embedding, opening) -> None:
     Examples:
       cnnviz geometry
       cnnviz geometry --layer conv3,dense1 --limit 1000
+      cnnviz geometry --embedding tsne --limit 2000
     """
     m = opening.load(model)
     m.gallery("geometry", m.gallery_dir(opening.outputs_dir), **opening.figures,

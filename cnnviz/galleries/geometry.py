@@ -16,11 +16,11 @@ from cnnviz.layers import choose_layers
 from cnnviz.layout import GEOMETRY
 from cnnviz.manifest import entry
 from cnnviz.model import LoadedModel
-from cnnviz.probes.geometry import layer_geometry
+from cnnviz.probes.embedding import EMBEDDINGS, check_embedding
+from cnnviz.probes.geometry import layer_geometry, place
 from cnnviz.render.style import figure_name
 
 FOLDER = GEOMETRY
-EMBEDDINGS = ("pca",)
 
 
 @dataclass(frozen=True)
@@ -29,17 +29,17 @@ class GeometryOptions:
     data: Dataset
     split: str = "test"
     limit: int | None = None
+    embedding: str = "pca"
 
 
 def geometry_request(m, layers=None, split: str = "test", limit: int | None = None,
                      embedding: str = "pca") -> GeometryOptions:
     """layers: default every layer; split: the images embedded, compared and scored on (the
-    probe trains on the other split); limit: the first N images of each split."""
+    probe trains on the other split); limit: the first N images of each split; embedding:
+    pca, tsne or umap (the last two need the optional extra cnnviz[embeddings])."""
     if split not in ("test", "train"):
         raise UsageError(f"split must be test or train, got {split!r}", "split")
-    if embedding not in EMBEDDINGS:
-        raise UsageError(f"embedding must be {' or '.join(EMBEDDINGS)}, got {embedding!r}",
-                         "embedding")
+    check_embedding(embedding)
     limit = None if limit is None else whole(limit, "limit", 10)
     chosen = choose_layers(m.model, layers)
     if layers is None and len(chosen) > BIG_MODEL:  # each layer holds a features² matrix
@@ -47,7 +47,12 @@ def geometry_request(m, layers=None, split: str = "test", limit: int | None = No
         m.note(f"a big model ({len(chosen)} layers): geometry takes the layers the atlas "
                f"takes ({', '.join(picked.layers)}); layers='all' takes everything")
         chosen = list(picked.layers)
-    return GeometryOptions(tuple(chosen), m.data(), split, limit)
+    data = m.data()
+    images = min(len(data.split(split)[0]), limit or len(data.split(split)[0]))
+    if embedding != "pca" and images < 10:
+        raise UsageError(f"embedding={embedding} needs at least 10 {split} images, the data "
+                         f"has {images}", "embedding")
+    return GeometryOptions(tuple(chosen), data, split, limit, embedding)
 
 
 def request(m, layers=None, split="test", limit=None, embedding="pca") -> list[GeometryOptions]:
@@ -55,14 +60,22 @@ def request(m, layers=None, split="test", limit=None, embedding="pca") -> list[G
     return [geometry_request(m, layers, split, limit, embedding)]
 
 
-def computed(loaded: LoadedModel, options: GeometryOptions) -> GeometryResult:
+def computed(loaded: LoadedModel, options: GeometryOptions, strategy=None,
+             pick: Callable | None = None) -> GeometryResult:
+    """The numbers, the forward passes shared over `strategy` (default: the active one).
+    pick(images, split) → pixels makes the result's `place` (Inspected.geometry gives it)."""
     other = "train" if options.split == "test" else "test"
     (x_fit, y_fit), (x, y) = options.data.split(other), options.data.split(options.split)
     n = options.limit
     found = layer_geometry(loaded.model, list(options.layers), x_fit[:n], y_fit[:n], x[:n], y[:n],
-                           loaded.preprocessing, len(options.data.class_names))
+                           loaded.preprocessing, len(options.data.class_names),
+                           embedding=options.embedding, strategy=strategy)
+
+    def placing(images, split):
+        return place(loaded.model, found, pick(images, split), loaded.preprocessing, strategy)
+
     return GeometryResult(found, loaded.classes(options.data.class_names), loaded.name,
-                          options.split)
+                          options.split, placing if pick else None)
 
 
 def run(loaded: LoadedModel, options: GeometryOptions, out: Path,
@@ -82,7 +95,8 @@ def run(loaded: LoadedModel, options: GeometryOptions, out: Path,
                   "arrays", "geometry"),
             entry(figure_name(f"{FOLDER}/probe"), "a linear classifier on each layer's features "
                   f"(trained on the other split, scored {caption})", "geometry-probe", "geometry"),
-            entry(figure_name(f"{FOLDER}/embeddings"), f"each layer's PCA map of the images "
-                  f"{caption}, coloured by class", "geometry-embeddings", "geometry"),
+            entry(figure_name(f"{FOLDER}/embeddings"), f"each layer's map of the images "
+                  f"({EMBEDDINGS[options.embedding][2]}) {caption}, coloured by class",
+                  "geometry-embeddings", "geometry"),
             entry(figure_name(f"{FOLDER}/cka"), f"linear CKA between the layers {caption}",
                   "geometry-cka", "geometry")]

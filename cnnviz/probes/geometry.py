@@ -21,26 +21,38 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnnviz.graph import graph_of
+from cnnviz.probes.feature_pass import feature_batches
 
 MAX_FEATURES = 4096
 BATCH = 256       # CKA's minibatch (fixed: its estimate depends on the batch size)
 RIDGE = 1e-3      # the probe's penalty, relative to the mean feature variance (standardised: 1)
 
 
-def features_of(values: np.ndarray) -> tuple[np.ndarray, str]:
-    """(N, features) float64 from a layer's output (N, …), and how they were made."""
+def features_of(values: np.ndarray) -> np.ndarray:
+    """(N, features) float64 from a layer's output (N, …): flattened up to MAX_FEATURES
+    values; above, a map stack gives each map's spatial mean, and what is still too wide a
+    fixed random projection (see `feature_words`)."""
     values = np.asarray(values, np.float64)
     flat = values.reshape(len(values), -1)
     if flat.shape[1] <= MAX_FEATURES:
-        return flat, f"{flat.shape[1]:,} values flattened"
+        return flat
     if values.ndim == 4:
-        means = values.mean(axis=(1, 2))
-        if means.shape[1] <= MAX_FEATURES:
-            return means, f"the spatial mean of each of its {means.shape[1]:,} maps"
-        flat, what = means, f"the spatial means of its {means.shape[1]:,} maps"
-    else:
-        what = f"its {flat.shape[1]:,} values"
-    return flat @ projection(flat.shape[1]), f"{what}, randomly projected to {MAX_FEATURES:,}"
+        flat = values.mean(axis=(1, 2))
+        if flat.shape[1] <= MAX_FEATURES:
+            return flat
+    return flat @ projection(flat.shape[1])
+
+
+def feature_words(shape: tuple[int, ...]) -> str:
+    """What `features_of` makes of a layer whose output per image has this shape."""
+    size = int(np.prod(shape))
+    if size <= MAX_FEATURES:
+        return f"{size:,} values flattened"
+    if len(shape) == 3:
+        if shape[-1] <= MAX_FEATURES:
+            return f"the spatial mean of each of its {shape[-1]:,} maps"
+        return f"the spatial means of its {shape[-1]:,} maps, randomly projected to {MAX_FEATURES:,}"
+    return f"its {size:,} values, randomly projected to {MAX_FEATURES:,}"
 
 
 @functools.lru_cache(maxsize=8)
@@ -155,93 +167,99 @@ class Geometry:
     probe: dict[str, float]                 # held-out accuracy per layer
     chance: float                           # the most frequent test class's share
     cka: np.ndarray                         # (L, L) over the test images
-    coords: dict[str, np.ndarray]           # (N, 2) test images in each layer's PCA plane
-    explained: dict[str, tuple[float, float]]  # the variance share of those two axes
+    coords: dict[str, np.ndarray]           # (N, 2) test images in each layer's map
+    explained: dict[str, tuple[float, float]]  # the variance share of the first two axes
     labels: np.ndarray                      # (N,) the test images' classes
     features: dict[str, str] = field(default_factory=dict)  # what each layer's features are
     train_images: int = 0
     model_accuracy: float = 0.0             # the network's own accuracy on the same images
+    embedding: str = "pca"                  # how coords were made (cnnviz.probes.embedding)
+    axes: dict[str, np.ndarray] = field(default_factory=dict)   # (d, 2) the principal axes
+    means: dict[str, np.ndarray] = field(default_factory=dict)  # (d,) the features' mean
+
+
+COMPONENTS = 50  # principal components a non-linear embedding starts from
 
 
 def layer_geometry(model, layers: list[str], x_train, y_train, x_test, y_test, preprocessing,
-                   classes: int, batch: int = BATCH) -> Geometry:
-    """Probes (trained on the training images, scored on the test images), PCA coordinates
-    and CKA of the test images, for every layer; two streamed passes over each split."""
+                   classes: int, batch: int = BATCH, embedding: str = "pca",
+                   strategy=None) -> Geometry:
+    """Probes (trained on the training images, scored on the test images), CKA of the test
+    images and each test image's place in a 2-D map per layer (PCA's first two axes, or
+    t-SNE/UMAP of the first COMPONENTS): three streamed passes, shared over `strategy`."""
+    from cnnviz.probes.embedding import embed
+
     graph = graph_of(model)
-    wanted = list(dict.fromkeys([*layers, graph.output_address]))
-    scores = []
 
-    def passes(x, y, keep_scores=False):
-        for start in range(0, len(x), batch):
-            stop = len(x) if len(x) - start < 2 * batch else start + batch  # no tiny last batch
-            if start >= stop:
-                break
-            values = graph.run(preprocessing.apply(np.asarray(x[start:stop], np.float32)),
-                               wanted if keep_scores else layers)  # the output: test only
-            if keep_scores:
-                scores.append(np.asarray(values[-1]).argmax(axis=1))
-            made = [features_of(np.asarray(v)) for v in values[:len(layers)]]
-            yield [f for f, _ in made], [w for _, w in made], np.asarray(y[start:stop])
-            if stop == len(x):
-                break
+    def passes(x, with_scores=False):
+        return feature_batches(model, layers, x, preprocessing, features_of, batch,
+                               MAX_FEATURES, with_scores, strategy)
 
-    train, what = None, {}
-    for found, words, labels in passes(x_train, y_train):
-        if train is None:
-            train = [Moments(f.shape[1], classes) for f in found]
-            what = dict(zip(layers, words))
+    train = None
+    for start, stop, found, _ in passes(x_train):
+        train = train or [Moments(f.shape[1], classes) for f in found]
         for moments, f in zip(train, found):
-            moments.add(f, labels)
+            moments.add(f, np.asarray(y_train[start:stop]))
     probes = [ridge_probe(m) for m in train]
     test = [Moments(m.sum.shape[0], classes) for m in train]
-    cka, right, seen, kept = CKA(len(layers)), np.zeros(len(layers)), 0, []
-    for found, _, labels in passes(x_test, y_test, keep_scores=True):
+    cka, right, scores = CKA(len(layers)), np.zeros(len(layers)), []
+    for start, stop, found, out in passes(x_test, with_scores=True):
         cka.add(found)
         for i, (probe, f) in enumerate(zip(probes, found)):
-            right[i] += np.sum(probe.predict(f) == labels)
+            right[i] += np.sum(probe.predict(f) == np.asarray(y_test[start:stop]))
             test[i].add(f)
-        seen += len(labels)
-        kept.append(labels)
-    labels = np.concatenate(kept)
-    axes = [principal_axes(m) for m in test]
+        scores.append(out.argmax(axis=1))
+    labels = np.asarray(y_test[:len(x_test)])
+    wanted = 2 if embedding == "pca" else COMPONENTS
+    axes = [principal_axes(m, wanted) for m in test]
     parts: list[list[np.ndarray]] = [[] for _ in layers]
-    for found, _, _ in passes(x_test, y_test):  # a last pass: each image on its layer's axes
+    for _, _, found, _ in passes(x_test):  # a last pass: each image on its layer's axes
         for i, f in enumerate(found):
             parts[i].append((f - axes[i][2]) @ axes[i][0])
-    coords = {name: np.concatenate(parts[i]) for i, name in enumerate(layers)}
+    coords = {name: embed(embedding, np.concatenate(parts[i])) for i, name in enumerate(layers)}
     chance = float(np.bincount(labels).max() / len(labels))
-    return Geometry(layers, {n: float(r / seen) for n, r in zip(layers, right)}, chance,
+    what = {name: feature_words(tuple(graph.shape(name)[1:])) for name in layers}
+    return Geometry(layers, {n: float(r / len(labels)) for n, r in zip(layers, right)}, chance,
                     cka.matrix(), coords, {n: a[1] for n, a in zip(layers, axes)}, labels, what,
-                    len(x_train), float(np.mean(np.concatenate(scores) == labels)))
+                    len(x_train), float(np.mean(np.concatenate(scores) == labels)), embedding,
+                    {n: a[0][:, :2] for n, a in zip(layers, axes)},
+                    {n: a[2] for n, a in zip(layers, axes)})
 
 
-def principal_axes(moments: Moments) -> tuple[np.ndarray, tuple[float, float], np.ndarray]:
-    """(the two leading eigenvectors of the covariance (d, 2), their variance shares, the
-    mean), from the sums alone."""
+def place(model, geometry: Geometry, x, preprocessing, strategy=None) -> dict[str, np.ndarray]:
+    """Where images land on each layer's first two principal axes of `geometry` (N, 2)."""
+    found = [[] for _ in geometry.layers]
+    for _, _, features, _ in feature_batches(model, geometry.layers, x, preprocessing,
+                                             features_of, BATCH, MAX_FEATURES,
+                                             strategy=strategy):
+        for store, name, f in zip(found, geometry.layers, features):
+            store.append((f - geometry.means[name]) @ geometry.axes[name])
+    return {name: np.concatenate(f) for name, f in zip(geometry.layers, found)}
+
+
+def principal_axes(moments: Moments, count: int = 2
+                   ) -> tuple[np.ndarray, tuple[float, float], np.ndarray]:
+    """(the `count` leading eigenvectors of the covariance (d, count), the variance shares
+    of the first two, the mean), from the sums alone."""
     values, vectors = np.linalg.eigh(moments.covariance)
-    order = np.argsort(values)[::-1][:2]
+    order = np.argsort(values)[::-1][:count]
     total = float(np.clip(values, 0, None).sum()) or 1.0
     axes = vectors[:, order]
     if axes.shape[1] < 2:  # a layer with one feature: its second axis is flat
         axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
-    shares = tuple(float(max(v, 0) / total) for v in values[order]) + (0.0,) * (2 - len(order))
+    shares = tuple(float(max(v, 0) / total) for v in values[order[:2]]) + (0.0,) * 2
     return axes, shares[:2], moments.mean
 
 
 def cka_between(first: tuple, second: tuple, layers: tuple[list[str], list[str]], x,
-                batch: int = BATCH) -> np.ndarray:
+                batch: int = BATCH, strategy=None) -> np.ndarray:
     """(len(layers[0]), len(layers[1])) minibatch CKA of every layer of the first model
     against every layer of the second, over images x (each model (model, preprocessing)
-    applies its own input convention); one streamed pass."""
-    graphs = [graph_of(model) for model, _ in (first, second)]
+    applies its own input convention); one streamed pass of each, batch by batch."""
     cka = CKA(len(layers[0]) + len(layers[1]))
-    for start in range(0, len(x), batch):
-        stop = len(x) if len(x) - start < 2 * batch else start + batch
-        pixels = np.asarray(x[start:stop], np.float32)
-        found = []
-        for graph, (_, prep), names in zip(graphs, (first, second), layers):
-            found += [features_of(np.asarray(v))[0] for v in graph.run(prep.apply(pixels), names)]
-        cka.add(found)
-        if stop == len(x):
-            break
+    streams = [feature_batches(model, names, x, prep, features_of, batch, MAX_FEATURES,
+                               strategy=strategy)
+               for (model, prep), names in zip((first, second), layers)]
+    for (_, _, a, _), (_, _, b, _) in zip(*streams):
+        cka.add(a + b)
     return cka.matrix()[:len(layers[0]), len(layers[0]):]

@@ -35,8 +35,13 @@ def probe_curve(layers: Sequence[str], accuracy: Sequence[float], chance: float,
 
 def embedding_panels(coords: dict[str, np.ndarray], labels: np.ndarray,
                      class_names: Sequence[str], shares: dict[str, tuple[float, float]],
-                     notes: dict[str, str], title: str, path: str | os.PathLike | None = None):
-    """One panel per layer: each image a point on the layer's first two principal axes."""
+                     notes: dict[str, str], title: str, embedding: str = "pca",
+                     path: str | os.PathLike | None = None):
+    """One panel per layer: each image a point in the layer's map (PCA: its first two
+    principal axes, with their variance shares; t-SNE/UMAP: their two axes)."""
+    from cnnviz.probes.embedding import axis_names
+
+    first, second = axis_names(embedding)
     names = list(coords)
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
@@ -56,8 +61,9 @@ def embedding_panels(coords: dict[str, np.ndarray], labels: np.ndarray,
                        linewidths=0)
         a, b = shares[name]
         ax.set_title(f"{name}\n{notes.get(name, '')}", fontsize=7)
-        ax.set_xlabel(f"PC1 ({a:.0%})", fontsize=7)
-        ax.set_ylabel(f"PC2 ({b:.0%})", fontsize=7)
+        pca = embedding == "pca"
+        ax.set_xlabel(f"{first} ({a:.0%})" if pca else first, fontsize=7)
+        ax.set_ylabel(f"{second} ({b:.0%})" if pca else second, fontsize=7)
         ax.set_xticks([])
         ax.set_yticks([])
     handles, names_shown = axes.ravel()[0].get_legend_handles_labels()
