@@ -237,6 +237,14 @@ def test_drawing_on_the_live_page_changes_what_every_layer_shows(browser, live_s
     wait_for_answer(browser, answers)
     sample_pixels, _, _ = page_arrays(browser)
     assert np.array_equal(sample_pixels, live_server.inspected.data().split("test")[0][4])
+    # test image 4 lands on each layer's map exactly on its own dot among the test images
+    from cnnviz.serve.live import decode
+
+    maps, placed = browser.execute_script("return [window.cnnviz.maps, window.cnnviz.placed]")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#maps canvas")) == len(maps["layers"]) > 3
+    for layer, at in zip(maps["layers"], placed["layers"]):
+        assert at["name"] == layer["name"]
+        np.testing.assert_allclose(at["at"], decode(layer)[4], rtol=1e-4, atol=1e-4)
     canvas = browser.find_element(By.CSS_SELECTOR, "#layer-conv2 canvas")
     tiles_before = len(browser.window_handles)
     tile, z = browser.execute_script("const t = JSON.parse(arguments[0].dataset.tile); "

@@ -25,6 +25,7 @@ ARRAY_FORMATS = ("base64", "list")
 EXPLAIN_METHODS = tuple(m.name for m in METHODS if m.live)  # cheap enough for every drawing
 PREPARED = "cropped to the ink, scaled into a 20×20 box and centred by mass, as MNIST's digits were"
 RESIZED = "resized to the model's input"
+MAP_IMAGES = 1000  # test images on the page's maps of the layers (the drawn image among them)
 
 
 class Live:
@@ -40,6 +41,7 @@ class Live:
         self._lock = threading.Lock()  # the dataset is read once, by one thread
         self.softmax = inspected.probabilities
         self._forward = Batcher(self._forward_batch)  # concurrent requests share a pass
+        self._geometry = None  # m.geometry() over MAP_IMAGES test images, made when first asked
 
     def warm_up(self) -> None:
         """Trace the compiled functions once, before the first visitor waits for them."""
@@ -102,6 +104,30 @@ class Live:
             raise UsageError(f"at must be [row, column], got {at!r}", "at")
         result = self.inspected.trace(pixels, layer, index, None if at is None else tuple(at))
         return {**result.numbers(), "summary": result.summary}
+
+    def maps(self) -> dict:
+        """Each layer's map of the test images (their places on its first two principal axes,
+        m.geometry()), made on the first request and kept: the points, their classes, the
+        variance shares and what the features are."""
+        g = self._layer_geometry()
+        return {"split": g.split, "images": int(len(g.labels)), "labels": g.labels.tolist(),
+                "classes": list(self.inspected.classes),
+                "layers": [{"name": n, "features": g.features[n], "share": list(g.explained[n]),
+                            **encode(g.coords[n])} for n in g.layers]}
+
+    def place(self, pixels: np.ndarray) -> dict:
+        """Where this image lands on each layer's map of `maps()`."""
+        at = self._layer_geometry().place(pixels[np.newaxis])
+        return {"layers": [{"name": n, "at": [float(v) for v in at[n][0]]} for n in at]}
+
+    def _layer_geometry(self):
+        with self._lock:  # made once, by one thread (it reads the dataset)
+            if self._geometry is None:
+                try:
+                    self._geometry = self.inspected.geometry(limit=MAP_IMAGES)
+                except CnnvizError as exc:
+                    raise CnnvizError(f"no maps of the layers: {exc}") from None
+            return self._geometry
 
     def sample(self, index: int | None = None, label: int | None = None,
                split: str = "test") -> dict:

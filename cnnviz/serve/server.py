@@ -14,6 +14,8 @@ the server goes on serving.
                               {"input", "prediction", "layers": [{"name","shape","data"}]}
     POST /api/explain[?arrays=list]   same body (+ "target") → saliency and Grad-CAM maps
     POST /api/trace                   {"pixels", "layer", "map", "at"} → one value's arithmetic
+    GET  /api/geometry        each layer's map of the test images (PCA; points and classes)
+    POST /api/geometry        same body as predict → where the image lands on each map
     GET  /atlas/…             the model's static atlas (outputs/NAME/), with a link back here
 """
 
@@ -50,6 +52,9 @@ API = {
                        "behind that value, checked against the network's",
     "POST /api/explain[?arrays=base64|list]": "the same body (JSON may add \"target\": CLASS); "
                                                "answers saliency and Grad-CAM of the target's logit",
+    "GET /api/geometry": "each layer's map of 1,000 test images (their places on its first two "
+                         "principal axes, as m.geometry()): points, classes, variance shares",
+    "POST /api/geometry": "the same body as predict: where the image lands on each layer's map",
     "arrays": "{\"shape\": [...], \"dtype\": \"float32\", \"data\": base64 of little-endian "
               "float32} (or nested lists with ?arrays=list)",
     "errors": "HTTP 400 (bad request) / 403 (foreign host or origin) / 404 / 500 with "
@@ -207,12 +212,14 @@ class Handler(BaseHTTPRequestHandler):
             if index is None and label is None:
                 raise BadRequest("give ?index=N or ?class=C")
             return self._json(live.sample(index, label, query.get("split", "test")))
+        if path == "/api/geometry":
+            return self._json(live.maps())
         if path == "/atlas" or path.startswith("/atlas/"):
             return self._atlas_file(path[len("/atlas"):].lstrip("/") or "index.html")
         self._error(HTTPStatus.NOT_FOUND, f"no such page: {path} (the API is listed at /api)")
 
     def _post(self, path: str, query: dict) -> None:
-        if path not in ("/api/predict", "/api/explain", "/api/trace"):
+        if path not in ("/api/predict", "/api/explain", "/api/trace", "/api/geometry"):
             self._drain()
             return self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: POST {path}")
         arrays = query.get("arrays", "base64")
@@ -222,6 +229,8 @@ class Handler(BaseHTTPRequestHandler):
         parsed = parse_body(body, self.headers.get("Content-Type", ""), self.server.live)
         if path == "/api/predict":
             answer = self.server.live.predict(parsed.pixels, arrays)
+        elif path == "/api/geometry":
+            answer = self.server.live.place(parsed.pixels)
         elif path == "/api/trace":
             request = parsed.request or {}
             answer = self.server.live.trace(parsed.pixels, request.get("layer"),

@@ -219,6 +219,7 @@ async function send(upload = null) {
       state.explanation = why;
       showExplanation(why, answer.input);
     }
+    await showMaps(answer.input);
   } catch (error) {
     status(String(error.message || error), true);
   } finally {
@@ -512,6 +513,71 @@ function overlay(canvas, pixels, shape, heat, positive) {
   ctx.putImageData(img, 0, 0);
 }
 
+// ---- where the image lands on each layer's map ----------------------------------------------
+
+const TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+  "#7f7f7f", "#bcbd22", "#17becf"];
+
+async function showMaps(input) {
+  if (!$("maps-on").checked || state.model.samples === null) return;
+  if (!state.maps) {
+    $("maps-line").textContent = "making the layers' maps of the test images (once)…";
+    const response = await fetch("/api/geometry");
+    const maps = await response.json();
+    if (!response.ok) { $("maps-line").textContent = maps.error || response.statusText; return; }
+    state.maps = maps;
+    $("maps-line").textContent = `Each layer's map of ${maps.images.toLocaleString()} ` +
+      `${maps.split} images: their places on the layer's first two principal axes, one colour ` +
+      "per class. The black ring is this image.";
+    $("maps-legend").innerHTML = maps.classes.map((name, k) =>
+      `<span><i class="swatch" style="background:${TAB10[k % 10]}"></i>${name}</span>`).join(" ");
+  }
+  const placed = await post("/api/geometry", JSON.stringify({ pixels: toRows(input) }),
+    "application/json");
+  state.placed = placed;
+  drawMaps(state.maps, placed);
+}
+
+function drawMaps(maps, placed) {
+  const box = $("maps");
+  box.innerHTML = "";
+  maps.layers.forEach((layer, i) => {
+    const points = decode(layer), at = placed.layers[i].at, n = points.length / 2;
+    let [x0, x1, y0, y1] = [at[0], at[0], at[1], at[1]];
+    for (let k = 0; k < n; k++) {
+      x0 = Math.min(x0, points[2 * k]); x1 = Math.max(x1, points[2 * k]);
+      y0 = Math.min(y0, points[2 * k + 1]); y1 = Math.max(y1, points[2 * k + 1]);
+    }
+    const size = 360, pad = 14, sx = (size - 2 * pad) / ((x1 - x0) || 1);
+    const sy = (size - 2 * pad) / ((y1 - y0) || 1);
+    const px = (x) => pad + (x - x0) * sx, py = (y) => size - pad - (y - y0) * sy;
+    const canvas = document.createElement("canvas");
+    canvas.width = size; canvas.height = size;
+    const ctx = canvas.getContext("2d");
+    ctx.globalAlpha = 0.6;
+    for (let k = 0; k < n; k++) {
+      ctx.fillStyle = TAB10[maps.labels[k] % 10];
+      ctx.fillRect(px(points[2 * k]) - 1.5, py(points[2 * k + 1]) - 1.5, 3, 3);
+    }
+    ctx.globalAlpha = 1;
+    ctx.beginPath();
+    ctx.arc(px(at[0]), py(at[1]), 9, 0, 2 * Math.PI);
+    ctx.lineWidth = 4; ctx.strokeStyle = "#000"; ctx.stroke();
+    ctx.lineWidth = 2; ctx.strokeStyle = "#fff"; ctx.stroke();
+    canvas.dataset.layer = layer.name;
+    canvas.dataset.at = JSON.stringify([px(at[0]), py(at[1])]);
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", `${layer.name}: this image at (${at[0].toFixed(2)}, ` +
+      `${at[1].toFixed(2)}) among the test images`);
+    const fig = document.createElement("figure");
+    const caption = document.createElement("figcaption");
+    const [a, b] = layer.share.map((v) => `${Math.round(100 * v)}%`);
+    caption.textContent = `${layer.name} · PC1 ${a}, PC2 ${b} · ${layer.features}`;
+    fig.append(canvas, caption);
+    box.appendChild(fig);
+  });
+}
+
 // ---- start ---------------------------------------------------------------------------------
 
 async function start() {
@@ -533,7 +599,7 @@ async function start() {
     option.value = k; option.textContent = name;
     $("sample-class").appendChild(option);
   });
-  if (m.samples === null) $("sample-controls").hidden = true;
+  if (m.samples === null) { $("sample-controls").hidden = true; $("maps-panel").hidden = true; }
   else $("sample-index").max = m.samples - 1;
   setupCanvas();
   setupDrawing();
@@ -543,6 +609,10 @@ async function start() {
   });
   $("sample-load").addEventListener("click", () => loadSample(`index=${$("sample-index").value}`));
   $("sample-class-load").addEventListener("click", () => loadSample(`class=${$("sample-class").value}`));
+  $("maps-on").addEventListener("change", () => {
+    if (!$("maps-on").checked) $("maps").innerHTML = "";
+    else if (state.last) showMaps(state.last.input).catch((e) => status(String(e.message || e), true));
+  });
   for (const radio of document.querySelectorAll('input[name="scale"]')) {
     radio.addEventListener("change", () => { if (state.last) drawLayers(state.last.layers); });
   }
