@@ -57,14 +57,12 @@ def load(model: Any = None, trained_dir: str | Path = "trained",
     work over (a multi-worker one waits cluster_timeout seconds for its peers). report:
     receives the lines the command line prints (which bundle, which data, notes); without
     it, notes are CnnvizWarnings."""
-    from cnnviz.checks import path, real, text
+    from cnnviz.checks import flag, path, real, text
 
     trained_dir, data = path(trained_dir, "trained_dir"), path(data, "data", optional=True)
     text(dataset, "dataset", optional=True)
     real(cluster_timeout, "cluster_timeout", 0, above=True)
-    for name, value in (("resize", resize), ("trust_model", trust_model)):
-        if not isinstance(value, bool):
-            raise UsageError(f"{name} must be True or False, got {value!r}", name)
+    flag(resize, "resize"), flag(trust_model, "trust_model")
     if report is not None and not callable(report):
         raise UsageError(f"report must be a callable taking a line, got {report!r}", "report")
     from cnnviz.runtime import import_tensorflow

@@ -47,6 +47,13 @@ def _bounds(value, name: str, minimum, maximum) -> None:
         raise UsageError(f"{name} must be ≤ {maximum:g}, got {value:g}", name)
 
 
+def flag(value, name: str) -> bool:
+    """`value` when it is True or False (NumPy's bools too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise UsageError(f"{name} must be True or False, got {value!r}", name)
+    return bool(value)
+
+
 def text(value, name: str, optional: bool = False) -> str | None:
     """`value` when it is a string (or None, when optional)."""
     if value is None and optional:
@@ -98,5 +105,5 @@ def check_fields(instance) -> None:
             object.__setattr__(instance, field.name, _SIMPLE[kind](value, field.name))
         elif kind == "str":
             text(value, field.name)
-        elif kind == "bool" and not isinstance(value, (bool, np.bool_)):
-            raise UsageError(f"{field.name} must be True or False, got {value!r}", field.name)
+        elif kind == "bool":
+            flag(value, field.name)

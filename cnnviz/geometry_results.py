@@ -25,6 +25,8 @@ class GeometryResult(Shown):
     model: str
     split: str
     placing: Callable | None = field(default=None, compare=False)
+    pixels: np.ndarray | None = field(default=None, compare=False)  # the images, for thumbnails
+    thumbnails: bool = False  # save() draws the thumbnails figure too
 
     def __repr__(self) -> str:
         best = max(self.probe, key=self.probe.get)
@@ -56,10 +58,19 @@ class GeometryResult(Shown):
                 "layers": g.layers, "cka": np.round(g.cka, 6).tolist()}
 
     def show(self, which: str = "probe"):
-        """which: probe (the curve), embeddings (a panel per layer) or cka (the matrix)."""
-        from cnnviz.render.geometry import cka_heatmap, embedding_panels, probe_curve
+        """which: probe (the curve), embeddings (a panel per layer: a dot per image),
+        thumbnails (the same maps with images drawn at their places) or cka (the matrix)."""
+        from cnnviz.render.geometry import (cka_heatmap, embedding_panels, probe_curve,
+                                            thumbnail_panels)
 
         g = self.geometry
+        if which == "thumbnails":
+            if self.pixels is None:
+                raise ValueError("no images kept for thumbnails: make the result with m.geometry()")
+            return thumbnail_panels(g.coords, g.labels, self.pixels[:len(g.labels)], self.classes,
+                                    f"{self.model}: {self.split} images at their places in each "
+                                    "layer's map (a spread of them; grey dots: the others)",
+                                    g.embedding)
         if which == "embeddings":
             from cnnviz.probes.embedding import EMBEDDINGS
 
@@ -88,4 +99,4 @@ class GeometryResult(Shown):
                              **{f"mean_{n}": a for n, a in g.means.items()})
         return [folder / "geometry.json", arrays] + [
             save_figure(self.show(which), folder / figure_name(which))
-            for which in ("probe", "embeddings", "cka")]
+            for which in ("probe", "embeddings", "cka") + ("thumbnails",) * self.thumbnails]

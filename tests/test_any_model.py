@@ -209,7 +209,7 @@ def test_every_command_end_to_end(name, zoo_files, run_cli, tmp_path):
         assert "Traceback" not in result.output
     written = _manifest_paths(gallery)
     assert all((gallery / p).is_file() for p in written)
-    for folder in ("activations/", "filters/", "kernels/", "stats/"):
+    for folder in ("activations/", "filters/", "kernels/", "stats/", "geometry/"):
         assert any(p.startswith(folder) for p in written), folder
     assert any(p.startswith("explain/") for p in written) == (name == "keras_example")  # --no-explain
     page = (gallery / "index.html").read_text()

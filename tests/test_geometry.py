@@ -94,7 +94,7 @@ def test_the_last_hidden_layer_reads_the_class_like_the_network(trained, small_n
 
 
 def test_geometry_command_end_to_end(trained, small_npz, tmp_path, run_cli):
-    done = run_cli("geometry", "a2", "--layer", "conv3,dense1", "--limit", "300",
+    done = run_cli("geometry", "a2", "--layer", "conv3,dense1", "--limit", "300", "--thumbnails",
                    "--trained-dir", trained, "--data", small_npz, "--outputs-dir", tmp_path)
     assert done.code == 0, done.output
     folder = tmp_path / "a2" / "geometry"
@@ -104,9 +104,11 @@ def test_geometry_command_end_to_end(trained, small_npz, tmp_path, run_cli):
     listed = {e["path"] for e in json.loads((tmp_path / "a2" / "manifest.json").read_text())[
         "entries"]}
     assert {"geometry/probe.png", "geometry/embeddings.png", "geometry/cka.png",
-            "geometry/geometry.npz"} <= listed
+            "geometry/geometry.npz", "geometry/thumbnails.png"} <= listed
+    assert all((tmp_path / "a2" / path).is_file() for path in listed)
     with np.load(folder / "geometry.npz") as z:
         assert z["coords_dense1"].shape == (300, 2)
+        assert z["axes_dense1"].shape == (70, 2) and z["mean_dense1"].shape == (70,)
 
 
 @pytest.mark.parametrize("args,fragment", [
@@ -199,3 +201,14 @@ def test_umap_keeps_each_images_neighbours(trained, small_npz):
     g = m.geometry(layers="dense1", limit=200, embedding="umap")
     f = layer_outputs_in_test(m, "dense1", m.data().split("test")[0][:200])
     assert trustworthiness(f, g.coords["dense1"], n_neighbors=5) > 0.85
+
+
+def test_thumbnails_are_spread_so_none_covers_another():
+    from cnnviz.render.geometry import spread
+
+    points = np.random.default_rng(4).normal(size=(2000, 2)) * [5.0, 0.1]
+    kept = spread(points, 90, gap=0.07)
+    assert 10 < len(kept) <= 90 and len(set(kept.tolist())) == len(kept)
+    unit = (points - points.min(axis=0)) / np.ptp(points, axis=0)
+    gaps = np.abs(unit[kept][:, None] - unit[kept][None]).max(axis=2)
+    assert gaps[~np.eye(len(kept), dtype=bool)].min() >= 0.07

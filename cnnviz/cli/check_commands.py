@@ -82,19 +82,21 @@ def verify(model, images, split, tolerance, opening) -> None:
 @click.option("--embedding", default="pca", show_default=True, help="how each layer's map is "
               "made: pca (its first two principal axes), tsne or umap (these two need "
               "pip install 'cnnviz[embeddings]')")
+@click.option("--thumbnails", is_flag=True, help="also thumbnails.png: the maps with a spread "
+              "of the images drawn at their places")
 @probe_data_options
 @trained_dir_option
 @figure_options
 @strategy_option
 @outputs_dir_option
 @opens
-def geometry(model, layer_specs, split, limit, embedding, opening) -> None:
+def geometry(model, layer_specs, split, limit, embedding, thumbnails, opening) -> None:
     """How each layer sees the dataset: how well a linear classifier reads the class from it
     (a probe, Alain & Bengio 2016), where each image lands in a 2-D map of it (PCA, t-SNE or
     UMAP), and how similar the layers are (linear CKA, Kornblith et al. 2019).
 
     Writes outputs/NAME/geometry/ (geometry.json, geometry.npz, probe.png, embeddings.png,
-    cka.png).
+    cka.png; thumbnails.png with --thumbnails).
 
     \b
     Examples:
@@ -105,4 +107,4 @@ def geometry(model, layer_specs, split, limit, embedding, opening) -> None:
     m = opening.load(model)
     m.gallery("geometry", m.gallery_dir(opening.outputs_dir), **opening.figures,
               layers=",".join(layer_specs) or None, split=split, limit=limit,
-              embedding=embedding)
+              embedding=embedding, thumbnails=thumbnails)

@@ -17,7 +17,7 @@ from cnnviz import bundle
 from cnnviz.data import Dataset
 from cnnviz.errors import UsageError
 from cnnviz.galleries import activations, filters, kernels, stats
-from cnnviz.checks import whole
+from cnnviz.checks import flag, whole
 from cnnviz.galleries.activations import select_one_per_class
 from cnnviz.galleries.filters import pattern_settings
 from cnnviz.galleries.record import prepare, record
@@ -260,8 +260,7 @@ def write_atlas(m, out: Path, ascent: dict, split: str, limit: int | None, top: 
     top = whole(top, "top", 1)
     limit = None if limit is None else whole(limit, "limit", 1)
     dpi = None if dpi is None else whole(dpi, "dpi")  # its range: style.figure_output
-    if not isinstance(explain, bool):
-        raise UsageError(f"explain must be True or False, got {explain!r}", "explain")
+    flag(explain, "explain")
     settings = atlas_settings(m.loaded.image_shape, **ascent)
     data = m.data()
     with distributed.sharing(strategy) as shared, figure_output(dpi, format), \

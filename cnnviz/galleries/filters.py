@@ -11,7 +11,7 @@ import numpy as np
 
 from cnnviz.render.style import figure_name
 from cnnviz.atomic import atomic_path
-from cnnviz.checks import indices
+from cnnviz.checks import flag, indices
 from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.graph import graph_of
 from cnnviz.layers import activation_after, choose_layers, layers_for
@@ -47,9 +47,7 @@ def request(m, layers=None, maps=None, objective=None, split: str = "test", scal
     """The parts of `m.gallery("filters", ...)`: one per layer (default: every convolution),
     or one for a list of objectives. objective: "mean" or "center" (per map), or
     expressions ('conv3:17 - 0.5*conv3:4; output:7'), an Objective or a list of them."""
-    for name, value in (("per_scale", per_scale), ("save_arrays", save_arrays)):
-        if not isinstance(value, bool):
-            raise UsageError(f"{name} must be True or False, got {value!r}", name)
+    flag(per_scale, "per_scale"), flag(save_arrays, "save_arrays")
     kind, objectives = objective_request(m.model, objective)
     if objectives is not None and (layers is not None or maps is not None):
         raise UsageError("objective expressions name their own layers and maps; drop layers= "

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from cnnviz.checks import whole
+from cnnviz.checks import flag, whole
 from cnnviz.data import Dataset
 from cnnviz.errors import UsageError
 from cnnviz.geometry_results import GeometryResult
@@ -30,13 +30,15 @@ class GeometryOptions:
     split: str = "test"
     limit: int | None = None
     embedding: str = "pca"
+    thumbnails: bool = False
 
 
 def geometry_request(m, layers=None, split: str = "test", limit: int | None = None,
-                     embedding: str = "pca") -> GeometryOptions:
+                     embedding: str = "pca", thumbnails: bool = False) -> GeometryOptions:
     """layers: default every layer; split: the images embedded, compared and scored on (the
     probe trains on the other split); limit: the first N images of each split; embedding:
-    pca, tsne or umap (the last two need the optional extra cnnviz[embeddings])."""
+    pca, tsne or umap (the last two need the optional extra cnnviz[embeddings]); thumbnails:
+    also a figure with images drawn at their places."""
     if split not in ("test", "train"):
         raise UsageError(f"split must be test or train, got {split!r}", "split")
     check_embedding(embedding)
@@ -52,12 +54,14 @@ def geometry_request(m, layers=None, split: str = "test", limit: int | None = No
     if embedding != "pca" and images < 10:
         raise UsageError(f"embedding={embedding} needs at least 10 {split} images, the data "
                          f"has {images}", "embedding")
-    return GeometryOptions(tuple(chosen), data, split, limit, embedding)
+    return GeometryOptions(tuple(chosen), data, split, limit, embedding,
+                           flag(thumbnails, "thumbnails"))
 
 
-def request(m, layers=None, split="test", limit=None, embedding="pca") -> list[GeometryOptions]:
+def request(m, layers=None, split="test", limit=None, embedding="pca",
+            thumbnails=False) -> list[GeometryOptions]:
     """The part of `m.gallery("geometry", ...)`."""
-    return [geometry_request(m, layers, split, limit, embedding)]
+    return [geometry_request(m, layers, split, limit, embedding, thumbnails)]
 
 
 def computed(loaded: LoadedModel, options: GeometryOptions, strategy=None,
@@ -75,7 +79,7 @@ def computed(loaded: LoadedModel, options: GeometryOptions, strategy=None,
         return place(loaded.model, found, pick(images, split), loaded.preprocessing, strategy)
 
     return GeometryResult(found, loaded.classes(options.data.class_names), loaded.name,
-                          options.split, placing if pick else None)
+                          options.split, placing if pick else None, x, options.thumbnails)
 
 
 def run(loaded: LoadedModel, options: GeometryOptions, out: Path,
@@ -99,4 +103,7 @@ def run(loaded: LoadedModel, options: GeometryOptions, out: Path,
                   f"({EMBEDDINGS[options.embedding][2]}) {caption}, coloured by class",
                   "geometry-embeddings", "geometry"),
             entry(figure_name(f"{FOLDER}/cka"), f"linear CKA between the layers {caption}",
-                  "geometry-cka", "geometry")]
+                  "geometry-cka", "geometry")] + [
+            entry(figure_name(f"{FOLDER}/thumbnails"), f"a spread of the images {caption} drawn "
+                  "at their places in each layer's map", "geometry-thumbnails", "geometry")
+            ] * options.thumbnails

@@ -90,3 +90,63 @@ def cka_heatmap(cka: np.ndarray, rows: Sequence[str], columns: Sequence[str], ti
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def spread(points: np.ndarray, count: int, gap: float = 0.07, seed: int = 0) -> np.ndarray:
+    """Indices of up to `count` points at least `gap` apart (in the panel's 0–1 box), taken
+    in a seeded random order: thumbnails that do not cover each other."""
+    span = np.ptp(points, axis=0)
+    unit = (points - points.min(axis=0)) / np.where(span > 0, span, 1.0)
+    kept: list[int] = []
+    for i in np.random.default_rng(seed).permutation(len(points)):
+        if len(kept) == count:
+            break
+        if not kept or np.min(np.abs(unit[kept] - unit[i]).max(axis=1)) >= gap:
+            kept.append(int(i))
+    return np.array(kept, int)
+
+
+def thumbnail_panels(coords: dict[str, np.ndarray], labels: np.ndarray, pixels: np.ndarray,
+                     class_names: Sequence[str], title: str, embedding: str = "pca",
+                     count: int = 90, path: str | os.PathLike | None = None):
+    """One panel per layer: images themselves at their places in the layer's map (up to
+    `count`, spread so none covers another), each framed in its class's colour."""
+    import matplotlib
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    from cnnviz.probes.embedding import axis_names
+
+    names = list(coords)
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = new_axes(rows, cols, figsize=(4.6 * cols, 4.6 * rows + 0.8), squeeze=False)
+    colours = matplotlib.colormaps[CLASS_COLOURS]
+    grey = pixels.ndim == 3 or pixels.shape[-1] == 1
+    zoom = 16.0 / max(pixels.shape[1:3])  # about 16 pixels on screen per thumbnail at 100 dpi
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, name in zip(axes.ravel(), names):
+        points = coords[name]
+        ax.axis("on")
+        ax.scatter(points[:, 0], points[:, 1], s=1, color="0.85", linewidths=0)
+        for i in spread(points, count):
+            image = pixels[i][..., 0] if pixels[i].ndim == 3 and grey else pixels[i]
+            box = OffsetImage(np.asarray(image, np.uint8), zoom=zoom,
+                              cmap="gray_r" if grey else None)
+            ax.add_artist(AnnotationBbox(box, points[i], frameon=True, pad=0.1,
+                                         bboxprops={"edgecolor": colours(int(labels[i]) % 10),
+                                                    "linewidth": 1.2}))
+        first, second = axis_names(embedding)
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel(first, fontsize=7)
+        ax.set_ylabel(second, fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [matplotlib.lines.Line2D([], [], marker="s", linestyle="", markerfacecolor="none",
+                                       markeredgecolor=colours(c % 10), label=class_names[c])
+               for c in np.unique(labels) if c < len(class_names)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(10, len(handles)), fontsize=7,
+               frameon=False)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.96))
+    return save_figure(fig, path)
