@@ -42,7 +42,7 @@ def load(model: Any = None, trained_dir: str | Path = "trained",
          data: str | Path | None = None, dataset: str | None = None,
          preprocess: str | None = None, resize: bool = True,
          trust_model: bool = False, strategy: Any = None, cluster_timeout: float = 300,
-         report: Callable[[str], None] | None = None) -> "Inspected":
+         report: Callable[[str], None] | None = None, epoch: int | None = None) -> "Inspected":
     """Open a model: a bundle name or folder in `trained_dir`, a .keras file, a keras.Model
     object, or None for the newest bundle.
 
@@ -56,13 +56,15 @@ def load(model: Any = None, trained_dir: str | Path = "trained",
     see cnnviz.distributed), made before the model is read, that every method shares its
     work over (a multi-worker one waits cluster_timeout seconds for its peers). report:
     receives the lines the command line prints (which bundle, which data, notes); without
-    it, notes are CnnvizWarnings."""
-    from cnnviz.checks import flag, path, real, text
+    it, notes are CnnvizWarnings. epoch: a bundle trained with snapshots=K as it was after
+    that epoch (0: before training), named NAME-epoch-K."""
+    from cnnviz.checks import flag, path, real, text, whole
 
     trained_dir, data = path(trained_dir, "trained_dir"), path(data, "data", optional=True)
     text(dataset, "dataset", optional=True)
     real(cluster_timeout, "cluster_timeout", 0, above=True)
     flag(resize, "resize"), flag(trust_model, "trust_model")
+    epoch = None if epoch is None else whole(epoch, "epoch", 0)
     if report is not None and not callable(report):
         raise UsageError(f"report must be a callable taking a line, got {report!r}", "report")
     from cnnviz.runtime import import_tensorflow
@@ -86,10 +88,13 @@ def load(model: Any = None, trained_dir: str | Path = "trained",
         strategy = distributed.make_strategy(strategy, cluster_timeout) \
             if isinstance(strategy, str) else strategy
     if model is not None and not isinstance(model, (str, Path)):
+        if epoch is not None:
+            raise UsageError("epoch is for a bundle trained with snapshots=K, not a "
+                             "keras.Model object", "epoch")
         loaded = from_keras_model(model, preprocess)
     else:
         loaded = load_model(None if model is None else str(model), Path(trained_dir),
-                            preprocess=preprocess, trust=trust_model)
+                            preprocess=preprocess, trust=trust_model, epoch=epoch)
     note = input_note(loaded.preprocessing)
     if report is not None:
         for line in (loaded.ref.note, note):
@@ -153,6 +158,7 @@ def train(preset: str | None = None, name: str | None = None, dataset: str | Non
           strategy: Any = None, cluster_timeout: float = 300, config: str | Path | None = None,
           runs: int = 1, resume: bool = False, from_initial: str | None = None,
           device: str = "auto", tensorboard: str | Path | None = None, verbose: int = 0,
+          snapshots: int | None = None, live: Any = "auto",
           report: Callable[[str], None] | None = None, **settings: Any) -> Any:
     """Train a network into trained_dir/NAME (a bundle) and return it opened.
 
@@ -165,10 +171,20 @@ def train(preset: str | None = None, name: str | None = None, dataset: str | Non
     every epoch; verbose: Keras' fit output (0 none, 1 a bar, 2 a line per epoch); report:
     receives the lines the command prints. strategy: a tf.distribute strategy or its name
     (auto, default, mirrored, multi-worker; see cnnviz.distributed); batch_size is the
-    global batch. tensorboard: also write TensorBoard logs into this folder."""
+    global batch. tensorboard: also write TensorBoard logs into this folder (with snapshots,
+    their kernels, maps and histograms too). snapshots=K: record the network at the start
+    and every K epochs into the bundle (its weights, every layer's output for one test image
+    per class, each map's top training images, dead maps, a few patterns; see
+    cnnviz.load(name, epoch=k) and the atlas's "over training"). live: in a Jupyter kernel
+    ("auto") or when True, the curves are shown in the cell and redrawn after every epoch
+    (Kernel → Interrupt stops training; the bundle keeps the last finished epoch and
+    resume=True continues it)."""
     from cnnviz.checks import path, whole
 
     trained_dir, runs = path(trained_dir, "trained_dir"), whole(runs, "runs", 1)
+    snapshots = None if snapshots is None else whole(snapshots, "snapshots", 1)
+    if live not in ("auto", True, False):
+        raise UsageError(f"live must be \"auto\", True or False, got {live!r}", "live")
     from cnnviz.runtime import import_tensorflow
 
     import_tensorflow()
@@ -179,7 +195,8 @@ def train(preset: str | None = None, name: str | None = None, dataset: str | Non
                          config=config, settings=settings, runs=runs, resume=resume,
                          force=force, from_initial=from_initial, device=device,
                          tensorboard=tensorboard, verbose=verbose, progress=progress,
-                         strategy=strategy, cluster_timeout=cluster_timeout, report=report)
+                         strategy=strategy, cluster_timeout=cluster_timeout,
+                         snapshots=snapshots, live=live, report=report)
     opened = [Inspected(loaded, data, report=report) for loaded in trained]
     return opened[0] if runs == 1 else opened
 

@@ -91,6 +91,7 @@ class LoadedModel:
     model: keras.Model
     run: dict
     preprocessing: Preprocessing
+    epoch: int | None = None  # a snapshot's epoch: the weights as they were then
 
     @property
     def name(self) -> str:
@@ -125,15 +126,26 @@ class LoadedModel:
 
 def load_model(ref: str | None, trained_root: Path, compile: bool = False,
                preprocess: str | Preprocessing | None = None,
-               trust: bool | None = None) -> LoadedModel:
+               trust: bool | None = None, epoch: int | None = None) -> LoadedModel:
     """Load a bundle (by name or folder) or a plain .keras file; None: the newest bundle.
 
     preprocess: how pixels become input for a plain model (see cnnviz.inputs); a bundle
-    records its own."""
+    records its own. epoch: the bundle's weights as they were after that epoch (one of its
+    snapshots, see cnnviz.snapshots), named NAME-epoch-K."""
     found = resolve(ref, trained_root)
+    if epoch is not None and found.bundle_dir is None:
+        raise UsageError(f"epoch={epoch}: {found.name} is a plain .keras file; only a bundle "
+                         "trained with snapshots=K has earlier epochs", "epoch")
     run = read_run(found.bundle_dir) if found.bundle_dir else {}
     model = read_keras(found.model_path, compile=compile, trust=trust)
     check_model(model)
+    if epoch is not None:
+        from dataclasses import replace
+
+        from cnnviz import snapshots
+
+        model.set_weights(snapshots.weights(snapshots.read(found.bundle_dir, epoch)))
+        found = replace(found, name=f"{found.name}-epoch-{epoch}")
     if found.bundle_dir:
         if preprocess is not None:
             raise UsageError(f"{found.name} is a cnnviz bundle: its preprocessing is recorded "
@@ -142,7 +154,7 @@ def load_model(ref: str | None, trained_root: Path, compile: bool = False,
                                        graph_of(model).input_shape[1:3])
     else:
         prep = input_convention(model, preprocess)
-    return LoadedModel(found, model, run, prep)
+    return LoadedModel(found, model, run, prep, epoch)
 
 
 def from_keras_model(model: keras.Model, preprocess: str | Preprocessing | None = None) -> LoadedModel:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -23,6 +24,7 @@ from cnnviz.data import IMAGE_SIDE, Dataset, load_dataset
 from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.model import LoadedModel, load_model
 from cnnviz.render.figures import training_curves
+from cnnviz.render.notebook import LiveCurves, in_kernel
 from cnnviz.runtime import select_device
 from cnnviz.spec import (NetworkSpec, TrainSpec, network_from_json, read_config,
                          resolve_settings, same_settings, specs_from_settings)
@@ -43,6 +45,58 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.progress(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+
+class Snapshots(keras.callbacks.Callback):
+    """A snapshot of the bundle (cnnviz.probes.snapshot) at the start, every `every` epochs
+    and after the last; a resumed run continues the series with the same plan, and takes
+    the snapshot of its first epoch if the interrupted run had not written it."""
+
+    def __init__(self, folder: Path, every: int, data: Dataset):
+        super().__init__()
+        self.folder, self.every, self.data = folder, every, data
+        self.plan = self.recorder = None
+
+    def on_train_begin(self, logs=None):
+        from cnnviz import snapshots
+        from cnnviz.inputs import Preprocessing
+        from cnnviz.layers import layers_for
+        from cnnviz.probes.snapshot import SnapshotPlan, SnapshotRecorder, plan_for
+
+        run = bundle.read_run(self.folder)
+        there = snapshots.epochs(self.folder)
+        if there:  # the plan the series began with
+            last = snapshots.read(self.folder, there[-1])
+            self.plan = SnapshotPlan(tuple(map(str, last["plan/layers"])),
+                                     tuple(map(str, last["plan/conv_layers"])),
+                                     last["plan/probe_index"], last["plan/subset_index"])
+        else:
+            self.plan = plan_for(layers_for(self.model, "activations"),
+                                 layers_for(self.model, "kernels"), self.data.y_test,
+                                 len(self.data.x_train))
+        self.recorder = SnapshotRecorder(
+            self.model, Preprocessing.from_json(run["preprocessing"]), self.plan,
+            self.data.x_test[self.plan.probe_index], self.data.x_train[self.plan.subset_index])
+        start = int(run.get("epochs_completed", 0))
+        if self._due(start) and start not in there:
+            self._take(start, {})
+
+    def _due(self, epoch: int) -> bool:
+        return epoch == 0 or epoch % self.every == 0 or epoch == self.params.get("epochs")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if all(math.isfinite(v) for v in logs.values()) and self._due(epoch + 1):
+            self._take(epoch + 1, logs)
+
+    def _take(self, epoch: int, logs: dict) -> None:
+        import numpy as np
+
+        from cnnviz import snapshots
+
+        arrays = self.recorder.record() | self.plan.arrays()
+        arrays |= {f"metric/{k}": np.array(v) for k, v in logs.items()}
+        snapshots.write(self.folder, epoch, arrays)
 
 
 @dataclass
@@ -99,11 +153,13 @@ def run_plan(plan: Plan, trained_dir: Path, data: Dataset, device: str = "cpu",
              callbacks: list = (), tensorboard_dir: Path | None = None,
              verbose: int | str = 0, log: Callable[[str], None] | None = None,
              announce: Callable[[str, TrainSpec], None] | None = None,
-             write_dir: Path | None = None, strategy=None) -> Iterator[tuple[str, TrainResult]]:
+             write_dir: Path | None = None, strategy=None, snapshots: int | None = None,
+             after_epoch: Callable[[Path, dict, int], None] = draw_curves
+             ) -> Iterator[tuple[str, TrainResult]]:
     """Train every bundle of the plan in turn, yielding (name, result) as each ends;
     `announce(name, training)` is called as each starts. write_dir: where a worker that is
     not the chief writes its copy (a bundle to resume is copied there first); trained_dir
-    is then only read."""
+    is then only read. snapshots: take one every that many epochs (see Snapshots)."""
     if data.image_shape != (IMAGE_SIDE, IMAGE_SIDE):
         raise CnnvizError(f"{data.source}: x_train has shape {data.x_train.shape}; expected "
                           f"(N, {IMAGE_SIDE}, {IMAGE_SIDE}) or (N, {IMAGE_SIDE}, {IMAGE_SIDE}, 1): "
@@ -124,7 +180,9 @@ def run_plan(plan: Plan, trained_dir: Path, data: Dataset, device: str = "cpu",
         yield name, train_bundle(folder, plan.network, training, data, preset=plan.preset,
                                  device=device, resume=plan.resumed is not None,
                                  initial_weights=plan.initial, tensorboard_dir=tensorboard_dir,
-                                 callbacks=list(callbacks), after_epoch=draw_curves,
+                                 callbacks=list(callbacks) + ([Snapshots(folder, snapshots, data)]
+                                                              if snapshots else []),
+                                 after_epoch=after_epoch,
                                  verbose=verbose, log=log, strategy=strategy)
 
 
@@ -135,7 +193,8 @@ def train_runs(trained_dir: Path, *, preset: str | None = None, name: str | None
                from_initial: str | None = None, device: str = "auto",
                tensorboard: str | Path | None = None, verbose: int | str = 0,
                progress: Callable[[int, dict], None] | None = None, strategy=None,
-               cluster_timeout: float = 300,
+               cluster_timeout: float = 300, snapshots: int | None = None,
+               live: bool | str = False,
                report: Callable[[str], None] | None = None) -> list[LoadedModel]:
     """`cnnviz.train` and `cnnviz train`: plan, lock each bundle, train every run, and return
     them loaded; `report` receives the lines the command prints (data, each run's start and
@@ -169,15 +228,25 @@ def train_runs(trained_dir: Path, *, preset: str | None = None, name: str | None
             say(f"note: this worker's copy of {trained_dir.name} goes to {write_dir}, removed "
                 f"when it ends; the chief writes {trained_dir}")
 
+        shown: dict = {}  # the live curves of each run, in a notebook
+
         def announce(each: str, training: TrainSpec) -> None:
             say(f"model: {each} ({plan.preset or 'custom'}), device {used_device}, "
                 f"{training.epochs} epochs, batch {training.batch_size}, seed {training.seed}")
+            if live is True or (live == "auto" and in_kernel()):
+                shown[each] = LiveCurves(each, training.epochs)
+
+        def after_epoch(folder: Path, history: dict, epoch: int) -> None:
+            draw_curves(folder, history, epoch)
+            if folder.name in shown:
+                shown[folder.name].update(history, epoch)
 
         accuracies = []
         for each, result in run_plan(plan, trained_dir, found, used_device,
                                      [EpochProgress(progress)] if progress else [],
                                      Path(tensorboard) if tensorboard and chief else None,
-                                     verbose, say, announce, write_dir, strategy):
+                                     verbose, say, announce, write_dir, strategy, snapshots,
+                                     after_epoch):
             metrics, seconds = result.run["metrics"], result.history.get("seconds", [])
             accuracies.append(metrics["test_accuracy"])
             say(f"done: {each}: {len(seconds)} epochs on {found.name} ({found.source}); test "

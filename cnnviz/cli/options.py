@@ -80,6 +80,9 @@ def probe_data_options(func):
     """--dataset / --data for commands that read images: default, the bundle's own data;
     and the model input options."""
     func = model_input_options(func)
+    func = click.option("--epoch", type=int, metavar="K", default=None,
+                        help="the bundle as it was after epoch K (0: before training), from a "
+                             "run trained with --snapshots")(func)
     func = click.option("--data", "data_path", type=click.Path(path_type=Path),
                         help="a .npz, a folder of IDX files or of class subfolders of images "
                              "(default: the bundle's own data source)")(func)
@@ -143,6 +146,7 @@ class Opening:
     format: str | None = None
     outputs_dir: Path = Path("outputs")
     trust_model: bool = False
+    epoch: int | None = None
     said_sharing: bool = False
 
     def load(self, model: str | None, err: bool = False):
@@ -152,7 +156,7 @@ class Opening:
         opened = cnnviz.load(model, self.trained_dir, data=self.data_path, dataset=self.dataset,
                              preprocess=self.preprocess, resize=not self.no_resize,
                              trust_model=self.trust_model, strategy=self.strategy,
-                             cluster_timeout=self.cluster_timeout,
+                             cluster_timeout=self.cluster_timeout, epoch=self.epoch,
                              report=say_err if err else say)
         if opened.sharing and not self.said_sharing:
             click.echo(opened.sharing, err=True)

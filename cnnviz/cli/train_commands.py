@@ -33,13 +33,17 @@ from cnnviz.spec import PRESETS
 @click.option("--force", is_flag=True, help="replace an existing bundle of the same name")
 @click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path),
               help="also write TensorBoard logs here")
+@click.option("--snapshots", type=int, metavar="K", help="record the network at the start and "
+              "every K epochs into the bundle (weights, every layer's output for one test image "
+              "per class, top images, dead maps, patterns): the atlas shows them over training")
 @click.option("--quiet", is_flag=True, help="no per-step progress bar")
 @click.option("--runs", type=int, default=1, show_default=True,
               help="train N bundles NAME-1 … NAME-N with seeds SEED … SEED+N-1, all else equal")
 @strategy_option
 @trained_dir_option
 def train(preset, config, name, dataset, data_path, device, resume, from_initial, force,
-          tensorboard, quiet, runs, strategy, cluster_timeout, trained_dir, **overrides) -> None:
+          tensorboard, snapshots, quiet, runs, strategy, cluster_timeout, trained_dir,
+          **overrides) -> None:
     """Train a network and save it as a model bundle in trained/NAME/.
 
     \b
@@ -57,6 +61,7 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
     cnnviz.train(preset, name, dataset, data_path, trained_dir, force, strategy=strategy,
                  cluster_timeout=cluster_timeout, config=config, runs=runs, resume=resume,
                  from_initial=from_initial, device=device, tensorboard=tensorboard,
+                 snapshots=snapshots, live=False,
                  verbose=0 if quiet else (1 if sys.stdout.isatty() else 2), report=say,
                  **overrides)
 

@@ -121,6 +121,8 @@ def curves(job: AtlasJob) -> list[dict]:
     """The bundle's training curves (drawn from history.csv); none for a plain .keras file."""
     folder = job.loaded.ref.bundle_dir
     history = bundle.read_history(folder) if folder is not None else {}
+    if job.loaded.epoch is not None:  # a snapshot: the curves up to its epoch
+        history = {k: v[:job.loaded.epoch] for k, v in history.items()}
     if not history:
         return []
     (job.out / TRAIN).mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,18 @@ def training_curves(history: dict[str, list[float]], path: str | os.PathLike,
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        rates = history.get("learning_rate", [])
+        if metric == "loss" and rates:  # what the optimiser was told, on its own axis
+            twin = ax.twinx()
+            twin.plot(range(1, len(rates) + 1), rates, ":", color="0.45", label="learning rate")
+            twin.set_ylabel("learning rate", color="0.45", fontsize=8)
+            twin.tick_params(labelsize=7, colors="0.45")
+            twin.set_ylim(0, max(rates) * 1.15 or 1)
+            lines, names = ax.get_legend_handles_labels()
+            extra, extra_names = twin.get_legend_handles_labels()
+            ax.legend(lines + extra, names + extra_names)
+        else:
+            ax.legend()
         epochs = len(history.get(metric, []))
         if epochs:
             ax.set_xticks(range(1, epochs + 1, max(1, epochs // 10)))
