@@ -52,10 +52,12 @@ class Snapshots(keras.callbacks.Callback):
     and after the last; a resumed run continues the series with the same plan, and takes
     the snapshot of its first epoch if the interrupted run had not written it."""
 
-    def __init__(self, folder: Path, every: int, data: Dataset):
+    def __init__(self, folder: Path, every: int, data: Dataset,
+                 tensorboard_dir: Path | None = None):
         super().__init__()
         self.folder, self.every, self.data = folder, every, data
-        self.plan = self.recorder = None
+        self.tensorboard_dir = tensorboard_dir  # the snapshots as images and histograms too
+        self.plan = self.recorder = self.writer = None
 
     def on_train_begin(self, logs=None):
         from cnnviz import snapshots
@@ -97,6 +99,11 @@ class Snapshots(keras.callbacks.Callback):
         arrays = self.recorder.record() | self.plan.arrays()
         arrays |= {f"metric/{k}": np.array(v) for k, v in logs.items()}
         snapshots.write(self.folder, epoch, arrays)
+        if self.tensorboard_dir is not None:
+            from cnnviz.probes.snapshot_summaries import summary_writer, write_summaries
+
+            self.writer = self.writer or summary_writer(self.tensorboard_dir / "snapshots")
+            write_summaries(self.writer, epoch, arrays, self.model, self.plan.conv_layers)
 
 
 @dataclass
@@ -180,8 +187,9 @@ def run_plan(plan: Plan, trained_dir: Path, data: Dataset, device: str = "cpu",
         yield name, train_bundle(folder, plan.network, training, data, preset=plan.preset,
                                  device=device, resume=plan.resumed is not None,
                                  initial_weights=plan.initial, tensorboard_dir=tensorboard_dir,
-                                 callbacks=list(callbacks) + ([Snapshots(folder, snapshots, data)]
-                                                              if snapshots else []),
+                                 callbacks=list(callbacks) + ([Snapshots(
+                                     folder, snapshots, data, tensorboard_dir)]
+                                     if snapshots else []),
                                  after_epoch=after_epoch,
                                  verbose=verbose, log=log, strategy=strategy)
 

@@ -154,3 +154,33 @@ def test_a_resumed_run_continues_the_series_without_a_gap_or_a_duplicate(tmp_pat
                       "--outputs-dir", tmp_path / "out")
     assert missing.code == 2 and "has no snapshot of that epoch; it has epochs 0, 2, 4, 5" in missing.err
     assert "Traceback" not in missing.output
+
+
+def test_tensorboard_gets_the_snapshots_as_images_and_histograms(tmp_path, small_npz):
+    """Read back with TensorBoard's own event reader: kernels, maps and patterns for its
+    Images tab, weights and activations for Histograms, one step per snapshot."""
+    pytest.importorskip("tensorboard")
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+
+    cnnviz.train(name="tb", data=small_npz, trained_dir=tmp_path, epochs=2, snapshots=1,
+                 tensorboard=tmp_path / "logs", live=False)
+    events = EventAccumulator(str(tmp_path / "logs" / "snapshots"), size_guidance={"tensors": 0})
+    events.Reload()
+    assert len(list((tmp_path / "logs" / "snapshots").iterdir())) == 1  # one event file
+    plugin = {tag: events.SummaryMetadata(tag).plugin_data.plugin_name
+              for tag in events.Tags()["tensors"]}
+    for tag in ("kernels/conv1", "kernels/conv3", "patterns/conv2", "maps/conv1", "maps/pool2"):
+        assert plugin.get(tag) == "images", (tag, plugin)
+    for tag in ("weights/conv1/0", "weights/dense1/1", "activations/dense1", "activations/output"):
+        assert plugin.get(tag) == "histograms", (tag, plugin)
+    assert [e.step for e in events.Tensors("kernels/conv1")] == [0, 1, 2]
+    width, height, *pngs = tf.make_ndarray(events.Tensors("kernels/conv1")[0].tensor_proto)
+    assert (int(width), int(height), len(pngs)) == (4 * (6 * 4 - 1), 4 * (6 * 4 - 1), 1)  # 32 3×3
+    _, _, *maps = tf.make_ndarray(events.Tensors("maps/conv1")[2].tensor_proto)
+    assert len(maps) == 10  # one mosaic per probe image, one image per class
+    stored = snapshots.weights(snapshots.read(tmp_path / "tb", 2))[0]
+    buckets = tf.make_ndarray(events.Tensors("weights/conv1/0")[-1].tensor_proto)  # (k, 3)
+    assert buckets[:, 2].sum() == pytest.approx(stored.size)
+    assert buckets[0, 0] == pytest.approx(float(stored.min()), abs=1e-6)
+    assert buckets[-1, 1] == pytest.approx(float(stored.max()), abs=1e-6)
