@@ -15,9 +15,9 @@ from cnnviz.errors import UsageError
 from cnnviz.names import slug
 from cnnviz.techniques import folder
 
-TRAIN, ACTIVATIONS, FILTERS, KERNELS, STATS, EXPLAIN, COMPARE, TRACE, VERIFY, GEOMETRY = (
+TRAIN, ACTIVATIONS, FILTERS, KERNELS, STATS, EXPLAIN, COMPARE, TRACE, VERIFY, GEOMETRY, EPOCHS = (
     folder(name) for name in ("train", "activations", "filters", "kernels", "stats", "explain",
-                              "compare", "trace", "verify", "geometry"))
+                              "compare", "trace", "verify", "geometry", "epochs"))
 CURVES = f"{TRAIN}/curves.png"
 STATS_JSON = f"{STATS}/stats.json"
 STATS_CSV = f"{STATS}/stats.csv"

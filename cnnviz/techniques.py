@@ -30,6 +30,7 @@ TECHNIQUES = (
     Technique("filters", "filters", "layer", "patterns", "filters"),
     Technique("kernels", "kernels", "layer", "kernels", "kernels"),
     Technique("stats", "stats", "layer", "stats", "stats"),
+    Technique("epochs", "over training", "layer", "epochs", "epochs"),
     Technique("explain", "Why (explain)", "after", "explain", "explain"),
     Technique("trace", "Arithmetic (trace)", "after", None, "trace"),
     Technique("geometry", "Geometry (probes, PCA, CKA)", "after", "geometry", "geometry"),

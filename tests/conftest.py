@@ -69,6 +69,31 @@ def trained(tmp_path_factory, small_npz) -> Path:
     return train_with_cli(tmp_path_factory.mktemp("trained"), small_npz, "a2")
 
 
+@pytest.fixture(scope="session")
+def snapped(trained, small_npz, tmp_path_factory) -> Path:
+    """A copy of bundle `a2` with two snapshots (epochs 0 and 1, recorded by the real
+    recorder from its final weights): a trained root for the `epochs` technique."""
+    import shutil
+
+    from cnnviz import snapshots
+    from cnnviz.data import dataset_for
+    from cnnviz.layers import layers_for
+    from cnnviz.model import load_model
+    from cnnviz.probes.snapshot import SnapshotRecorder, plan_for
+
+    root = tmp_path_factory.mktemp("snapped")
+    shutil.copytree(trained / "a2", root / "a2")
+    loaded = load_model("a2", root)
+    data = dataset_for(loaded, path=small_npz)
+    plan = plan_for(layers_for(loaded.model, "activations"), layers_for(loaded.model, "kernels"),
+                    data.y_test, len(data.x_train))
+    recorder = SnapshotRecorder(loaded.model, loaded.preprocessing, plan,
+                                data.x_test[plan.probe_index], data.x_train[plan.subset_index])
+    for epoch in (0, 1):
+        snapshots.write(root / "a2", epoch, recorder.record() | plan.arrays())
+    return root
+
+
 def atlas_with_cli(trained: Path, out: Path, *options: str) -> Path:
     """A real `cnnviz atlas` of bundle `a2` (few steps, few images); returns its gallery."""
     from cnnviz.cli import main

@@ -270,3 +270,26 @@ def test_drawing_on_the_live_page_changes_what_every_layer_shows(browser, live_s
     finally:
         browser.close()
         browser.switch_to.window(browser.window_handles[0])
+
+
+def test_the_over_training_slider_shows_each_epochs_picture(browser, snapped, small_npz, tmp_path,
+                                                            run_cli):
+    """Issue 32: the layer's frames (one per snapshot) are one figure whose slider steps
+    through the epochs, offline (plain JavaScript in the page)."""
+    from selenium.webdriver.common.by import By
+
+    for args in (("epochs", "a2", "--layer", "conv2", "--data", small_npz), ("gallery", "a2")):
+        done = run_cli(*args, "--trained-dir", snapped, "--outputs-dir", tmp_path)
+        assert done.code == 0, done.output
+    browser.get((tmp_path / "a2" / "index.html").as_uri())
+    slider = browser.find_element(By.CSS_SELECTOR, "#layer-conv2 figure.series input[type=range]")
+    figure = browser.find_element(By.CSS_SELECTOR, "#layer-conv2 figure.series")
+    picture = figure.find_element(By.TAG_NAME, "img")
+    assert picture.get_attribute("src").endswith("epochs/conv2/epoch-0001.png")  # the last first
+    for epoch in (0, 1):
+        browser.execute_script("arguments[0].value = arguments[1];"
+                               "arguments[0].dispatchEvent(new Event('input'));", slider, epoch)
+        assert picture.get_attribute("src").endswith(f"epochs/conv2/epoch-{epoch:04d}.png")
+        assert figure.find_element(By.TAG_NAME, "output").text.startswith(f"conv2 after epoch {epoch}")
+        assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
+                                      picture) > 100  # the picture is there and drawn

@@ -15,9 +15,10 @@ from cnnviz.techniques import TECHNIQUES
 RECIPES = [t for t in TECHNIQUES if t.recipe is not None]
 
 
-def small_options(name: str, loaded, data):
+def small_options(name: str, loaded, data, snapped=None):
     """Options that make each recipe write a little of everything it writes."""
     from cnnviz.galleries.activations import ActivationOptions, select_images
+    from cnnviz.galleries.epochs import EpochsOptions
     from cnnviz.galleries.explain import ExplainOptions
     from cnnviz.galleries.geometry import GeometryOptions
     from cnnviz.galleries.filters import PatternOptions
@@ -41,18 +42,24 @@ def small_options(name: str, loaded, data):
         "verify": lambda: VerifyOptions(np.asarray(data.x_test[:4])),
         "trace": lambda: TraceOptions("conv2", 1, (2, 3), one.pixels[0], one.stem(0)),
         "geometry": lambda: GeometryOptions(("conv3", "dense1"), data, limit=60),
+        "epochs": lambda: EpochsOptions(snapped / "a2", (0, 1), ("conv2",), data),
     }[name]()
 
 
 @pytest.mark.parametrize("technique", RECIPES, ids=[t.name for t in RECIPES])
-def test_every_recipe_writes_what_it_lists_in_its_own_folder(technique, loaded, small_npz, tmp_path):
+def test_every_recipe_writes_what_it_lists_in_its_own_folder(technique, loaded, small_npz, tmp_path,
+                                                              snapped):
     from cnnviz.data import dataset_for
+    from cnnviz.model import load_model
+
+    if technique.name == "epochs":  # a bundle with snapshots
+        loaded = load_model("a2", snapped)
 
     recipe = importlib.import_module(f"cnnviz.galleries.{technique.recipe}")
     assert list(inspect.signature(recipe.run).parameters) == ["loaded", "options", "out",
                                                               "report", "progress"]
     data = dataset_for(loaded, path=small_npz)
-    entries = recipe.run(loaded, small_options(technique.name, loaded, data), tmp_path,
+    entries = recipe.run(loaded, small_options(technique.name, loaded, data, snapped), tmp_path,
                          lambda line: None, lambda steps: None)
     listed = {e["path"] for e in entries}
     written = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
@@ -87,12 +94,13 @@ SMALL_REQUESTS = {
     "verify": dict(images=4),
     "trace": dict(layer="conv2", map=1, at=(2, 3)),
     "geometry": dict(layers="conv3,dense1", limit=60),
+    "epochs": dict(layers="conv2"),
 }
 
 
 @pytest.mark.parametrize("technique", RECIPES, ids=[t.name for t in RECIPES])
 def test_every_recipe_checks_its_request_and_records_what_it_writes(technique, trained, small_npz,
-                                                                    tmp_path):
+                                                                    tmp_path, snapped):
     import json
 
     import cnnviz
@@ -100,7 +108,8 @@ def test_every_recipe_checks_its_request_and_records_what_it_writes(technique, t
     recipe = importlib.import_module(f"cnnviz.galleries.{technique.recipe}")
     assert list(inspect.signature(recipe.request).parameters)[0] == "m"
     lines: list[str] = []
-    m = cnnviz.load("a2", trained_dir=trained, data=small_npz, report=lines.append)
+    m = cnnviz.load("a2", trained_dir=snapped if technique.name == "epochs" else trained,
+                    data=small_npz, report=lines.append)
     wrong = {"explain": dict(methods="nosuch"), "verify": dict(images=0),
              "trace": dict(layer="nosuch")}.get(technique.name, dict(layers="nosuch"))
     with pytest.raises(cnnviz.UsageError,

@@ -184,3 +184,27 @@ def test_tensorboard_gets_the_snapshots_as_images_and_histograms(tmp_path, small
     assert buckets[:, 2].sum() == pytest.approx(stored.size)
     assert buckets[0, 0] == pytest.approx(float(stored.min()), abs=1e-6)
     assert buckets[-1, 1] == pytest.approx(float(stored.max()), abs=1e-6)
+
+
+def test_the_epochs_command_end_to_end_and_without_snapshots(snapped, trained, small_npz,
+                                                             tmp_path, run_cli):
+    done = run_cli("epochs", "a2", "--trained-dir", snapped, "--data", small_npz,
+                   "--outputs-dir", tmp_path)
+    assert done.code == 0, done.output
+    gallery = tmp_path / "a2"
+    listed = {e["path"] for e in json.loads((gallery / "manifest.json").read_text())["entries"]}
+    assert {"epochs/conv2/over-training.png", "epochs/conv2/epoch-0000.png",
+            "epochs/conv2/epoch-0001.png", "epochs/dense1/activity.png",
+            "epochs/epochs.json"} <= listed
+    assert all((gallery / p).is_file() for p in listed)
+    numbers = json.loads((gallery / "epochs" / "epochs.json").read_text())
+    stored = snapshots.read(snapped / "a2", 1)
+    assert numbers["epochs"] == [0, 1] and numbers["dead"]["conv3"][1] == int(stored["dead/conv3"])
+    assert run_cli("gallery", "a2", "--trained-dir", snapped, "--outputs-dir", tmp_path).code == 0
+    page = (gallery / "index.html").read_text()
+    assert 'type="range"' in page and "epoch-0001.png" in page
+    refused = run_cli("epochs", "a2", "--trained-dir", trained, "--data", small_npz,
+                      "--outputs-dir", tmp_path / "none")
+    assert refused.code == 2 and refused.err.count("\n") == 1, refused.err
+    assert "a2 has no snapshots to show: train it with --snapshots K" in refused.err
+    assert not (tmp_path / "none").exists()

@@ -191,3 +191,28 @@ def stats(model, layer_specs, split, limit, top, other, batch_size, opening) -> 
     m.gallery("stats", m.gallery_dir(opening.outputs_dir), progress_bars(), **opening.figures,
               layers=",".join(layer_specs) or None, split=split, limit=limit, top=top,
               batch_size=batch_size, compare=second)
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--layer", "layer_specs", multiple=True, metavar="NAMES",
+              help="a conv layer, a comma list, or all (default: every snapshot one)")
+@probe_data_options
+@trained_dir_option
+@figure_options
+@outputs_dir_option
+@opens
+def epochs(model, layer_specs, opening) -> None:
+    """The network over its training, from the snapshots of `cnnviz train --snapshots K`:
+    for each convolution a grid (a few maps' kernel, output, top image and pattern at each
+    snapshot, as Zeiler & Fergus's figure 4) and a frame per snapshot; each layer's dead
+    maps and mean output per epoch.
+
+    \b
+    Examples:
+      cnnviz train --name watched --epochs 10 --snapshots 1
+      cnnviz epochs watched
+    """
+    m = opening.load(model)
+    m.gallery("epochs", m.gallery_dir(opening.outputs_dir), **opening.figures,
+              layers=",".join(layer_specs) or None)

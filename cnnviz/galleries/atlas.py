@@ -223,12 +223,27 @@ def layer_geometry(job: AtlasJob) -> list[dict]:
     return geometry.run(job.loaded, options, job.out, lambda line: job.say(f"  {line}"))
 
 
+def over_training(job: AtlasJob) -> list[dict]:
+    """The bundle over its training, when it was trained with snapshots (else nothing)."""
+    from cnnviz import snapshots
+    from cnnviz.galleries import epochs
+
+    folder = job.loaded.ref.bundle_dir
+    found = tuple(snapshots.epochs(folder)) if folder is not None else ()
+    if not found or job.loaded.epoch is not None:
+        return []
+    planned = {str(n) for n in snapshots.read(folder, found[0])["plan/conv_layers"]}
+    options = epochs.EpochsOptions(folder, found, tuple(n for n in job.chosen.kernels
+                                                        if n in planned), job.data)
+    return epochs.run(job.loaded, options, job.out, lambda line: job.say(f"  {line}"))
+
+
 VERIFY_IMAGES = 100
 GEOMETRY_IMAGES = 1000
 STAGE_RUNS: dict[str, Callable[[AtlasJob], list[dict]]] = {
     "train": curves, "verify": verification, "activations": class_samples,
     "filters": all_patterns, "kernels": all_kernels, "stats": all_stats,
-    "explain": class_explanations, "geometry": layer_geometry}
+    "explain": class_explanations, "geometry": layer_geometry, "epochs": over_training}
 # Stages with many figures to draw run early: a worker draws them while the patterns compute.
 DRAW_EARLY = ("stats", "explain")
 STAGES: list[tuple[str, Callable[[AtlasJob], list[dict]]]] = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import os
 import shutil
 import uuid
@@ -60,7 +61,13 @@ main.card{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,38
 section.after figure img{max-width:min(100%,380px)}
 section.after .grid figure{flex:0 1 400px}
 .pager a{margin-right:18px}
+figure.series input{width:min(100%,520px)}figure.series output{margin-left:8px;font-variant-numeric:tabular-nums}
 """
+SERIES_KINDS = ("epochs-frame",)  # one figure per epoch: shown as one figure with a slider
+# the slider's whole script (plain JavaScript, offline): swap the picture and the label
+STEP = ("var f=JSON.parse(this.dataset.frames)[this.value],g=this.closest('figure');"
+        "g.querySelector('img').src=f[0];g.querySelector('a').href=f[0];"
+        "g.querySelector('img').alt=f[1];g.querySelector('output').textContent=f[1]")
 
 
 @dataclass(frozen=True)
@@ -208,10 +215,13 @@ def _gallery(entries: list[dict], titles: bool = True) -> str:
         images = sorted((e for e in mine if e["path"].lower().endswith(IMAGE_SUFFIXES)),
                         key=lambda e: e.get("kind") not in LEAD_KINDS)  # stable: the main figure first
         files = [e for e in mine if e not in images]
+        frames = [e for e in images if e.get("kind") in SERIES_KINDS]
+        images = [e for e in images if e not in frames]
         if titles:
             out.append(f"<h3>{_e(COMMAND_TITLES.get(command, command))}</h3>")
-        if images:
-            out.append('<div class="grid">' + "".join(_figure(e) for e in images) + "</div>")
+        if images or frames:
+            out.append('<div class="grid">' + "".join(_figure(e) for e in images)
+                       + (_series(frames) if frames else "") + "</div>")
         if files:
             out.append('<ul class="files">' + "".join(
                 f'<li><a href="{_url(e["path"])}">{_e(e["path"])}</a> — '
@@ -228,6 +238,18 @@ def _figure(e: dict) -> str:
         return (f"<figure><details><summary>{caption} (tall: click to show)</summary>{image}"
                 "</details></figure>")
     return f"<figure>{image}<figcaption>{caption}</figcaption></figure>"
+
+
+def _series(frames: list[dict]) -> str:
+    """Frames of one series (one per epoch) as one figure with a slider, at the last."""
+    frames = sorted(frames, key=lambda e: e.get("epoch", 0))
+    pairs = [[_url(e["path"]), e.get("caption") or e["path"]] for e in frames]
+    last = pairs[-1]
+    data = _e(json.dumps(pairs))
+    return (f'<figure class="series"><a href="{last[0]}"><img src="{last[0]}" alt="{_e(last[1])}">'
+            f'</a><figcaption><input type="range" min="0" max="{len(pairs) - 1}" '
+            f'value="{len(pairs) - 1}" aria-label="epoch" data-frames="{data}" '
+            f'oninput="{_e(STEP)}"><output>{_e(last[1])}</output></figcaption></figure>')
 
 
 def _tall(path: Path) -> bool:
