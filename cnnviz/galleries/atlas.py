@@ -223,15 +223,16 @@ def layer_geometry(job: AtlasJob) -> list[dict]:
     return geometry.run(job.loaded, options, job.out, lambda line: job.say(f"  {line}"))
 
 
-def over_training(job: AtlasJob) -> list[dict]:
-    """The bundle over its training, when it was trained with snapshots (else nothing)."""
+def over_training(job: AtlasJob) -> list[dict] | None:
+    """The bundle over its training, when it was trained with snapshots (else None: the
+    stage does not apply)."""
     from cnnviz import snapshots
     from cnnviz.galleries import epochs
 
     folder = job.loaded.ref.bundle_dir
     found = tuple(snapshots.epochs(folder)) if folder is not None else ()
     if not found or job.loaded.epoch is not None:
-        return []
+        return None
     planned = {str(n) for n in snapshots.read(folder, found[0])["plan/conv_layers"]}
     options = epochs.EpochsOptions(folder, found, tuple(n for n in job.chosen.kernels
                                                         if n in planned), job.data)
@@ -240,13 +241,13 @@ def over_training(job: AtlasJob) -> list[dict]:
 
 VERIFY_IMAGES = 100
 GEOMETRY_IMAGES = 1000
-STAGE_RUNS: dict[str, Callable[[AtlasJob], list[dict]]] = {
+STAGE_RUNS: dict[str, Callable[[AtlasJob], list[dict] | None]] = {
     "train": curves, "verify": verification, "activations": class_samples,
     "filters": all_patterns, "kernels": all_kernels, "stats": all_stats,
     "explain": class_explanations, "geometry": layer_geometry, "epochs": over_training}
 # Stages with many figures to draw run early: a worker draws them while the patterns compute.
 DRAW_EARLY = ("stats", "explain")
-STAGES: list[tuple[str, Callable[[AtlasJob], list[dict]]]] = [
+STAGES: list[tuple[str, Callable[[AtlasJob], list[dict] | None]]] = [
     (t.atlas, STAGE_RUNS[t.name]) for t in sorted(
         (t for t in TECHNIQUES if t.atlas is not None),
         key=lambda t: (t.section != "model", t.name not in DRAW_EARLY))]
@@ -321,6 +322,8 @@ def run_atlas(loaded: LoadedModel, data: Dataset, out: Path, settings: PatternSe
         for label, stage in [(label, stage) for label, stage in STAGES if label not in skip]:
             started = time.perf_counter()
             entries = stage(job)
+            if entries is None:  # the stage does not apply to this model (no snapshots)
+                continue
             waiting.append((entries, behind.take() if behind is not None else []))
             while waiting and settled(waiting[0][1], wait=False):  # in order, once drawn
                 record(loaded, out, waiting.pop(0)[0])  # each stage kept if a later one fails
