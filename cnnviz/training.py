@@ -237,10 +237,14 @@ def _train_in_scope(folder, network, training, data, preset, device, resume, ini
     extra = [keras.callbacks.TensorBoard(str(tensorboard_dir))] if tensorboard_dir else []
     x_train, x_test = prep.apply(data.x_train), prep.apply(data.x_test)
     try:
-        fit(model, x_train, data.y_train, x_test, data.y_test, batch_size=training.batch_size,
-            seed=training.seed, epochs=training.epochs, initial_epoch=start,
-            callbacks=[BundleCheckpoint(folder, state, after_epoch), *extra, *callbacks],
-            verbose=verbose)
+        try:
+            fit(model, x_train, data.y_train, x_test, data.y_test, batch_size=training.batch_size,
+                seed=training.seed, epochs=training.epochs, initial_epoch=start,
+                callbacks=[BundleCheckpoint(folder, state, after_epoch), *extra, *callbacks],
+                verbose=verbose)
+        finally:  # callbacks working in the background (snapshots) end with fit
+            for callback in callbacks:
+                getattr(callback, "finish", lambda: None)()
     except KeyboardInterrupt:
         run.update(status="interrupted", updated=_now())
         bundle.write_run(folder, run)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import math
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from cnnviz.runtime import select_device
 from cnnviz.spec import (NetworkSpec, TrainSpec, network_from_json, read_config,
                          resolve_settings, same_settings, specs_from_settings)
 from cnnviz.training import TrainResult, train_bundle
+from cnnviz.watching import Snapshots
 
 
 def draw_curves(folder: Path, history: dict, epoch: int) -> None:
@@ -45,65 +45,6 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.progress(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
-
-
-class Snapshots(keras.callbacks.Callback):
-    """A snapshot of the bundle (cnnviz.probes.snapshot) at the start, every `every` epochs
-    and after the last; a resumed run continues the series with the same plan, and takes
-    the snapshot of its first epoch if the interrupted run had not written it."""
-
-    def __init__(self, folder: Path, every: int, data: Dataset,
-                 tensorboard_dir: Path | None = None):
-        super().__init__()
-        self.folder, self.every, self.data = folder, every, data
-        self.tensorboard_dir = tensorboard_dir  # the snapshots as images and histograms too
-        self.plan = self.recorder = self.writer = None
-
-    def on_train_begin(self, logs=None):
-        from cnnviz import snapshots
-        from cnnviz.inputs import Preprocessing
-        from cnnviz.layers import layers_for
-        from cnnviz.probes.snapshot import SnapshotPlan, SnapshotRecorder, plan_for
-
-        run = bundle.read_run(self.folder)
-        there = snapshots.epochs(self.folder)
-        if there:  # the plan the series began with
-            last = snapshots.read(self.folder, there[-1])
-            self.plan = SnapshotPlan(tuple(map(str, last["plan/layers"])),
-                                     tuple(map(str, last["plan/conv_layers"])),
-                                     last["plan/probe_index"], last["plan/subset_index"])
-        else:
-            self.plan = plan_for(layers_for(self.model, "activations"),
-                                 layers_for(self.model, "kernels"), self.data.y_test,
-                                 len(self.data.x_train))
-        self.recorder = SnapshotRecorder(
-            self.model, Preprocessing.from_json(run["preprocessing"]), self.plan,
-            self.data.x_test[self.plan.probe_index], self.data.x_train[self.plan.subset_index])
-        start = int(run.get("epochs_completed", 0))
-        if self._due(start) and start not in there:
-            self._take(start, {})
-
-    def _due(self, epoch: int) -> bool:
-        return epoch == 0 or epoch % self.every == 0 or epoch == self.params.get("epochs")
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {k: float(v) for k, v in (logs or {}).items()}
-        if all(math.isfinite(v) for v in logs.values()) and self._due(epoch + 1):
-            self._take(epoch + 1, logs)
-
-    def _take(self, epoch: int, logs: dict) -> None:
-        import numpy as np
-
-        from cnnviz import snapshots
-
-        arrays = self.recorder.record() | self.plan.arrays()
-        arrays |= {f"metric/{k}": np.array(v) for k, v in logs.items()}
-        snapshots.write(self.folder, epoch, arrays)
-        if self.tensorboard_dir is not None:
-            from cnnviz.probes.snapshot_summaries import summary_writer, write_summaries
-
-            self.writer = self.writer or summary_writer(self.tensorboard_dir / "snapshots")
-            write_summaries(self.writer, epoch, arrays, self.model, self.plan.conv_layers)
 
 
 @dataclass

@@ -116,7 +116,7 @@ def test_a_resumed_run_continues_the_series_without_a_gap_or_a_duplicate(tmp_pat
                                                                           run_cli):
     from cnnviz.spec import resolve_settings, specs_from_settings
     from cnnviz.training import TrainingInterrupted, train_bundle
-    from cnnviz.training_run import Snapshots
+    from cnnviz.watching import Snapshots
 
     data = Dataset("mnist", sample["x_train"][:256], sample["y_train"][:256].astype(np.int32),
                    sample["x_test"][:64], sample["y_test"][:64].astype(np.int32), "slice")

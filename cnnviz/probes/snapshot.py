@@ -28,7 +28,8 @@ import tensorflow as tf
 
 from cnnviz.graph import graph_of
 from cnnviz.inputs import Preprocessing
-from cnnviz.probes.responses import response
+from cnnviz.layers import has_activation
+from cnnviz.probes.responses import linear_part
 
 SUBSET = 512        # training images a snapshot's statistics and top examples are read on
 TOP = 4             # top examples per map
@@ -79,45 +80,64 @@ class SnapshotRecorder:
         self.start = tf.constant(((self.low + self.high) / 2 + noise * (self.high - self.low))
                                  .astype(np.float32))
         self._forward = tf.function(self._outputs)
-        self._climb = tf.function(self._ascent) if self.rows else None
-
-    def _outputs(self, probe, subset):
-        kept = self.graph.run(probe, list(self.plan.layers))
-        found = self.graph.run(subset, list(self.plan.layers))
-        stats = []
-        for out in found:
-            flat = tf.reshape(out, [tf.shape(out)[0], -1, out.shape[-1]])  # (N, positions, maps)
-            stats.append((tf.reduce_max(flat, axis=1), tf.reduce_mean(out)))
-        return kept, stats
-
-    def _ascent(self, start):
-        layers = list(self.plan.conv_layers)
-        climbs = [response(self.model, layer) for layer in layers]
-        masks = []
-        for layer in layers:  # which rows climb which map of this layer
+        self.masks = []  # which rows climb which map of each convolution
+        for layer in plan.conv_layers:
             mask = np.zeros((len(self.rows), self.graph.shape(layer)[-1]), np.float32)
             for r, (name, m) in enumerate(self.rows):
                 if name == layer:
                     mask[r, m] = 1.0
-            masks.append(tf.constant(mask))
-        low, high = tf.constant(self.low), tf.constant(self.high)
-        span = tf.reduce_max(high - low)
-        x = start
-        for _ in tf.range(STEPS):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                terms = []
-                for climb, mask in zip(climbs, masks):
-                    pre, post = climb(x)
-                    # a silent ReLU map (0 everywhere) climbs its pre-activation until it wakes
-                    silent = tf.cast(tf.reduce_max(post, axis=[1, 2]) <= 0, post.dtype)
-                    value = (1 - silent) * tf.reduce_mean(post, axis=[1, 2]) \
-                        + silent * tf.reduce_mean(pre, axis=[1, 2])
-                    terms.append(tf.reduce_sum(value * mask))
-                total = tf.add_n(terms)
-            g = tape.gradient(total, x)
-            scale = tf.math.reduce_std(g, axis=list(range(1, len(x.shape))), keepdims=True)
-            x = tf.clip_by_value(x + STEP_SIZE * span * g / (scale + 1e-8), low, high)
+            self.masks.append(tf.constant(mask))
+        self.step_size = STEP_SIZE * float(np.max(self.high - self.low))
+        self.low, self.high = tf.constant(self.low), tf.constant(self.high)
+        self._stepped = tf.function(self._step)
+
+    def _outputs(self, probe, subset):
+        count = tf.shape(probe)[0]
+        found = self.graph.run(tf.concat([probe, subset], axis=0), list(self.plan.layers))
+        kept, stats = [], []
+        for out in found:  # one pass: the probe images first, then the subset
+            kept.append(out[:count])
+            rest = out[count:]
+            flat = tf.reshape(rest, [tf.shape(rest)[0], -1, rest.shape[-1]])  # (N, positions, maps)
+            stats.append((tf.reduce_max(flat, axis=1), tf.reduce_mean(rest)))
+        return kept, stats
+
+    def _responses(self, x) -> list[tuple]:
+        """(pre-activation, output) of every convolution of the plan, from one pass."""
+        layers = list(self.plan.conv_layers)
+        own = [has_activation(self.graph.layer(n)) for n in layers]
+        plain = [n for n, a in zip(layers, own) if not a]
+        found = self.graph.run(x, plain, inputs_of=tuple(n for n, a in zip(layers, own) if a))
+        outputs, inputs = iter(found[:len(plain)]), iter(found[len(plain):])
+        pairs = []
+        for name, activated in zip(layers, own):
+            if activated:
+                layer = self.graph.layer(name)
+                pre = linear_part(layer, next(inputs))
+                pairs.append((pre, layer.activation(pre)))
+            else:
+                value = next(outputs)
+                pairs.append((value, value))
+        return pairs
+
+    def _step(self, x):
+        """One step of every row's ascent (a silent ReLU map climbs its pre-activation)."""
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            terms = []
+            for (pre, post), mask in zip(self._responses(x), self.masks):
+                silent = tf.cast(tf.reduce_max(post, axis=[1, 2]) <= 0, post.dtype)
+                value = (1 - silent) * tf.reduce_mean(post, axis=[1, 2]) \
+                    + silent * tf.reduce_mean(pre, axis=[1, 2])
+                terms.append(tf.reduce_sum(value * mask))
+            total = tf.add_n(terms)
+        g = tape.gradient(total, x)
+        scale = tf.math.reduce_std(g, axis=list(range(1, len(x.shape))), keepdims=True)
+        return tf.clip_by_value(x + self.step_size * g / (scale + 1e-8), self.low, self.high)
+
+    def _climb(self, x):
+        for _ in range(STEPS):
+            x = self._stepped(x)
         return x
 
     def record(self) -> dict[str, np.ndarray]:
@@ -131,7 +151,7 @@ class SnapshotRecorder:
             arrays[f"top/{name}"] = self.plan.subset_index[order]
             arrays[f"dead/{name}"] = np.array(int(np.sum(maxima.max(axis=0) <= 0)))
             arrays[f"mean/{name}"] = np.array(float(mean))
-        if self._climb is not None:
+        if self.rows:
             found = self.prep.invert(self._climb(self.start).numpy())
             for layer in self.plan.conv_layers:
                 rows = [r for r, (name, _) in enumerate(self.rows) if name == layer]
