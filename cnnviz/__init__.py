@@ -158,7 +158,7 @@ def train(preset: str | None = None, name: str | None = None, dataset: str | Non
           strategy: Any = None, cluster_timeout: float = 300, config: str | Path | None = None,
           runs: int = 1, resume: bool = False, from_initial: str | None = None,
           device: str = "auto", tensorboard: str | Path | None = None, verbose: int = 0,
-          snapshots: int | None = None, live: Any = "auto",
+          snapshots: int | None = None, live: Any = "auto", serve: int | None = None,
           report: Callable[[str], None] | None = None, **settings: Any) -> Any:
     """Train a network into trained_dir/NAME (a bundle) and return it opened.
 
@@ -178,13 +178,41 @@ def train(preset: str | None = None, name: str | None = None, dataset: str | Non
     cnnviz.load(name, epoch=k) and the atlas's "over training"). live: in a Jupyter kernel
     ("auto") or when True, the curves are shown in the cell and redrawn after every epoch
     (Kernel → Interrupt stops training; the bundle keeps the last finished epoch and
-    resume=True continues it)."""
+    resume=True continues it). serve=PORT (0: any free port): the live page of the run
+    (cnnviz.live) from its first finished epoch on, following it: its curves grow and every
+    answer is computed again with the newest weights after each epoch; it goes on serving
+    after training (the returned model's `.live_page`: `.url`, `.stop()`)."""
     from cnnviz.checks import path, whole
 
     trained_dir, runs = path(trained_dir, "trained_dir"), whole(runs, "runs", 1)
     snapshots = None if snapshots is None else whole(snapshots, "snapshots", 1)
     if live not in ("auto", True, False):
         raise UsageError(f"live must be \"auto\", True or False, got {live!r}", "live")
+    serve = None if serve is None else whole(serve, "serve", 0, 65535)
+    if serve is not None and runs > 1:
+        raise UsageError(f"serve follows one run; runs={runs} must be 1", "serve")
+    if serve:  # a taken port is said before training, not after its first epoch
+        import socket
+
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", serve))
+            except OSError as exc:
+                raise CnnvizError(f"serve={serve}: cannot listen there ({exc.strerror}); "
+                                  "choose another port or 0 for a free one", "serve") from None
+    pages: dict = {}
+
+    def follow(folder: Path, epoch: int) -> None:  # the live page, from the first checkpoint
+        if serve is None or pages:
+            return
+        import cnnviz  # this function's `live` parameter hides cnnviz.live
+
+        pages[folder.name] = cnnviz.live(load(folder.name, trained_dir=folder.parent, data=data,
+                                              dataset=dataset, report=lambda line: None),
+                                         port=serve)
+        (report or (lambda line: None))(f"live page of {folder.name}: {pages[folder.name].url} "
+                                        "(it follows the training; Ctrl-C stops)")
+
     from cnnviz.runtime import import_tensorflow
 
     import_tensorflow()
@@ -196,8 +224,11 @@ def train(preset: str | None = None, name: str | None = None, dataset: str | Non
                          force=force, from_initial=from_initial, device=device,
                          tensorboard=tensorboard, verbose=verbose, progress=progress,
                          strategy=strategy, cluster_timeout=cluster_timeout,
-                         snapshots=snapshots, live=live, report=report)
+                         snapshots=snapshots, live=live,
+                         checkpointed=follow if serve is not None else None, report=report)
     opened = [Inspected(loaded, data, report=report) for loaded in trained]
+    for each in opened:
+        each.live_page = pages.get(each.loaded.ref.name)
     return opened[0] if runs == 1 else opened
 
 

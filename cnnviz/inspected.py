@@ -45,6 +45,7 @@ class Inspected:
         self._data: Dataset | None = data if isinstance(data, Dataset) else None
         self._report = report
         self.strategy = strategy
+        self.live_page = None  # cnnviz.train(serve=PORT): the live page following the run
 
     def __repr__(self) -> str:
         return f"<cnnviz model {self.name!r}: {len(self.layers)} layers ({', '.join(self.layers)})>"

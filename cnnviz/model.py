@@ -92,6 +92,36 @@ class LoadedModel:
     run: dict
     preprocessing: Preprocessing
     epoch: int | None = None  # a snapshot's epoch: the weights as they were then
+    stamp: int | None = None  # the model file's modification time when it was read
+
+    def reload_if_changed(self) -> bool:
+        """Read the weights again when the bundle's model file changed since (a run that is
+        training now saves it after every epoch); True when they were. A plain .keras file
+        or a snapshot never changes."""
+        if self.ref.bundle_dir is None or self.epoch is not None:
+            return False
+        try:
+            stamp = self.ref.model_path.stat().st_mtime_ns
+        except OSError:
+            return False
+        if stamp == self.stamp:
+            return False
+        fresh = read_keras(self.ref.model_path)  # written atomically: whole or not yet
+        self.model.set_weights(fresh.get_weights())
+        self.run, self.stamp = read_run(self.ref.bundle_dir), stamp
+        return True
+
+    def training_state(self) -> dict | None:
+        """A bundle's run as it stands: status, epochs done and planned, the history so far
+        (None for a plain .keras file)."""
+        if self.ref.bundle_dir is None:
+            return None
+        from cnnviz.bundle import read_history
+
+        run = read_run(self.ref.bundle_dir)
+        return {"status": run.get("status"), "epochs_completed": run.get("epochs_completed", 0),
+                "epochs": (run.get("training") or {}).get("epochs"),
+                "history": read_history(self.ref.bundle_dir)}
 
     @property
     def name(self) -> str:
@@ -137,6 +167,7 @@ def load_model(ref: str | None, trained_root: Path, compile: bool = False,
         raise UsageError(f"epoch={epoch}: {found.name} is a plain .keras file; only a bundle "
                          "trained with snapshots=K has earlier epochs", "epoch")
     run = read_run(found.bundle_dir) if found.bundle_dir else {}
+    stamp = found.model_path.stat().st_mtime_ns if found.bundle_dir else None
     model = read_keras(found.model_path, compile=compile, trust=trust)
     check_model(model)
     if epoch is not None:
@@ -154,7 +185,7 @@ def load_model(ref: str | None, trained_root: Path, compile: bool = False,
                                        graph_of(model).input_shape[1:3])
     else:
         prep = input_convention(model, preprocess)
-    return LoadedModel(found, model, run, prep, epoch)
+    return LoadedModel(found, model, run, prep, epoch, stamp)
 
 
 def from_keras_model(model: keras.Model, preprocess: str | Preprocessing | None = None) -> LoadedModel:

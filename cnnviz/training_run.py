@@ -144,11 +144,13 @@ def train_runs(trained_dir: Path, *, preset: str | None = None, name: str | None
                progress: Callable[[int, dict], None] | None = None, strategy=None,
                cluster_timeout: float = 300, snapshots: int | None = None,
                live: bool | str = False,
+               checkpointed: Callable[[Path, int], None] | None = None,
                report: Callable[[str], None] | None = None) -> list[LoadedModel]:
     """`cnnviz.train` and `cnnviz train`: plan, lock each bundle, train every run, and return
     them loaded; `report` receives the lines the command prints (data, each run's start and
     end, the spread over runs). A worker that is not the chief trains its copy in a
-    temporary folder (removed at exit) and returns those copies."""
+    temporary folder (removed at exit) and returns those copies. checkpointed(folder,
+    epoch): called after each epoch's checkpoint of each run (on the chief)."""
     from cnnviz import runtime
 
     say = report or (lambda line: None)
@@ -189,6 +191,8 @@ def train_runs(trained_dir: Path, *, preset: str | None = None, name: str | None
             draw_curves(folder, history, epoch)
             if folder.name in shown:
                 shown[folder.name].update(history, epoch)
+            if checkpointed is not None and chief:
+                checkpointed(folder, epoch)
 
         accuracies = []
         for each, result in run_plan(plan, trained_dir, found, used_device,

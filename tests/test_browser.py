@@ -293,3 +293,50 @@ def test_the_over_training_slider_shows_each_epochs_picture(browser, snapped, sm
         assert figure.find_element(By.TAG_NAME, "output").text.startswith(f"conv2 after epoch {epoch}")
         assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
                                       picture) > 100  # the picture is there and drawn
+
+
+def test_the_live_page_follows_a_run_while_it_trains(browser, small_npz, tmp_path):
+    """Issue 32: cnnviz.train(serve=0) opens the live page after the first epoch; the page
+    polls the run, draws its curves and computes the chosen image again with each epoch's
+    weights — its last answer equals the finished model's."""
+    import threading
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    import cnnviz
+
+    lines, done = [], {}
+
+    def train():
+        done["m"] = cnnviz.train(name="w", data=small_npz, trained_dir=tmp_path, epochs=4,
+                                 serve=0, live=False, report=lines.append,
+                                 progress=lambda epoch, logs: __import__("time").sleep(1.5))
+
+    runner = threading.Thread(target=train)
+    runner.start()
+    try:
+        WebDriverWait(browser, 120, poll_frequency=0.2).until(
+            lambda d: any(line.startswith("live page of w: ") for line in lines))
+        url = next(line for line in lines if line.startswith("live page of w: ")).split()[4]
+        browser.get(url)
+        WebDriverWait(browser, 60).until(lambda d: d.execute_script(
+            "return window.cnnviz.ready === true"))
+        browser.find_element(By.ID, "sample-index").clear()
+        browser.find_element(By.ID, "sample-index").send_keys("3")
+        browser.find_element(By.ID, "sample-load").click()
+        runner.join(timeout=300)
+        WebDriverWait(browser, 60).until(lambda d: d.execute_script(
+            "const s = window.cnnviz; return s.training && s.training.status === 'complete'"
+            " && s.epochsSeen.includes(4) && !s.inFlight && !s.pending;"))
+    finally:
+        runner.join(timeout=300)
+    seen = browser.execute_script("return window.cnnviz.epochsSeen")
+    assert seen == sorted(seen) and len(seen) >= 2 and seen[-1] == 4, seen  # followed it
+    assert "complete: epoch 4 of 4" in browser.find_element(By.ID, "training-line").text
+    pixels, layers, scores = page_arrays(browser)
+    final = done["m"].activations(pixels[np.newaxis])  # the finished model, read here
+    for name, values in layers.items():
+        np.testing.assert_allclose(values, final[name][0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(scores, final.outputs[0], rtol=1e-5, atol=1e-6)
+    done["m"].live_page.stop()

@@ -208,3 +208,23 @@ def test_the_epochs_command_end_to_end_and_without_snapshots(snapped, trained, s
     assert refused.code == 2 and refused.err.count("\n") == 1, refused.err
     assert "a2 has no snapshots to show: train it with --snapshots K" in refused.err
     assert not (tmp_path / "none").exists()
+
+
+def test_train_serve_refuses_a_taken_port_and_several_runs_before_training(tmp_path, small_npz,
+                                                                           run_cli):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli("train", "--name", "t", "--data", small_npz, "--epochs", "1", "--quiet",
+                       "--serve", port, "--trained-dir", tmp_path)
+    assert done.code == 1 and f"--serve {port}: cannot listen there" in done.err, done.err
+    assert "Traceback" not in done.output and not (tmp_path / "t").exists()
+    done = run_cli("train", "--name", "t", "--data", small_npz, "--runs", "2", "--serve", "0",
+                   "--trained-dir", tmp_path)
+    assert done.code == 2 and "--serve follows one run; --runs 2 must be 1" in done.err, done.err
+    done = run_cli("train", "--name", "t", "--data", small_npz, "--snapshots", "0",
+                   "--trained-dir", tmp_path)
+    assert done.code == 2 and "--snapshots must be ≥ 1" in done.err, done.err

@@ -36,14 +36,18 @@ from cnnviz.spec import PRESETS
 @click.option("--snapshots", type=int, metavar="K", help="record the network at the start and "
               "every K epochs into the bundle (weights, every layer's output for one test image "
               "per class, top images, dead maps, patterns): the atlas shows them over training")
+@click.option("--serve", "serve_port", type=click.IntRange(0, 65535), default=None,
+              metavar="PORT", help="the live page of the run on 127.0.0.1:PORT (0: any free "
+              "port) from its first epoch on, recomputed after every epoch; it stays up after "
+              "training until Ctrl-C")
 @click.option("--quiet", is_flag=True, help="no per-step progress bar")
 @click.option("--runs", type=int, default=1, show_default=True,
               help="train N bundles NAME-1 … NAME-N with seeds SEED … SEED+N-1, all else equal")
 @strategy_option
 @trained_dir_option
 def train(preset, config, name, dataset, data_path, device, resume, from_initial, force,
-          tensorboard, snapshots, quiet, runs, strategy, cluster_timeout, trained_dir,
-          **overrides) -> None:
+          tensorboard, snapshots, serve_port, quiet, runs, strategy, cluster_timeout,
+          trained_dir, **overrides) -> None:
     """Train a network and save it as a model bundle in trained/NAME/.
 
     \b
@@ -55,15 +59,30 @@ def train(preset, config, name, dataset, data_path, device, resume, from_initial
       cnnviz train --name mnist-article2 --resume    # after Ctrl-C
       cnnviz train --runs 3 --name base              # base-1, base-2, base-3: seeds 1, 2, 3
       cnnviz train --strategy mirrored --batch-size 512   # 512 split over every GPU
+      cnnviz train --name watched --epochs 10 --snapshots 1 --serve 8765
     """
     import cnnviz
 
-    cnnviz.train(preset, name, dataset, data_path, trained_dir, force, strategy=strategy,
+    trained = cnnviz.train(preset, name, dataset, data_path, trained_dir, force, strategy=strategy,
                  cluster_timeout=cluster_timeout, config=config, runs=runs, resume=resume,
                  from_initial=from_initial, device=device, tensorboard=tensorboard,
-                 snapshots=snapshots, live=False,
+                 snapshots=snapshots, live=False, serve=serve_port,
                  verbose=0 if quiet else (1 if sys.stdout.isatty() else 2), report=say,
                  **overrides)
+    page = getattr(trained, "live_page", None)
+    if page is not None:  # the run's live page stays until Ctrl-C
+        import time
+
+        from cnnviz import interrupts
+
+        click.echo(f"training done; the live page stays at {page.url} until Ctrl-C")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            page.stop()
+            interrupts.forget()  # Ctrl-C is how a server is meant to stop: exit 0
+            click.echo("stopped")
 
 
 @cli.command()

@@ -42,6 +42,7 @@ class Live:
         self.softmax = inspected.probabilities
         self._forward = Batcher(self._forward_batch)  # concurrent requests share a pass
         self._geometry = None  # m.geometry() over MAP_IMAGES test images, made when first asked
+        self._weights = threading.RLock()  # no answer mixes two epochs' weights
 
     def warm_up(self) -> None:
         """Trace the compiled functions once, before the first visitor waits for them."""
@@ -67,10 +68,24 @@ class Live:
             "samples": self._sample_count(),
             "explain": list(EXPLAIN_METHODS),
             "drawing": PREPARED if self.digit else RESIZED,
+            "training": self.training(),
         }
+
+    def training(self) -> dict | None:
+        """The bundle's run as it stands (status, epochs, history): while it trains, the page
+        follows it and asks again after every epoch. None for a plain .keras file."""
+        return self.inspected.loaded.training_state()
+
+    def fresh(self) -> None:
+        """The latest weights of a bundle that is training now (read when its model file
+        changed); the layers' maps are made again for them."""
+        with self._weights:
+            if self.inspected.loaded.reload_if_changed():
+                self._geometry = None
 
     def predict(self, pixels: np.ndarray, arrays: str = "base64") -> dict:
         """The prediction and every layer's output for one image of pixels 0–255."""
+        self.fresh()
         layers, scores = self._forward(pixels)
         return {
             "input": encode(pixels, arrays),
@@ -79,7 +94,8 @@ class Live:
         }
 
     def _forward_batch(self, pixels: np.ndarray) -> list:
-        found = self.inspected.activations(pixels, layers="all")
+        with self._weights:
+            found = self.inspected.activations(pixels, layers="all")
         return [({n: found[n][i] for n in self.layers}, found.outputs[i])
                 for i in range(len(pixels))]
 
@@ -87,8 +103,10 @@ class Live:
                 arrays: str = "base64") -> dict:
         """Saliency and Grad-CAM of the target's logit (default: the predicted class)."""
         chosen = "predicted" if target is None else int(target)
-        found = self.inspected.explain(pixels[np.newaxis], methods=EXPLAIN_METHODS,
-                                       target=chosen, progress=False)
+        self.fresh()
+        with self._weights:
+            found = self.inspected.explain(pixels[np.newaxis], methods=EXPLAIN_METHODS,
+                                           target=chosen, progress=False)
         return {"target": int(found.targets[0]),
                 "maps": [{"method": m, "note": found.notes.get(m, ""),
                           **encode(found.maps[m][0], arrays)} for m in EXPLAIN_METHODS]}
@@ -102,14 +120,18 @@ class Live:
         if at is not None and (not isinstance(at, list) or len(at) != 2 or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in at)):
             raise UsageError(f"at must be [row, column], got {at!r}", "at")
-        result = self.inspected.trace(pixels, layer, index, None if at is None else tuple(at))
+        self.fresh()
+        with self._weights:
+            result = self.inspected.trace(pixels, layer, index, None if at is None else tuple(at))
         return {**result.numbers(), "summary": result.summary}
 
     def maps(self) -> dict:
         """Each layer's map of the test images (their places on its first two principal axes,
         m.geometry()), made on the first request and kept: the points, their classes, the
         variance shares and what the features are."""
-        g = self._layer_geometry()
+        self.fresh()
+        with self._weights:
+            g = self._layer_geometry()
         return {"split": g.split, "images": int(len(g.labels)), "labels": g.labels.tolist(),
                 "classes": list(self.inspected.classes),
                 "layers": [{"name": n, "features": g.features[n], "share": list(g.explained[n]),
@@ -117,7 +139,9 @@ class Live:
 
     def place(self, pixels: np.ndarray) -> dict:
         """Where this image lands on each layer's map of `maps()`."""
-        at = self._layer_geometry().place(pixels[np.newaxis])
+        self.fresh()
+        with self._weights:
+            at = self._layer_geometry().place(pixels[np.newaxis])
         return {"layers": [{"name": n, "at": [float(v) for v in at[n][0]]} for n in at]}
 
     def _layer_geometry(self):

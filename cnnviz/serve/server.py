@@ -14,6 +14,7 @@ the server goes on serving.
                               {"input", "prediction", "layers": [{"name","shape","data"}]}
     POST /api/explain[?arrays=list]   same body (+ "target") → saliency and Grad-CAM maps
     POST /api/trace                   {"pixels", "layer", "map", "at"} → one value's arithmetic
+    GET  /api/training        the bundle's run as it stands (status, epochs, history)
     GET  /api/geometry        each layer's map of the test images (PCA; points and classes)
     POST /api/geometry        same body as predict → where the image lands on each map
     GET  /atlas/…             the model's static atlas (outputs/NAME/), with a link back here
@@ -38,28 +39,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 
 from cnnviz.errors import CnnvizError, UsageError
+from cnnviz.serve.api import API
 from cnnviz.serve.live import ARRAY_FORMATS, Live
 from cnnviz.serve.requests import BadRequest, check_length, parse_body
 
 PAGE_FILES = ("index.html", "live.js", "live.css")
-API = {
-    "GET /api/model": "the model: name, input shape, classes, layers with shapes and card URLs",
-    "GET /api/sample?index=N|class=C[&split=test|train]": "a dataset image: pixels, index, label",
-    "POST /api/predict[?arrays=base64|list]": "body: an image file, JSON {\"pixels\": [[0–255…]]} "
-                                               "or {\"index\": N}; answers the input as fed, the "
-                                               "prediction and every layer's output",
-    "POST /api/trace": "JSON {\"pixels\", \"layer\", \"map\", \"at\": [row, col]}: every step "
-                       "behind that value, checked against the network's",
-    "POST /api/explain[?arrays=base64|list]": "the same body (JSON may add \"target\": CLASS); "
-                                               "answers saliency and Grad-CAM of the target's logit",
-    "GET /api/geometry": "each layer's map of 1,000 test images (their places on its first two "
-                         "principal axes, as m.geometry()): points, classes, variance shares",
-    "POST /api/geometry": "the same body as predict: where the image lands on each layer's map",
-    "arrays": "{\"shape\": [...], \"dtype\": \"float32\", \"data\": base64 of little-endian "
-              "float32} (or nested lists with ?arrays=list)",
-    "errors": "HTTP 400 (bad request) / 403 (foreign host or origin) / 404 / 500 with "
-              "{\"error\": \"one line\"}; a score that is not finite is null",
-}
 BACKLOG = 128  # connections waiting to be accepted (the standard library's is 5)
 MAX_THREADS = 64  # connections served at once; more wait for a free slot, then get 503
 IDLE_TIMEOUT = 20.0  # seconds a connection may sit idle (or send nothing) before it is closed
@@ -214,6 +198,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(live.sample(index, label, query.get("split", "test")))
         if path == "/api/geometry":
             return self._json(live.maps())
+        if path == "/api/training":
+            return self._json({"training": live.training()})
         if path == "/atlas" or path.startswith("/atlas/"):
             return self._atlas_file(path[len("/atlas"):].lstrip("/") or "index.html")
         self._error(HTTPStatus.NOT_FOUND, f"no such page: {path} (the API is listed at /api)")

@@ -6,7 +6,7 @@
 const state = {
   model: null, zoom: 1, base: null, drawing: false, last: null, lastPoint: null,
   inFlight: false, pending: false, explainWanted: false, requests: 0, answers: 0,
-  inked: false, selected: {},
+  inked: false, selected: {}, training: null, epochsSeen: [],
 };
 window.cnnviz = state;
 
@@ -513,6 +513,59 @@ function overlay(canvas, pixels, shape, heat, positive) {
   ctx.putImageData(img, 0, 0);
 }
 
+// ---- a run that is training: its curves, and every answer again after each epoch -------------
+
+function drawCurve(canvas, history, metric) {
+  const ctx = canvas.getContext("2d"), w = canvas.width, h = canvas.height, pad = 28;
+  ctx.clearRect(0, 0, w, h);
+  const series = [[history[metric] || [], "#1f77b4", []], [history[`val_${metric}`] || [], "#ff7f0e", [5, 4]]];
+  const values = series.flatMap(([v]) => v);
+  const n = Math.max(...series.map(([v]) => v.length), 1);
+  if (!values.length) return;
+  let lo = Math.min(...values), hi = Math.max(...values);
+  if (hi === lo) { lo -= 0.5; hi += 0.5; }
+  const x = (i) => pad + (n === 1 ? 0.5 : i / (n - 1)) * (w - 2 * pad);
+  const y = (v) => h - pad - (v - lo) / (hi - lo) * (h - 2 * pad);
+  ctx.fillStyle = "#444"; ctx.font = "11px sans-serif";
+  ctx.fillText(`${metric}  ${hi.toFixed(3)}`, 4, 12);
+  ctx.fillText(lo.toFixed(3), 4, h - 4);
+  ctx.fillText(`epoch ${n}`, w - 60, h - 4);
+  for (const [v, colour, dash] of series) {
+    ctx.strokeStyle = colour; ctx.setLineDash(dash); ctx.lineWidth = 2; ctx.beginPath();
+    v.forEach((value, i) => (i ? ctx.lineTo(x(i), y(value)) : ctx.moveTo(x(i), y(value))));
+    ctx.stroke();
+  }
+  ctx.setLineDash([]);
+}
+
+function showTraining(training) {
+  if (!training) return;
+  $("training-panel").hidden = false;
+  const { status, epochs_completed: done, epochs, history } = training;
+  $("training-line").textContent = `${status}: epoch ${done} of ${epochs}`;
+  drawCurve($("training-accuracy"), history, "accuracy");
+  drawCurve($("training-loss"), history, "loss");
+}
+
+async function followTraining() {
+  // while the run trains: ask for its state every second; a new epoch redraws everything
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    let training;
+    try { training = (await (await fetch("/api/training")).json()).training; } catch (error) { continue; }
+    if (!training) return;
+    const before = state.training ? state.training.epochs_completed : 0;
+    state.training = training;
+    showTraining(training);
+    if (training.epochs_completed !== before) {
+      state.epochsSeen.push(training.epochs_completed);
+      state.maps = null;  // the layers' maps are made again for the new weights
+      if (state.last) { state.explainWanted = true; send(); }
+    }
+    if (training.status !== "running") return;
+  }
+}
+
 // ---- where the image lands on each layer's map ----------------------------------------------
 
 const TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -622,6 +675,9 @@ async function start() {
     resized = setTimeout(() => { if (state.last) drawLayers(state.last.layers); }, 150);
   });
   state.ready = true;
+  state.training = m.training;
+  showTraining(m.training);
+  if (m.training && m.training.status === "running") followTraining();
   await send();
 }
 
