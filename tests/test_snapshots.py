@@ -203,6 +203,8 @@ def test_the_epochs_command_end_to_end_and_without_snapshots(snapped, trained, s
     assert run_cli("gallery", "a2", "--trained-dir", snapped, "--outputs-dir", tmp_path).code == 0
     page = (gallery / "index.html").read_text()
     assert 'type="range"' in page and "epoch-0001.png" in page
+    card = (gallery / "cards" / "conv2" / "map-002.html").read_text()  # the map's card
+    assert "Over training" in card and "../../epochs/conv2/map-002.png" in card
     refused = run_cli("epochs", "a2", "--trained-dir", trained, "--data", small_npz,
                       "--outputs-dir", tmp_path / "none")
     assert refused.code == 2 and refused.err.count("\n") == 1, refused.err

@@ -129,6 +129,11 @@ def _layer_figures(name: str, epochs: list[int], series: dict, x_train, classes,
                  (f"{m}: top image", [x_train[int(series[e]["top"][name][m])] for e in shown]),
                  (f"{m}: pattern", [series[e]["pattern"][name][m] for e in shown])]
     found = []
+    for i, m in enumerate(tracked):  # one map's rows: its card's "over training"
+        rel = figure_name(f"{FOLDER}/{place}/map-{m:03d}")
+        evolution_grid(shown, rows[4 * i:4 * i + 4], f"{name} map {m} over training", out / rel)
+        found.append(entry(rel, f"{name} map {m} over training", "epochs-map", FOLDER, name,
+                           map=int(m)))
     if rows:
         rel = figure_name(f"{FOLDER}/{place}/over-training")
         evolution_grid(shown, rows, f"{name} over training: maps {', '.join(map(str, tracked))}",

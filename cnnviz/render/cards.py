@@ -55,16 +55,18 @@ class CardSources:
     samples: dict[str, np.ndarray] = field(default_factory=dict)  # layer → (N, h, w, C)
     sample_pixels: np.ndarray | None = None
     sample_labels: np.ndarray | None = None
+    over_training: dict[str, dict[int, str]] = field(default_factory=dict)  # layer → map → figure
 
     def layers(self) -> list[str]:
-        names = [*self.kernels, *self.patterns, *self.stats, *self.top, *self.samples]
+        names = [*self.kernels, *self.patterns, *self.stats, *self.top, *self.samples,
+                 *self.over_training]
         return list(dict.fromkeys(names))
 
     def only(self, layer: str) -> "CardSources":
         """The same sources for one layer (what a worker process is sent)."""
         pick = {name: ({layer: getattr(self, name)[layer]} if layer in getattr(self, name)
                        else {}) for name in ("kernels", "patterns", "stats", "top", "fields",
-                                             "samples")}
+                                             "samples", "over_training")}
         table = self.top_pixels
         if layer in self.top:  # only the top images this layer uses
             index, score, rows = self.top[layer]
@@ -84,7 +86,9 @@ class CardSources:
             return self.samples[layer].shape[-1]
         if layer in self.top:
             return len(self.top[layer][0])
-        return int(self.patterns[layer]["maps"].max()) + 1
+        if layer in self.patterns:
+            return int(self.patterns[layer]["maps"].max()) + 1
+        return max(self.over_training[layer]) + 1
 
 
 def find_sources(folder: Path, entries: list[dict]) -> CardSources:
@@ -94,7 +98,9 @@ def find_sources(folder: Path, entries: list[dict]) -> CardSources:
         path, parts = folder / e["path"], e["path"].split("/")
         layer = e.get("layer") or (parts[1] if len(parts) > 1 else "")
         try:
-            if parts[0] == KERNELS and path.suffix == ".npz":
+            if e.get("kind") == "epochs-map" and path.is_file():  # drawn by `cnnviz epochs`
+                found.over_training.setdefault(layer, {})[int(e["map"])] = e["path"]
+            elif parts[0] == KERNELS and path.suffix == ".npz":
                 with np.load(path) as z:
                     found.kernels[layer] = z[KERNELS_KEY]
             elif parts[0] == FILTERS and path.suffix == ".npz":
@@ -217,6 +223,11 @@ def write_card_images(sources: CardSources, layer: str, folder: Path,
         for card in cards:
             card.stats["output on the sample images"] = ", ".join(
                 f"{v:.2f}" for v in values[:, card.index])
+    for m, path in sources.over_training.get(layer, {}).items():
+        if m < len(cards):  # a figure of the gallery, from the card's folder cards/LAYER/
+            cards[m].images["training"] = f"../../{path}"
+            cards[m].captions["training"] = ("columns: the epochs of the run's snapshots; rows: "
+                                             "kernel, output, top training image, pattern")
     layer_stats = sources.stats.get(layer)
     if layer_stats is not None:
         maps = layer_stats["maps"]

@@ -35,7 +35,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
 LEAD_KINDS = ("curves", "patterns", "kernels", "compare-summary", "compare-similarity")
 SECTION_TITLES = {"kernel": "Kernel", "pattern": "Best input pattern",
                   "evolution": "Evolution of the pattern", "top": "Top dataset examples",
-                  "samples": "Output on one image per class"}
+                  "samples": "Output on one image per class", "training": "Over training"}
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d232b;background:#f6f7f9}
@@ -64,6 +64,7 @@ section.after .grid figure{flex:0 1 400px}
 figure.series input{width:min(100%,520px)}figure.series output{margin-left:8px;font-variant-numeric:tabular-nums}
 """
 SERIES_KINDS = ("epochs-frame",)  # one figure per epoch: shown as one figure with a slider
+CARD_KINDS = ("epochs-map",)  # one map's figure: shown on its card, not in the layer's grid
 # the slider's whole script (plain JavaScript, offline): swap the picture and the label
 STEP = ("var f=JSON.parse(this.dataset.frames)[this.value],g=this.closest('figure');"
         "g.querySelector('img').src=f[0];g.querySelector('a').href=f[0];"
@@ -216,7 +217,7 @@ def _gallery(entries: list[dict], titles: bool = True) -> str:
                         key=lambda e: e.get("kind") not in LEAD_KINDS)  # stable: the main figure first
         files = [e for e in mine if e not in images]
         frames = [e for e in images if e.get("kind") in SERIES_KINDS]
-        images = [e for e in images if e not in frames]
+        images = [e for e in images if e not in frames and e.get("kind") not in CARD_KINDS]
         if titles:
             out.append(f"<h3>{_e(COMMAND_TITLES.get(command, command))}</h3>")
         if images or frames:
@@ -280,7 +281,7 @@ def _card_page(gallery: str, card: MapCard, count: int,
     for section, title in SECTION_TITLES.items():
         if section not in card.images:
             continue
-        wide = ' class="wide"' if section in ("top", "samples") else ""
+        wide = ' class="wide"' if section in ("top", "samples", "training") else ""
         parts.append(f"<section{wide}><h3>{title}</h3>")
         parts.append(f'<img class="px {section}" src="{_url(card.images[section])}" '
                      f'alt="{title} of {_e(layer)} {unit} {m}: {_e(card.captions[section])}">'
