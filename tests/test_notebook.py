@@ -21,7 +21,8 @@ def test_the_tour_notebook_runs_and_its_numbers_are_in_range(tmp_path):
     assert all(cell.execution_count for cell in code)
     outputs = [o for cell in code for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 4  # activations, patterns, kernels, stats
+    # the training curves (one display, redrawn each epoch), activations, patterns, kernels, stats
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 5
     text = "".join(o.get("text", "") for o in outputs)
     accuracies = [float(v) for v in re.findall(r"epoch \d: test accuracy ([\d.]+)", text)]
     assert len(accuracies) == 3 and 0.85 <= accuracies[-1] <= 1.0
