@@ -10,14 +10,37 @@ import pytest
 TOUR = Path(__file__).resolve().parent.parent / "docs" / "tour.ipynb"
 
 
+def counting_client(nbclient, notebook, path):
+    """An nbclient NotebookClient that also keeps every message the kernel sent (`.seen`:
+    cell index, message type, content)."""
+    class Client(nbclient.NotebookClient):
+        seen: list = []
+
+        def process_message(self, msg, cell, cell_index):
+            self.seen.append((cell_index, msg["msg_type"], msg.get("content", {})))
+            return super().process_message(msg, cell, cell_index)
+
+    return Client(notebook, timeout=600, kernel_name="python3",
+                  resources={"metadata": {"path": str(path)}})
+
+
 @pytest.mark.slow
 def test_the_tour_notebook_runs_and_its_numbers_are_in_range(tmp_path):
+    """Also issue 32: its cnnviz.train shows the curves once and updates that display after
+    every epoch (update_display_data, one per epoch), never a new image per epoch."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     notebook = nbformat.read(TOUR, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    client = counting_client(nbclient, notebook, tmp_path)
+    client.execute()
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    trains = next(i for i, cell in enumerate(notebook.cells) if "cnnviz.train(" in cell.source)
+    shown = [c for i, kind, c in client.seen if i == trains and kind == "display_data"]
+    updates = [c for i, kind, c in client.seen if i == trains and kind == "update_display_data"]
+    assert len(shown) == 1 and len(updates) == 3, [kind for _, kind, _ in client.seen]
+    assert len({c["transient"]["display_id"] for c in shown + updates}) == 1  # one display
+    assert all("image/png" in c["data"] for c in updates)
+    assert updates[-1]["data"]["text/plain"] == "tour: epoch 3 of 3"
     assert all(cell.execution_count for cell in code)
     outputs = [o for cell in code for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
@@ -82,38 +105,3 @@ def test_the_library_leaves_a_notebook_as_it_found_it(tmp_path, trained, small_n
     assert "cnnviz warnings: 1 | input: assumed pixels / 255 (unit); pass preprocess=" in text[2]
     assert "same state: True" in text[3], text[3]
     assert any("image/png" in o.get("data", {}) for o in outputs[4])  # the user's own plot shows
-
-
-@pytest.mark.slow
-def test_training_in_a_notebook_redraws_one_display_after_every_epoch(tmp_path, small_npz):
-    """Issue 32: cnnviz.train in a kernel shows its curves once and updates that display
-    (update_display_data, one per epoch), never a new image per epoch."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-
-    class Counting(nbclient.NotebookClient):
-        seen: list = []
-
-        def process_message(self, msg, cell, cell_index):
-            self.seen.append((cell_index, msg["msg_type"], msg.get("content", {})))
-            return super().process_message(msg, cell, cell_index)
-
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(
-        "import cnnviz\n"
-        f"m = cnnviz.train(name='nb', data={str(small_npz)!r}, trained_dir={str(tmp_path)!r},"
-        " epochs=3)\nprint('trained', m.name)")]
-    client = Counting(notebook, timeout=600, kernel_name="python3",
-                      resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
-    outputs = notebook.cells[0].outputs
-    assert not [o for o in outputs if o.output_type == "error"], outputs
-    updates = [c for _, kind, c in client.seen if kind == "update_display_data"]
-    shown = [c for _, kind, c in client.seen if kind == "display_data"]
-    assert len(shown) == 1 and len(updates) == 3, [kind for _, kind, _ in client.seen]
-    ids = {c["transient"]["display_id"] for c in shown + updates}
-    assert len(ids) == 1  # the same display, redrawn
-    assert all("image/png" in c["data"] for c in updates)
-    assert updates[-1]["data"]["text/plain"] == "nb: epoch 3 of 3"
-    displays = [o for o in outputs if o.output_type == "display_data"]
-    assert len(displays) == 1 and "image/png" in displays[0]["data"]  # the last epoch's curves

@@ -18,14 +18,23 @@ from cnnviz.model import read_keras
 
 @pytest.fixture(scope="module")
 def twenty(tmp_path_factory, sample):
-    """article2 trained 20 epochs on 200 digits with a snapshot after every epoch."""
+    """article2 trained 20 epochs on 200 digits with a snapshot after every epoch (through
+    train_bundle and the Snapshots callback, as cnnviz.train does, without drawing curves)."""
+    from cnnviz.spec import resolve_settings, specs_from_settings
+    from cnnviz.training import train_bundle
+    from cnnviz.watching import Snapshots
+
     root = tmp_path_factory.mktemp("snap")
     data = root / "tiny.npz"
     np.savez(data, x_train=sample["x_train"][:200], y_train=sample["y_train"][:200],
              x_test=sample["x_test"][:100], y_test=sample["y_test"][:100])
-    m = cnnviz.train(name="s20", data=data, trained_dir=root, epochs=20, snapshots=1,
-                     batch_size=50, live=False)
-    return m, root, data
+    dataset = Dataset("mnist", sample["x_train"][:200], sample["y_train"][:200].astype(np.int32),
+                      sample["x_test"][:100], sample["y_test"][:100].astype(np.int32), str(data))
+    network, training = specs_from_settings(resolve_settings("article2", overrides={
+        "epochs": 20, "batch_size": 50})[1])
+    train_bundle(root / "s20", network, training, dataset, verbose=0,
+                 callbacks=[Snapshots(root / "s20", 1, dataset)])
+    return cnnviz.load("s20", trained_dir=root, data=data), root, data
 
 
 def sub_outputs(model, layers, inputs):
