@@ -80,6 +80,21 @@ def test_pca_coordinates_are_numpys_svd_of_the_centred_features():
     np.testing.assert_allclose(shares, (s[:2] ** 2 / np.sum(s ** 2)), atol=1e-10)
 
 
+def test_wide_layers_get_the_same_leading_axes_from_the_partial_solver():
+    """Above 512 features only the leading axes are computed (Lanczos): against NumPy's SVD
+    of the centred features."""
+    rng = np.random.default_rng(5)
+    f = rng.normal(size=(400, 20)) @ rng.normal(size=(20, 700)) * np.linspace(3, 1, 700)
+    moments = Moments(700, 1)
+    moments.add(f)
+    axes, shares, mean = principal_axes(moments, count=5)
+    u, s, _ = np.linalg.svd(f - f.mean(axis=0), full_matrices=False)
+    np.testing.assert_allclose(np.abs((f - mean) @ axes[:, :2]), np.abs(u[:, :2] * s[:2]),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(shares, s[:2] ** 2 / np.sum(s ** 2), rtol=1e-6)
+    assert axes.shape == (700, 5)
+
+
 def test_the_last_hidden_layer_reads_the_class_like_the_network(trained, small_npz):
     """The network's output is a linear read-out of dense1: a linear probe fitted to dense1
     does at least as well (within 0.03). On this one-epoch bundle it does better, as the

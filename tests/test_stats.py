@@ -184,3 +184,24 @@ def test_many_figures_drawn_in_worker_processes_equal_those_drawn_here(small_npz
         if entry["path"].endswith(".png"):
             assert (tmp_path / "together" / entry["path"]).read_bytes() == \
                 (tmp_path / "alone" / entry["path"]).read_bytes(), entry["path"]
+
+
+def test_a_drawing_worker_that_died_leaves_its_jobs_to_this_process(tmp_path):
+    """A worker that cannot start or dies (a __main__ that cannot be imported again, as
+    `python - < script`) breaks its pool, which then refuses new work: every later job is
+    drawn here instead, and map_behind computes here too."""
+    import os
+    from concurrent.futures.process import BrokenProcessPool
+
+    from cnnviz.render import parallel
+
+    with parallel.drawing_behind() as behind:
+        if behind is None:
+            pytest.skip("one core: nothing is drawn behind")
+        behind.pool.submit(os._exit, 1).exception(timeout=60)  # the worker process dies
+        with pytest.raises(BrokenProcessPool):
+            behind.pool.submit(print)
+        target = tmp_path / "drawn.txt"
+        behind.submit([(target.write_text, ("drawn here",))])
+        assert target.read_text() == "drawn here" and behind.take() == []
+        assert parallel.map_behind(abs, [(-1,), (-2,), (3,)], [1, 1, 1]) == [1, 2, 3]

