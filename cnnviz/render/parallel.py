@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator
 
+from cnnviz.interrupts import raise_if_received
 from cnnviz.render.style import FigureOutput, figure_output, figure_output_now
 
 PARALLEL_FROM = 40  # jobs below which starting workers (≈ 1–2 s) costs more than it saves
@@ -52,6 +53,7 @@ def _result(future: Future, function: Callable, args: tuple):
     try:
         return future.result()
     except BrokenProcessPool:
+        raise_if_received()  # the worker died of the user's Ctrl-C: stop here too
         return function(*args)
 
 
@@ -80,6 +82,7 @@ class Behind:
             try:
                 self._new.append((self.pool.submit(_draw, output, renderer, args), renderer, args))
             except BrokenProcessPool:
+                raise_if_received()  # Ctrl-C reached the worker too: stop, do not draw on
                 _draw(output, renderer, args)
 
     def take(self) -> list[tuple[Future, Callable, tuple]]:
@@ -128,7 +131,8 @@ def map_behind(function: Callable, calls: list[tuple], weights: list[float]) -> 
     output = figure_output_now()
     try:
         futures = {i: behind.pool.submit(_call, output, function, calls[i]) for i in theirs}
-    except BrokenProcessPool:  # the worker is gone: everything here
+    except BrokenProcessPool:  # the worker is gone (after a Ctrl-C: stop): everything here
+        raise_if_received()
         return [function(*args) for args in calls]
     results = {i: function(*calls[i]) for i in mine}
     results.update((i, _result(future, function, calls[i])) for i, future in futures.items())
