@@ -211,7 +211,7 @@ def train(preset: str | None = None, name: str | None = None, dataset: str | Non
                                               dataset=dataset, report=lambda line: None),
                                          port=serve)
         (report or (lambda line: None))(f"live page of {folder.name}: {pages[folder.name].url} "
-                                        "(it follows the training; Ctrl-C stops)")
+                                        "(it follows the training)")
 
     from cnnviz.runtime import import_tensorflow
 
