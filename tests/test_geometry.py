@@ -185,7 +185,8 @@ def test_a_mirrored_strategy_gives_what_one_device_gives(trained, small_npz):
     one = m.geometry(layers="conv1,pool2,dense1", limit=600, strategy="default")
     two = m.geometry(layers="conv1,pool2,dense1", limit=600,
                      strategy=distributed.make_strategy("mirrored"))
-    assert one.probe == pytest.approx(two.probe, abs=1e-9)
+    for name in one.layers:  # an image within rounding of a tie may go either way: one image
+        assert abs(one.probe[name] - two.probe[name]) <= 1 / len(one.labels) + 1e-12
     np.testing.assert_allclose(one.cka, two.cka, atol=1e-5)
     for name in one.layers:
         np.testing.assert_allclose(np.abs(one.coords[name]), np.abs(two.coords[name]),
