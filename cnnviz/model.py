@@ -92,7 +92,7 @@ class LoadedModel:
     run: dict
     preprocessing: Preprocessing
     epoch: int | None = None  # a snapshot's epoch: the weights as they were then
-    stamp: int | None = None  # the model file's modification time when it was read
+    stamp: tuple | None = None  # the model file's (inode, size, modification time) when read
 
     def reload_if_changed(self) -> bool:
         """Read the weights again when the bundle's model file changed since (a run that is
@@ -101,7 +101,7 @@ class LoadedModel:
         if self.ref.bundle_dir is None or self.epoch is not None:
             return False
         try:
-            stamp = self.ref.model_path.stat().st_mtime_ns
+            stamp = file_stamp(self.ref.model_path)
         except OSError:
             return False
         if stamp == self.stamp:
@@ -167,7 +167,7 @@ def load_model(ref: str | None, trained_root: Path, compile: bool = False,
         raise UsageError(f"epoch={epoch}: {found.name} is a plain .keras file; only a bundle "
                          "trained with snapshots=K has earlier epochs", "epoch")
     run = read_run(found.bundle_dir) if found.bundle_dir else {}
-    stamp = found.model_path.stat().st_mtime_ns if found.bundle_dir else None
+    stamp = file_stamp(found.model_path) if found.bundle_dir else None
     model = read_keras(found.model_path, compile=compile, trust=trust)
     check_model(model)
     if epoch is not None:
@@ -186,6 +186,13 @@ def load_model(ref: str | None, trained_root: Path, compile: bool = False,
     else:
         prep = input_convention(model, preprocess)
     return LoadedModel(found, model, run, prep, epoch, stamp)
+
+
+def file_stamp(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is replaced (a rename gives a new inode even within the same
+    second of a coarse clock)."""
+    found = path.stat()
+    return found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def from_keras_model(model: keras.Model, preprocess: str | Preprocessing | None = None) -> LoadedModel:
