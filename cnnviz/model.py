@@ -14,7 +14,7 @@ import_tensorflow()  # quietly, before the imports below
 import keras
 
 from cnnviz.archive import check_keras_archive
-from cnnviz.bundle import ModelRef, dataset_of, read_run, resolve
+from cnnviz.bundle import ModelRef, dataset_of, read_history, read_run, resolve
 from cnnviz.data import IMAGE_SIDE
 from cnnviz.errors import CnnvizError, UsageError
 from cnnviz.graph import check_model, graph_of
@@ -116,8 +116,6 @@ class LoadedModel:
         (None for a plain .keras file)."""
         if self.ref.bundle_dir is None:
             return None
-        from cnnviz.bundle import read_history
-
         run = read_run(self.ref.bundle_dir)
         return {"status": run.get("status"), "epochs_completed": run.get("epochs_completed", 0),
                 "epochs": (run.get("training") or {}).get("epochs"),

@@ -44,8 +44,9 @@ def epochs(bundle_dir: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _NAME.fullmatch(p.name)))
 
 
-def read(bundle_dir: Path, epoch: int) -> dict[str, np.ndarray]:
-    """One snapshot's arrays; a missing epoch is one line naming the ones there are."""
+def read(bundle_dir: Path, epoch: int, prefix: str = "") -> dict[str, np.ndarray]:
+    """One snapshot's arrays (only those whose key starts with `prefix`: the file is read
+    key by key); a missing epoch is one line naming the ones there are."""
     there = epochs(bundle_dir)
     if epoch not in there:
         have = (f"it has epochs {', '.join(map(str, there))}" if there else
@@ -53,7 +54,7 @@ def read(bundle_dir: Path, epoch: int) -> dict[str, np.ndarray]:
         raise UsageError(f"epoch={epoch}: {Path(bundle_dir).name} has no snapshot of that "
                          f"epoch; {have}", "epoch")
     with np.load(path_of(bundle_dir, epoch)) as stored:
-        return {key: stored[key] for key in stored.files}
+        return {key: stored[key] for key in stored.files if key.startswith(prefix)}
 
 
 def weights(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -41,10 +41,7 @@ class Snapshots(keras.callbacks.Callback):
         run = bundle.read_run(self.folder)
         there = snapshots.epochs(self.folder)
         if there:  # the plan the series began with
-            last = snapshots.read(self.folder, there[-1])
-            self.plan = SnapshotPlan(tuple(map(str, last["plan/layers"])),
-                                     tuple(map(str, last["plan/conv_layers"])),
-                                     last["plan/probe_index"], last["plan/subset_index"])
+            self.plan = SnapshotPlan.from_arrays(snapshots.read(self.folder, there[-1], "plan/"))
         else:
             self.plan = plan_for(layers_for(self.model, "activations"),
                                  layers_for(self.model, "kernels"), self.data.y_test,

@@ -226,16 +226,12 @@ def layer_geometry(job: AtlasJob) -> list[dict]:
 def over_training(job: AtlasJob) -> list[dict] | None:
     """The bundle over its training, when it was trained with snapshots (else None: the
     stage does not apply)."""
-    from cnnviz import snapshots
     from cnnviz.galleries import epochs
 
-    folder = job.loaded.ref.bundle_dir
-    found = tuple(snapshots.epochs(folder)) if folder is not None else ()
-    if not found or job.loaded.epoch is not None:
+    options = epochs.epochs_options(job.loaded.ref.bundle_dir, list(job.chosen.kernels),
+                                    lambda: job.data)
+    if options is None or job.loaded.epoch is not None:
         return None
-    planned = {str(n) for n in snapshots.read(folder, found[0])["plan/conv_layers"]}
-    options = epochs.EpochsOptions(folder, found, tuple(n for n in job.chosen.kernels
-                                                        if n in planned), job.data)
     return epochs.run(job.loaded, options, job.out, lambda line: job.say(f"  {line}"))
 
 

@@ -40,18 +40,26 @@ def request(m, layers=None) -> list[EpochsOptions]:
     """The part of `m.gallery("epochs", ...)`: the bundle's snapshots, for its convolutions
     (layers: default every one that was snapshot)."""
     chosen = choose_layers(m.model, layers, "kernels")
-    folder = m.loaded.ref.bundle_dir
-    found = snapshots.epochs(folder) if folder is not None else []
-    if not found:
+    options = epochs_options(m.loaded.ref.bundle_dir, chosen, m.data)
+    if options is None:
         raise UsageError(f"{m.name} has no snapshots to show: train it with snapshots=K "
                          f"(e.g. cnnviz.train(name={m.loaded.ref.name!r}, snapshots=1))",
                          "snapshots")
-    planned = [str(n) for n in snapshots.read(folder, found[0])["plan/conv_layers"]]
-    return [EpochsOptions(folder, tuple(found), tuple(n for n in chosen if n in planned),
-                          m.data())]
+    return [options]
 
 
-def spread(epochs: tuple[int, ...], count: int = GRID_COLUMNS) -> list[int]:
+def epochs_options(folder: Path | None, layers: list[str],
+                   data: Callable[[], Dataset]) -> EpochsOptions | None:
+    """Options for every snapshot of the bundle in `folder`, for those of `layers` that were
+    snapshot (None: the bundle has no snapshots). data() gives the dataset."""
+    found = tuple(snapshots.epochs(folder)) if folder is not None else ()
+    if not found:
+        return None
+    planned = {str(n) for n in snapshots.read(folder, found[0], "plan/")["plan/conv_layers"]}
+    return EpochsOptions(folder, found, tuple(n for n in layers if n in planned), data())
+
+
+def spread_epochs(epochs: tuple[int, ...], count: int = GRID_COLUMNS) -> list[int]:
     """Up to `count` of the epochs, evenly spread, the first and the last included."""
     if len(epochs) <= count:
         return list(epochs)
@@ -118,7 +126,7 @@ def _layer_figures(name: str, epochs: list[int], series: dict, x_train, classes,
     place, last = slug(name), series[epochs[-1]]
     probe_index = last["probe_index"]
     strength = last["probe"][name].mean(axis=(1, 2))  # (probe images, maps) at the end
-    shown = spread(tuple(epochs))
+    shown = spread_epochs(tuple(epochs))
     rows = []
     tracked = [] if last["pattern"][name] is None else range(len(last["pattern"][name]))
     for m in tracked:

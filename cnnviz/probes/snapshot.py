@@ -47,6 +47,13 @@ class SnapshotPlan:
     probe_index: np.ndarray        # test images: the first of each class
     subset_index: np.ndarray       # training images of the statistics and top examples
 
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "SnapshotPlan":
+        """The plan a snapshot was recorded under (the inverse of `arrays`)."""
+        return cls(tuple(map(str, arrays["plan/layers"])),
+                   tuple(map(str, arrays["plan/conv_layers"])), arrays["plan/probe_index"],
+                   arrays["plan/subset_index"])
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {"plan/probe_index": self.probe_index, "plan/subset_index": self.subset_index,
                 "plan/layers": np.array(self.layers), "plan/conv_layers": np.array(self.conv_layers)}
